@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.utils.translation import gettext_lazy as _
+from simple_history.admin import SimpleHistoryAdmin
+
+from accounts import services
+from accounts.models import ExchangeAccount, User
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ("username", "email", "role", "is_active", "is_staff", "last_login")
+    list_filter = ("role", "is_active", "is_staff")
+    fieldsets = (*DjangoUserAdmin.fieldsets, (_("Desk"), {"fields": ("role", "timezone")}))
+    add_fieldsets = (*DjangoUserAdmin.add_fieldsets, (_("Desk"), {"fields": ("role",)}))
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        # The role decides admin rights; one service keeps the two in step.
+        services.user_set_role(user=obj, role=obj.role)
+
+
+class ExchangeAccountForm(forms.ModelForm):
+    # Write-only: the widgets never render a stored value back into the page.
+    api_key = forms.CharField(
+        label=_("API key"),
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Stored encrypted. Leave empty to keep the current key."),
+    )
+    api_secret = forms.CharField(
+        label=_("API secret"),
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Stored encrypted. Leave empty to keep the current secret."),
+    )
+
+    class Meta:
+        model = ExchangeAccount
+        fields = (
+            "name",
+            "exchange",
+            "position_mode",
+            "enabled",
+            "risk_profile",
+            "traders",
+            "trading_state",
+            "trading_state_reason",
+        )
+
+    def clean(self):
+        data = super().clean()
+        key, secret = data.get("api_key"), data.get("api_secret")
+        creating = self.instance.pk is None
+        if (creating or key or secret) and not (key and secret):
+            raise forms.ValidationError(_("Enter both the API key and the API secret."))
+        return data
+
+
+@admin.register(ExchangeAccount)
+class ExchangeAccountAdmin(SimpleHistoryAdmin):
+    form = ExchangeAccountForm
+    list_display = ("name", "exchange", "position_mode", "trading_state", "enabled", "risk_profile", "api_key_hint")
+    list_filter = ("exchange", "position_mode", "trading_state", "enabled", "risk_profile")
+    search_fields = ("name", "traders__username")
+    readonly_fields = ("api_key_hint", "credentials_updated_at", "trading_state_changed_at", "created_at", "updated_at")
+    filter_horizontal = ("traders",)
+    fieldsets = (
+        (None, {"fields": ("name", "exchange", "position_mode", "enabled", "risk_profile", "traders")}),
+        (_("Credentials"), {"fields": ("api_key", "api_secret", "api_key_hint", "credentials_updated_at")}),
+        (_("Trading state"), {"fields": ("trading_state", "trading_state_reason", "trading_state_changed_at")}),
+        (_("Times"), {"fields": ("created_at", "updated_at")}),
+    )
+    history_list_display = ("trading_state", "risk_profile", "credentials_updated_at")
+
+    def save_model(self, request, obj, form, change):
+        key, secret = form.cleaned_data.get("api_key"), form.cleaned_data.get("api_secret")
+        if key and secret:
+            services.account_set_credentials(account=obj, api_key=key, api_secret=secret)
+        super().save_model(request, obj, form, change)

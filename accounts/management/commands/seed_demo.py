@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from accounts import services
+from accounts.models import ExchangeAccount, Role, User
+from marketdata.models import Symbol
+from marketdata.services import brackets_replace
+
+DEMO_PASSWORD = "riskdesk-demo"
+USERS = [("risk", Role.RISK_MANAGER), ("alice", Role.TRADER), ("bob", Role.TRADER), ("viewer", Role.VIEWER)]
+# name, simulator key/secret, position mode, traders
+ACCOUNTS = [
+    ("alpha-btc-20x", "demo-key-1", "demo-secret-1", "one_way", ["alice"]),
+    ("alpha-eth", "demo-key-2", "demo-secret-2", "one_way", ["alice"]),
+    ("beta-hedge", "demo-key-3", "demo-secret-3", "hedge", ["bob"]),
+    ("gamma-isolated", "demo-key-4", "demo-secret-4", "one_way", []),
+]
+# Binance USDⓈ-M filters as published for these contracts (exchangeInfo); refresh_symbols replaces them.
+SYMBOLS = {
+    "BTCUSDT": dict(base_asset="BTC", tick_size="0.10", step_size="0.001", min_qty="0.001", max_qty="1000",
+                    market_max_qty="120", min_notional="100", price_precision=2, quantity_precision=3),
+    "ETHUSDT": dict(base_asset="ETH", tick_size="0.01", step_size="0.001", min_qty="0.001", max_qty="10000",
+                    market_max_qty="2000", min_notional="20", price_precision=2, quantity_precision=3),
+}
+BRACKETS_FILE = Path(settings.BASE_DIR) / "marketdata/data/binance_um_leverageBracket_majors_2024-10-24.json"
+
+
+class Command(BaseCommand):
+    help = "Seed a demo desk: a risk manager, two traders, a viewer, exchange accounts, symbols and rules."
+
+    def handle(self, *args, **options):
+        with transaction.atomic():
+            users = self._users()
+            self._symbols()
+            call_command("import_rules", str(Path(settings.BASE_DIR) / "rules/fixtures/demo_rules.yaml"),
+                         profile="desk-default", stdout=self.stdout)
+            self._accounts(users)
+        self.stdout.write(self.style.SUCCESS("demo desk seeded"))
+        for name, role in USERS:
+            self.stdout.write(f"  login {name:<7} password {DEMO_PASSWORD}  ({role.label})")
+
+    def _users(self) -> dict[str, User]:
+        users = {}
+        for name, role in USERS:
+            user = User.objects.filter(username=name).first()
+            if user is None:
+                user = services.user_create(username=name, password=DEMO_PASSWORD, role=role)
+            users[name] = services.user_set_role(user=user, role=role)
+        return users
+
+    def _symbols(self) -> None:
+        tables = {row["symbol"]: row["brackets"] for row in json.loads(BRACKETS_FILE.read_text())}
+        for name, filters in SYMBOLS.items():
+            values = {k: (Decimal(v) if isinstance(v, str) and k not in ("base_asset",) else v)
+                      for k, v in filters.items()}
+            symbol, _ = Symbol.objects.update_or_create(name=name, defaults=values)
+            brackets_replace(symbol=symbol, rows=tables[name])
+
+    def _accounts(self, users: dict[str, User]) -> None:
+        for name, key, secret, mode, traders in ACCOUNTS:
+            if ExchangeAccount.objects.filter(name=name).exists():
+                continue
+            services.account_create(name=name, api_key=key, api_secret=secret, position_mode=mode,
+                                    traders=[users[t] for t in traders])

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count
+
+from positions.models import AccountSnapshot, OrderLog, Position
+
+
+@admin.register(Position)
+class PositionAdmin(admin.ModelAdmin):
+    list_display = (
+        "account",
+        "symbol",
+        "side",
+        "quantity",
+        "entry_price",
+        "mark_price",
+        "notional",
+        "leverage",
+        "margin_type",
+        "unrealized_pnl",
+        "liquidation_price",
+        "updated_at",
+    )
+    list_filter = ("account", "side", "margin_type", "symbol")
+    search_fields = ("account__name", "symbol__name")
+    # Positions mirror the exchange; the desk computes the rest. Nothing here is typed in.
+    readonly_fields = ("mark_price", "unrealized_pnl", "liquidation_price", "notional", "updated_at")
+
+    @admin.display(description="notional")
+    def notional(self, obj: Position):
+        return obj.notional
+
+
+@admin.register(AccountSnapshot)
+class AccountSnapshotAdmin(admin.ModelAdmin):
+    list_display = (
+        "account",
+        "time",
+        "wallet_balance",
+        "margin_balance",
+        "maint_margin",
+        "margin_ratio",
+        "unrealized_pnl",
+        "realized_pnl_today",
+    )
+    list_filter = ("account",)
+    search_fields = ("account__name",)
+    date_hierarchy = "time"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+
+@admin.register(OrderLog)
+class OrderLogAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "account",
+        "source",
+        "user",
+        "symbol",
+        "side",
+        "order_type",
+        "quantity",
+        "price",
+        "decision",
+        "codes",
+    )
+    list_filter = ("decision", "source", "account")
+    search_fields = ("symbol", "client_order_id", "exchange_order_id", "account__name", "user__username")
+    date_hierarchy = "created_at"
+    change_list_template = "admin/positions/orderlog/change_list.html"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # the log is written by the gate, never by hand
+
+    @admin.display(description="reason codes")
+    def codes(self, obj: OrderLog) -> str:
+        return ", ".join(obj.reason_codes or [])
+
+    def changelist_view(self, request, extra_context=None):
+        # Denials per account and per code, for the risk manager's first glance.
+        denied = OrderLog.objects.filter(decision="denied")
+        per_account = denied.values("account__name").annotate(n=Count("id")).order_by("-n")[:20]
+        per_code: dict[str, int] = {}
+        for codes in denied.values_list("reason_codes", flat=True)[:10000]:
+            for code in codes or []:
+                per_code[code] = per_code.get(code, 0) + 1
+        extra_context = {
+            **(extra_context or {}),
+            "denials_per_account": per_account,
+            "denials_per_code": sorted(per_code.items(), key=lambda kv: -kv[1])[:20],
+        }
+        return super().changelist_view(request, extra_context)

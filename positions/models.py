@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+MONEY = {"max_digits": 32, "decimal_places": 12}
+RATIO = {"max_digits": 20, "decimal_places": 10}
+
+
+class Side(models.TextChoices):
+    BOTH = "BOTH", _("Both (one-way)")
+    LONG = "LONG", _("Long")
+    SHORT = "SHORT", _("Short")
+
+
+class MarginType(models.TextChoices):
+    CROSS = "cross", _("Cross")
+    ISOLATED = "isolated", _("Isolated")
+
+
+class Position(models.Model):
+    """The desk's view of one exchange position. `quantity` is signed for BOTH
+    (one-way mode) and absolute for the LONG/SHORT legs of hedge mode, as Binance reports it."""
+
+    account = models.ForeignKey("accounts.ExchangeAccount", on_delete=models.CASCADE, related_name="positions")
+    symbol = models.ForeignKey("marketdata.Symbol", on_delete=models.PROTECT, related_name="positions")
+    side = models.CharField(_("side"), max_length=5, choices=Side.choices, default=Side.BOTH)
+    quantity = models.DecimalField(_("quantity"), **MONEY)
+    entry_price = models.DecimalField(_("entry price"), **MONEY)
+    leverage = models.PositiveSmallIntegerField(_("leverage"), default=20)
+    margin_type = models.CharField(_("margin type"), max_length=8, choices=MarginType.choices, default=MarginType.CROSS)
+    isolated_wallet = models.DecimalField(_("isolated wallet"), default=Decimal(0), **MONEY)
+    mark_price = models.DecimalField(_("mark price"), null=True, blank=True, **MONEY)
+    unrealized_pnl = models.DecimalField(_("unrealized PnL"), default=Decimal(0), **MONEY)
+    liquidation_price = models.DecimalField(_("liquidation price"), null=True, blank=True, **MONEY)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["account__name", "symbol__name", "side"]
+        unique_together = [("account", "symbol", "side")]
+        verbose_name = _("position")
+        verbose_name_plural = _("positions")
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.symbol_id} {self.side} {self.quantity}"
+
+    @property
+    def notional(self) -> Decimal | None:
+        if self.mark_price is None:
+            return None
+        return abs(self.quantity) * self.mark_price
+
+    @property
+    def is_long(self) -> bool:
+        return self.side == Side.LONG or (self.side == Side.BOTH and self.quantity > 0)
+
+
+class AccountSnapshot(models.Model):
+    """Account figures at a moment, written by the stream process at a bounded rate."""
+
+    account = models.ForeignKey("accounts.ExchangeAccount", on_delete=models.CASCADE, related_name="snapshots")
+    time = models.DateTimeField(_("time"), db_index=True)
+    wallet_balance = models.DecimalField(_("wallet balance"), **MONEY)
+    margin_balance = models.DecimalField(_("margin balance"), **MONEY)
+    maint_margin = models.DecimalField(_("maintenance margin"), **MONEY)
+    unrealized_pnl = models.DecimalField(_("unrealized PnL"), **MONEY)
+    realized_pnl_today = models.DecimalField(_("realized PnL today"), default=Decimal(0), **MONEY)
+    margin_ratio = models.DecimalField(_("margin ratio"), null=True, blank=True, **RATIO)
+
+    class Meta:
+        ordering = ["-time"]
+        indexes = [models.Index(fields=["account", "time"])]
+        verbose_name = _("account snapshot")
+        verbose_name_plural = _("account snapshots")
+
+    def __str__(self) -> str:
+        return f"{self.account} @ {self.time:%Y-%m-%d %H:%M:%S}"
+
+
+class OrderSource(models.TextChoices):
+    API = "api", _("API")
+    DASHBOARD = "dashboard", _("Dashboard")
+    AUTO_ACTION = "auto_action", _("Automatic action")
+    KILL_SWITCH = "kill_switch", _("Kill switch")
+    EXCHANGE = "exchange", _("Seen on the exchange")
+
+
+class OrderDecision(models.TextChoices):
+    ALLOWED = "allowed", _("Allowed")
+    DENIED = "denied", _("Denied")
+    SUBMITTED = "submitted", _("Submitted")
+    REJECTED = "rejected", _("Rejected by exchange")
+    UNKNOWN = "unknown", _("Outcome unknown")
+    OBSERVED = "observed", _("Observed")
+
+
+class OrderLog(models.Model):
+    """Every order seen or checked: who sent it, what was decided and why."""
+
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+    account = models.ForeignKey(
+        "accounts.ExchangeAccount", on_delete=models.SET_NULL, null=True, blank=True, related_name="order_logs"
+    )
+    source = models.CharField(_("source"), max_length=16, choices=OrderSource.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    token_id = models.CharField(_("token id"), max_length=64, blank=True, default="")
+    symbol = models.CharField(_("symbol"), max_length=32)
+    side = models.CharField(_("side"), max_length=4)
+    position_side = models.CharField(_("position side"), max_length=5, default="BOTH")
+    order_type = models.CharField(_("type"), max_length=24)
+    quantity = models.DecimalField(_("quantity"), null=True, blank=True, **MONEY)
+    price = models.DecimalField(_("price"), null=True, blank=True, **MONEY)
+    reduce_only = models.BooleanField(_("reduce only"), default=False)
+    client_order_id = models.CharField(_("client order id"), max_length=64, blank=True, default="")
+    decision = models.CharField(_("decision"), max_length=10, choices=OrderDecision.choices)
+    reason_codes = models.JSONField(_("reason codes"), default=list, blank=True)
+    details = models.JSONField(_("numbers behind the decision"), default=dict, blank=True)
+    exchange_order_id = models.CharField(_("exchange order id"), max_length=64, blank=True, default="")
+    exchange_status = models.CharField(_("exchange status"), max_length=24, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["account", "decision", "created_at"])]
+        verbose_name = _("order log")
+        verbose_name_plural = _("order log")
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%H:%M:%S} {self.symbol} {self.side} {self.decision}"

@@ -1,0 +1,86 @@
+"""/health: does every server the desk needs answer? 200 if so, 503 naming what is down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.db import connection
+from django.http import JsonResponse
+from django.utils import timezone
+
+from riskdesk.celery import app as celery_app
+from riskdesk.tasks import HEARTBEAT_KEY
+
+PROBE_TIMEOUT_S = 2.0
+
+
+def check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def check_cache() -> None:
+    key = f"riskdesk:health:{uuid.uuid4().hex}"
+    cache.set(key, "1", timeout=5)
+    if cache.get(key) != "1":
+        raise RuntimeError("the cache did not return what was written")
+    cache.delete(key)
+
+
+def check_channel_layer() -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+
+    async def roundtrip() -> None:
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "health.ping"})
+        await asyncio.wait_for(layer.receive(channel), PROBE_TIMEOUT_S)
+
+    async_to_sync(roundtrip)()
+
+
+def check_broker() -> None:
+    with celery_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=PROBE_TIMEOUT_S)
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "database": check_database,
+    "cache": check_cache,
+    "channel_layer": check_channel_layer,
+    "broker": check_broker,
+}
+
+
+def run_checks() -> dict[str, dict]:
+    results = {}
+    for name, probe in CHECKS.items():
+        started = time.perf_counter()
+        try:
+            probe()
+            results[name] = {"ok": True}
+        except Exception as exc:  # any failure means "down"; the type tells the operator why
+            results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        results[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return results
+
+
+def health(request):
+    checks = run_checks()
+    down = sorted(name for name, result in checks.items() if not result["ok"])
+    body = {
+        "status": "ok" if not down else "down",
+        "down": down,
+        "checks": checks,
+        "worker_heartbeat": cache.get(HEARTBEAT_KEY) if "cache" not in down else None,
+        "time": timezone.now().isoformat(),
+    }
+    return JsonResponse(body, status=200 if not down else 503)

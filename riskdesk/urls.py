@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from accounts import api as accounts_api
+from riskdesk.health import health
+from rules import api as rules_api
+
+api_v1 = [
+    path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain"),
+    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("me/", accounts_api.MeApi.as_view(), name="me"),
+    path("accounts/", accounts_api.AccountListApi.as_view(), name="account_list"),
+    path("accounts/<int:account_id>/", accounts_api.AccountDetailApi.as_view(), name="account_detail"),
+    path("profiles/", rules_api.ProfileListApi.as_view(), name="profile_list"),
+    path("profiles/<int:profile_id>/", rules_api.ProfileDetailApi.as_view(), name="profile_detail"),
+    path("profiles/<int:profile_id>/accounts/", rules_api.ProfileAccountsApi.as_view(), name="profile_accounts"),
+    path("profiles/<int:profile_id>/history/", rules_api.ProfileHistoryApi.as_view(), name="profile_history"),
+]
+
+urlpatterns = [
+    path("health", health, name="health"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"), namespace="v1")),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api_docs"),
+    path("i18n/", include("django.conf.urls.i18n")),
+]

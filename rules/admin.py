@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+from simple_history.admin import SimpleHistoryAdmin
+
+from rules import services
+from rules.limits import LIMITS
+from rules.models import RiskProfile
+
+FAMILY_TITLES = {"funds": _("Funds"), "positions": _("Positions"), "orders": _("Orders"), "accounts": _("Accounts")}
+
+
+def _family_fields(family: str) -> tuple[str, ...]:
+    return tuple(f for lim in LIMITS if lim.family == family for f in lim.fields())
+
+
+@admin.register(RiskProfile)
+class RiskProfileAdmin(SimpleHistoryAdmin):
+    list_display = (
+        "name",
+        "is_default",
+        "max_leverage_critical",
+        "margin_ratio_critical",
+        "max_order_notional",
+        "max_daily_loss_critical",
+        "account_count",
+        "updated_at",
+    )
+    list_filter = ("is_default", "auto_action", "auto_action_mode")
+    search_fields = ("name", "description")
+    readonly_fields = ("created_at", "updated_at", "account_count")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "is_default", "account_count")}),
+        (FAMILY_TITLES["funds"], {"fields": (*_family_fields("funds"), "asset_caps")}),
+        (FAMILY_TITLES["positions"], {"fields": _family_fields("positions")}),
+        (
+            FAMILY_TITLES["orders"],
+            {"fields": (*_family_fields("orders"), "symbol_allowlist", "symbol_denylist", "disabled_checks")},
+        ),
+        (FAMILY_TITLES["accounts"], {"fields": _family_fields("accounts")}),
+        (_("Evaluation and actions"), {"fields": ("breach_after_n", "hysteresis", "auto_action", "auto_action_mode")}),
+        (_("Times"), {"fields": ("created_at", "updated_at")}),
+    )
+    history_list_display = ("is_default",)
+
+    @admin.display(description=_("accounts"))
+    def account_count(self, obj: RiskProfile) -> int:
+        return obj.accounts.count() if obj.pk else 0
+
+    def save_model(self, request, obj, form, change):
+        # The admin and the API share one service per change (validation + history).
+        values = {
+            f: form.cleaned_data[f]
+            for f in (form.changed_data if change else form.cleaned_data)
+            if f in services.EDITABLE
+        }
+        try:
+            if change:
+                saved = services.profile_update(profile=obj, values=values, by=request.user, reason="admin")
+            else:
+                saved = services.profile_create(values=values, by=request.user, reason="admin")
+        except ValidationError as exc:  # already shown by the form; a race gets here
+            raise exc
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj):
+        services.profile_delete(profile=obj, by=request.user)

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
+
+from rules.limits import ACTION_FIELDS, AUTO_ACTION_MODES, AUTO_ACTIONS, validate_limits
+
+AMOUNT = {"max_digits": 32, "decimal_places": 12}
+FRACTION = {"max_digits": 12, "decimal_places": 8}
+
+
+class RiskProfile(models.Model):
+    """A named set of limits assigned to exchange accounts; one profile is the default.
+
+    Every limit is optional (empty = not enforced). Paired limits have a warning
+    and a critical level. The catalogue and the validation live in
+    `rules.limits`; this model only stores the values.
+    """
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    description = models.TextField(_("description"), blank=True, default="")
+    is_default = models.BooleanField(_("default profile"), default=False)
+
+    min_equity_warning = models.DecimalField(_("equity floor (warning)"), null=True, blank=True, **AMOUNT)
+    min_equity_critical = models.DecimalField(_("equity floor (critical)"), null=True, blank=True, **AMOUNT)
+    max_utilization_warning = models.DecimalField(
+        _("fund utilization (initial margin / margin balance) (warning)"), null=True, blank=True, **FRACTION
+    )
+    max_utilization_critical = models.DecimalField(
+        _("fund utilization (initial margin / margin balance) (critical)"), null=True, blank=True, **FRACTION
+    )
+    max_position_notional_warning = models.DecimalField(
+        _("notional per symbol (warning)"), null=True, blank=True, **AMOUNT
+    )
+    max_position_notional_critical = models.DecimalField(
+        _("notional per symbol (critical)"), null=True, blank=True, **AMOUNT
+    )
+    max_account_notional_warning = models.DecimalField(
+        _("gross notional per account (warning)"), null=True, blank=True, **AMOUNT
+    )
+    max_account_notional_critical = models.DecimalField(
+        _("gross notional per account (critical)"), null=True, blank=True, **AMOUNT
+    )
+    max_leverage_warning = models.PositiveIntegerField(_("leverage (warning)"), null=True, blank=True)
+    max_leverage_critical = models.PositiveIntegerField(_("leverage (critical)"), null=True, blank=True)
+    margin_ratio_warning = models.DecimalField(
+        _("margin ratio (maintenance / margin balance) (warning)"), null=True, blank=True, **FRACTION
+    )
+    margin_ratio_critical = models.DecimalField(
+        _("margin ratio (maintenance / margin balance) (critical)"), null=True, blank=True, **FRACTION
+    )
+    liq_distance_warning = models.DecimalField(
+        _("distance to liquidation (warning)"), null=True, blank=True, **FRACTION
+    )
+    liq_distance_critical = models.DecimalField(
+        _("distance to liquidation (critical)"), null=True, blank=True, **FRACTION
+    )
+    max_concentration_warning = models.DecimalField(
+        _("largest symbol's share of gross notional (warning)"), null=True, blank=True, **FRACTION
+    )
+    max_concentration_critical = models.DecimalField(
+        _("largest symbol's share of gross notional (critical)"), null=True, blank=True, **FRACTION
+    )
+    max_order_qty = models.DecimalField(_("quantity per order"), null=True, blank=True, **AMOUNT)
+    max_order_notional = models.DecimalField(_("notional per order"), null=True, blank=True, **AMOUNT)
+    max_price_deviation = models.DecimalField(_("limit price deviation from mark"), null=True, blank=True, **FRACTION)
+    max_market_slippage = models.DecimalField(_("market order slippage from mark"), null=True, blank=True, **FRACTION)
+    order_rate_per_second = models.PositiveIntegerField(_("orders per second"), null=True, blank=True)
+    order_rate_per_minute = models.PositiveIntegerField(_("orders per minute"), null=True, blank=True)
+    max_open_orders = models.PositiveIntegerField(_("open orders"), null=True, blank=True)
+    max_daily_orders = models.PositiveIntegerField(_("orders per trading day"), null=True, blank=True)
+    max_daily_cancels = models.PositiveIntegerField(_("cancels per trading day"), null=True, blank=True)
+    max_daily_fills = models.PositiveIntegerField(_("fills per trading day"), null=True, blank=True)
+    duplicate_window_s = models.PositiveIntegerField(_("duplicate-order window (s)"), null=True, blank=True)
+    max_daily_loss_warning = models.DecimalField(
+        _("loss since the start of the trading day (warning)"), null=True, blank=True, **AMOUNT
+    )
+    max_daily_loss_critical = models.DecimalField(
+        _("loss since the start of the trading day (critical)"), null=True, blank=True, **AMOUNT
+    )
+    max_drawdown_warning = models.DecimalField(
+        _("drawdown from peak equity (warning)"), null=True, blank=True, **FRACTION
+    )
+    max_drawdown_critical = models.DecimalField(
+        _("drawdown from peak equity (critical)"), null=True, blank=True, **FRACTION
+    )
+    risk_degree_warning = models.DecimalField(
+        _("risk degree (account margin ratio) (warning)"), null=True, blank=True, **FRACTION
+    )
+    risk_degree_critical = models.DecimalField(
+        _("risk degree (account margin ratio) (critical)"), null=True, blank=True, **FRACTION
+    )
+    asset_caps = models.JSONField(_("per-asset caps"), default=dict, blank=True, help_text=_('e.g. {"USDT": "500000"}'))
+    symbol_allowlist = models.JSONField(_("allowed symbols"), default=list, blank=True, help_text=_("Empty: all."))
+    symbol_denylist = models.JSONField(_("denied symbols"), default=list, blank=True)
+    disabled_checks = models.JSONField(_("disabled order checks"), default=list, blank=True)
+    breach_after_n = models.PositiveSmallIntegerField(_("consecutive evaluations before a breach latches"), default=2)
+    hysteresis = models.DecimalField(
+        _("hysteresis band"),
+        default="0.02",
+        help_text=_("Fraction of the limit a value must fall back by to clear."),
+        **FRACTION,
+    )
+    auto_action = models.CharField(
+        _("automatic action on a critical breach"),
+        max_length=20,
+        default="none",
+        choices=[(a, a.replace("_", " ")) for a in AUTO_ACTIONS],
+    )
+    auto_action_mode = models.CharField(
+        _("automatic action mode"), max_length=10, default="propose", choices=[(m, m) for m in AUTO_ACTION_MODES]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("risk profile")
+        verbose_name_plural = _("risk profiles")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def limit_values(self) -> dict:
+        from rules.limits import EVALUATION_FIELDS, LIMITS_BY_FIELD, LIST_FIELDS
+
+        names = [*LIMITS_BY_FIELD, *EVALUATION_FIELDS, *LIST_FIELDS, *ACTION_FIELDS, "asset_caps"]
+        return {name: getattr(self, name) for name in names}
+
+    def clean(self) -> None:
+        from marketdata.services import exchange_max_leverage
+
+        errors = validate_limits(self.limit_values(), exchange_max_leverage=exchange_max_leverage())
+        if errors:
+            raise ValidationError(errors)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from rules.models import RiskProfile
+from rules.services import EDITABLE
+
+
+class RiskProfileSerializer(serializers.ModelSerializer):
+    accounts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RiskProfile
+        fields = ("id", *EDITABLE, "accounts", "created_at", "updated_at")
+        read_only_fields = ("id", "accounts", "created_at", "updated_at")
+
+    def get_accounts(self, obj: RiskProfile) -> list[int]:
+        # Only the accounts the caller may see: a trader must not learn others exist.
+        visible = self.context.get("visible_account_ids")
+        ids = obj.accounts.values_list("id", flat=True)
+        return sorted(i for i in ids if visible is None or i in visible)
+
+
+class ProfileWriteSerializer(serializers.ModelSerializer):
+    """Field types, digits and choices; the limit rules themselves are checked by the service."""
+
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=200, write_only=True)
+
+    class Meta:
+        model = RiskProfile
+        fields = (*EDITABLE, "reason")
+        extra_kwargs = {"name": {"validators": []}}  # uniqueness is the service's job, with its own message
+
+
+class AssignSerializer(serializers.Serializer):
+    account_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=1000)
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    history_id = serializers.IntegerField()
+    date = serializers.DateTimeField()
+    user = serializers.CharField(allow_null=True)
+    change_type = serializers.CharField()
+    reason = serializers.CharField(allow_null=True)
+    changes = serializers.ListField(child=serializers.DictField())

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from accounts.models import ExchangeAccount, User
+from marketdata.services import exchange_max_leverage
+from rules.limits import as_decimal, validate_limits
+from rules.models import RiskProfile
+
+# The fields a person sets; ids and timestamps are the database's.
+EDITABLE = tuple(
+    f.name
+    for f in RiskProfile._meta.concrete_fields
+    if f.editable and not f.auto_created and f.name not in ("id", "created_at", "updated_at")
+)
+
+
+def _validate(profile: RiskProfile) -> None:
+    errors = validate_limits(profile.limit_values(), exchange_max_leverage=exchange_max_leverage())
+    if not profile.name or not profile.name.strip():
+        errors["name"] = "must not be empty"
+    clash = RiskProfile.objects.filter(name=profile.name).exclude(pk=profile.pk)
+    if profile.name and clash.exists():
+        errors["name"] = f"a profile named {profile.name!r} already exists"
+    if errors:
+        raise ValidationError(errors)
+    # JSON cannot hold a Decimal; caps are stored as exact decimal strings.
+    profile.asset_caps = {str(k): str(as_decimal(v)) for k, v in (profile.asset_caps or {}).items()}
+
+
+def _save(profile: RiskProfile, by: User | None, reason: str) -> RiskProfile:
+    _validate(profile)
+    profile._history_user = by
+    profile._change_reason = reason or None
+    if profile.is_default:
+        # Exactly one default: taking it from another profile is part of the same change.
+        for other in RiskProfile.objects.filter(is_default=True).exclude(pk=profile.pk):
+            other.is_default = False
+            other._history_user = by
+            other._change_reason = f"default moved to {profile.name}"
+            other.save(update_fields=["is_default", "updated_at"])
+    profile.save()
+    return profile
+
+
+@transaction.atomic
+def profile_create(*, values: dict[str, Any], by: User | None, reason: str = "") -> RiskProfile:
+    unknown = set(values) - set(EDITABLE)
+    if unknown:
+        raise ValidationError({k: "unknown field" for k in sorted(unknown)})
+    return _save(RiskProfile(**values), by, reason or "created")
+
+
+@transaction.atomic
+def profile_update(*, profile: RiskProfile, values: dict[str, Any], by: User | None, reason: str = "") -> RiskProfile:
+    unknown = set(values) - set(EDITABLE)
+    if unknown:
+        raise ValidationError({k: "unknown field" for k in sorted(unknown)})
+    profile = RiskProfile.objects.select_for_update().get(pk=profile.pk)
+    for name, value in values.items():
+        setattr(profile, name, value)
+    return _save(profile, by, reason or "updated")
+
+
+@transaction.atomic
+def profile_delete(*, profile: RiskProfile, by: User | None) -> None:
+    if profile.accounts.exists():
+        raise ValidationError({"accounts": "the profile is assigned to accounts; reassign them first"})
+    if profile.is_default:
+        raise ValidationError({"is_default": "the default profile cannot be deleted; make another the default first"})
+    profile._history_user = by
+    profile.delete()
+
+
+@transaction.atomic
+def profile_assign(
+    *, profile: RiskProfile | None, accounts: list[ExchangeAccount], by: User | None
+) -> list[ExchangeAccount]:
+    """Apply `profile` to the accounts (None returns them to the default profile)."""
+    for account in accounts:
+        account.risk_profile = profile
+        account._history_user = by
+        account._change_reason = f"risk profile set to {profile.name if profile else 'the default'}"
+        account.save(update_fields=["risk_profile", "updated_at"])
+    return accounts
+
+
+def profile_for_account(account: ExchangeAccount) -> RiskProfile | None:
+    """The profile that governs an account: its own, else the default, else None (fail closed upstream)."""
+    if account.risk_profile_id:
+        return account.risk_profile
+    return RiskProfile.objects.filter(is_default=True).first()
+
+
+@transaction.atomic
+def profile_import(*, name: str, values: dict[str, Any], by: User | None, source: str) -> tuple[RiskProfile, bool]:
+    """Make the profile `name` hold exactly `values` (a parsed rules file): fields
+    the file leaves out are reset to their defaults, so the file is the whole truth."""
+    # Being the default is an assignment, not a limit: a file that does not say keeps it as it is.
+    keep = ("name", "is_default")
+    defaults = {
+        f.name: f.get_default() for f in RiskProfile._meta.concrete_fields if f.name in EDITABLE and f.name not in keep
+    }
+    full = {**defaults, **values, "name": name}
+    existing = RiskProfile.objects.filter(name=name).first()
+    if existing is None:
+        return profile_create(values=full, by=by, reason=f"imported from {source}"), True
+    return profile_update(profile=existing, values=full, by=by, reason=f"imported from {source}"), False
