@@ -54,7 +54,12 @@ def brackets_for(*, symbol: Symbol, account: ExchangeAccount | None = None) -> l
     if not rows and account is not None:
         rows = list(LeverageBracket.objects.filter(symbol=symbol, account__isnull=True).order_by("bracket"))
     return [
-        Bracket(floor=r.notional_floor, cap=r.notional_cap, mmr=r.maint_margin_ratio, cum=r.cum,
-                max_leverage=r.initial_leverage)
+        Bracket(
+            floor=r.notional_floor,
+            cap=r.notional_cap,
+            mmr=r.maint_margin_ratio,
+            cum=r.cum,
+            max_leverage=r.initial_leverage,
+        )
         for r in rows
     ]

@@ -52,9 +52,16 @@ def test_export_then_import_round_trips_exactly(db, tmp_path, source):
     run_import(tmp_path, first)
     assert RiskProfile.objects.get(name="desk").limit_values() == before
     assert run_export(tmp_path) == first
-    for key in ("max_leverage: 20", "max_position_value: 1000000", "risk_ratio_threshold: 0.8",
-                "max_single_order: 100000", "price_deviation_limit: 0.05", "order_frequency_limit: 10",
-                "max_daily_loss: 50000", "risk_level_threshold: 0.9"):
+    for key in (
+        "max_leverage: 20",
+        "max_position_value: 1000000",
+        "risk_ratio_threshold: 0.8",
+        "max_single_order: 100000",
+        "price_deviation_limit: 0.05",
+        "order_frequency_limit: 10",
+        "max_daily_loss: 50000",
+        "risk_level_threshold: 0.9",
+    ):
         assert key in first
 
 
@@ -73,16 +80,23 @@ BAD_FILES = {
         "risk_control.position.max_leverag (line 4)",
     ),
     "unknown section": ("risk_control:\n  positions: {max_leverage: 20}\n", "risk_control.positions (line 2)"),
-    "wrong type": ("risk_control:\n  order:\n    max_single_order: lots\n", "max_single_order (line 3): expected a number"),
+    "wrong type": (
+        "risk_control:\n  order:\n    max_single_order: lots\n",
+        "max_single_order (line 3): expected a number",
+    ),
     "bool as number": ("risk_control:\n  order: {order_frequency_limit: yes}\n", "order_frequency_limit (line 2)"),
     "invalid value": (
         "risk_control:\n  funds: {min_equity_critical: 1}\n  position:\n    max_leverage: 500\n",
         "max_leverage (line 4)",
     ),
-    "negative": ("risk_control:\n  account:\n\n    max_daily_loss: -5\n", "max_daily_loss (line 4): must not be negative"),
+    "negative": (
+        "risk_control:\n  account:\n\n    max_daily_loss: -5\n",
+        "max_daily_loss (line 4): must not be negative",
+    ),
     "nan": ("risk_control:\n  order: {price_deviation_limit: .nan}\n", "finite"),
     "warning beyond critical": (
-        "risk_control:\n  position: {risk_ratio_threshold: 0.5, margin_ratio_warning: 0.7}\n", "margin_ratio_warning"
+        "risk_control:\n  position: {risk_ratio_threshold: 0.5, margin_ratio_warning: 0.7}\n",
+        "margin_ratio_warning",
     ),
     "wrong root": ("rules:\n  position: {max_leverage: 20}\n", "risk_control"),
     "empty": ("", "risk_control"),

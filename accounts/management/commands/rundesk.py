@@ -24,18 +24,47 @@ class Command(BaseCommand):
         python = sys.executable
         procs: dict[str, subprocess.Popen] = {}
         procs["web"] = subprocess.Popen(
-            [python, "-m", "uvicorn", "riskdesk.asgi:application", "--host", host, "--port", str(port),
-             "--lifespan", "off", "--log-level", "warning"]
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "riskdesk.asgi:application",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--lifespan",
+                "off",
+                "--log-level",
+                "warning",
+            ]
         )
         if not no_worker:
             # One worker with embedded beat is enough for a demo; production runs them apart.
             procs["worker"] = subprocess.Popen(
-                [python, "-m", "celery", "-A", "riskdesk", "worker", "--beat", "--loglevel", "WARNING",
-                 "--concurrency", "2", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "riskdesk",
+                    "worker",
+                    "--beat",
+                    "--loglevel",
+                    "WARNING",
+                    "--concurrency",
+                    "2",
+                    "--schedule",
+                    settings.CELERY_BEAT_SCHEDULE_FILENAME,
+                ]
             )
         url = f"http://{host}:{port}/"
-        self.stdout.write(self.style.SUCCESS(f"\nriskdesk is running at {url}  (admin: {url}admin/, API docs: {url}api/docs)"))
-        self.stdout.write("demo logins (password " + DEMO_PASSWORD + "): " + ", ".join(f"{n} ({r.label})" for n, r in USERS))
+        self.stdout.write(
+            self.style.SUCCESS(f"\nriskdesk is running at {url}  (admin: {url}admin/, API docs: {url}api/docs)")
+        )
+        self.stdout.write(
+            "demo logins (password " + DEMO_PASSWORD + "): " + ", ".join(f"{n} ({r.label})" for n, r in USERS)
+        )
         self.stdout.write("press Ctrl-C to stop\n")
         self._supervise(procs)
 

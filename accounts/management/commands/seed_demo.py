@@ -25,10 +25,28 @@ ACCOUNTS = [
 ]
 # Binance USDⓈ-M filters as published for these contracts (exchangeInfo); refresh_symbols replaces them.
 SYMBOLS = {
-    "BTCUSDT": dict(base_asset="BTC", tick_size="0.10", step_size="0.001", min_qty="0.001", max_qty="1000",
-                    market_max_qty="120", min_notional="100", price_precision=2, quantity_precision=3),
-    "ETHUSDT": dict(base_asset="ETH", tick_size="0.01", step_size="0.001", min_qty="0.001", max_qty="10000",
-                    market_max_qty="2000", min_notional="20", price_precision=2, quantity_precision=3),
+    "BTCUSDT": dict(
+        base_asset="BTC",
+        tick_size="0.10",
+        step_size="0.001",
+        min_qty="0.001",
+        max_qty="1000",
+        market_max_qty="120",
+        min_notional="100",
+        price_precision=2,
+        quantity_precision=3,
+    ),
+    "ETHUSDT": dict(
+        base_asset="ETH",
+        tick_size="0.01",
+        step_size="0.001",
+        min_qty="0.001",
+        max_qty="10000",
+        market_max_qty="2000",
+        min_notional="20",
+        price_precision=2,
+        quantity_precision=3,
+    ),
 }
 BRACKETS_FILE = Path(settings.BASE_DIR) / "marketdata/data/binance_um_leverageBracket_majors_2024-10-24.json"
 
@@ -40,8 +58,12 @@ class Command(BaseCommand):
         with transaction.atomic():
             users = self._users()
             self._symbols()
-            call_command("import_rules", str(Path(settings.BASE_DIR) / "rules/fixtures/demo_rules.yaml"),
-                         profile="desk-default", stdout=self.stdout)
+            call_command(
+                "import_rules",
+                str(Path(settings.BASE_DIR) / "rules/fixtures/demo_rules.yaml"),
+                profile="desk-default",
+                stdout=self.stdout,
+            )
             self._accounts(users)
         self.stdout.write(self.style.SUCCESS("demo desk seeded"))
         for name, role in USERS:
@@ -59,8 +81,9 @@ class Command(BaseCommand):
     def _symbols(self) -> None:
         tables = {row["symbol"]: row["brackets"] for row in json.loads(BRACKETS_FILE.read_text())}
         for name, filters in SYMBOLS.items():
-            values = {k: (Decimal(v) if isinstance(v, str) and k not in ("base_asset",) else v)
-                      for k, v in filters.items()}
+            values = {
+                k: (Decimal(v) if isinstance(v, str) and k not in ("base_asset",) else v) for k, v in filters.items()
+            }
             symbol, _ = Symbol.objects.update_or_create(name=name, defaults=values)
             brackets_replace(symbol=symbol, rows=tables[name])
 
@@ -68,5 +91,6 @@ class Command(BaseCommand):
         for name, key, secret, mode, traders in ACCOUNTS:
             if ExchangeAccount.objects.filter(name=name).exists():
                 continue
-            services.account_create(name=name, api_key=key, api_secret=secret, position_mode=mode,
-                                    traders=[users[t] for t in traders])
+            services.account_create(
+                name=name, api_key=key, api_secret=secret, position_mode=mode, traders=[users[t] for t in traders]
+            )

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import socket
+
+import pytest
+from django.test import Client
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens here once the socket closes
+
+
+def test_health_is_200_when_everything_answers(db):
+    response = Client().get("/health")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["status"] == "ok" and body["down"] == []
+    assert set(body["checks"]) == {"database", "cache", "channel_layer", "broker"}
+
+
+def test_health_is_503_naming_the_cache_when_redis_is_down(db, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
+        }
+    }
+    from django.core.cache import caches
+
+    caches._settings = None  # let the override take effect for this test
+    try:
+        caches.__init__()
+        response = Client().get("/health")
+    finally:
+        caches.__init__()
+    assert response.status_code == 503
+    assert response.json()["down"] == ["cache"]
+
+
+def test_health_is_503_naming_the_broker_when_it_is_down(db, monkeypatch):
+    from celery import Celery
+
+    from riskdesk import health
+
+    monkeypatch.setattr(
+        health, "celery_app", Celery(broker=f"redis://127.0.0.1:{closed_port()}/0", set_as_current=False)
+    )
+    response = Client().get("/health")
+    assert response.status_code == 503
+    assert "broker" in response.json()["down"]
+
+
+def test_health_is_503_naming_the_channel_layer_when_it_is_down(db, settings):
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{closed_port()}/0"]},
+        }
+    }
+    channel_layers.backends.clear()
+    try:
+        response = Client().get("/health")
+    finally:
+        channel_layers.backends.clear()
+    assert response.status_code == 503
+    assert "channel_layer" in response.json()["down"]
+
+
+@pytest.mark.django_db
+def test_health_needs_no_login():
+    assert Client().get("/health").status_code in (200, 503)
