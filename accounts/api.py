@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from rest_framework import generics
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -29,6 +30,12 @@ class AccountDetailApi(APIView):
 class MeApi(APIView):
     permission_classes = [IsDeskMember]
 
+    class OutputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        role = serializers.CharField()
+        accounts = serializers.ListField(child=serializers.IntegerField())
+
+    @extend_schema(responses=OutputSerializer)
     def get(self, request):
         user = request.user
         return Response(

@@ -39,3 +39,12 @@ def test_compose_commands_name_management_commands_that_exist():
         command = service.get("command") or []
         if command[:2] == ["python", "manage.py"]:
             assert command[2] in commands, command
+
+
+def test_the_openapi_schema_generates_without_errors(db):
+    from django.test import Client
+
+    response = Client().get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert "/api/v1/profiles/" in paths and "/api/v1/auth/token/" in paths
