@@ -236,6 +236,13 @@ def _grow(array: np.ndarray, size: int, fill: object) -> np.ndarray:
     return out
 
 
+def _grow_rows(array: np.ndarray, size: int, fill: object) -> np.ndarray:
+    """Copy ``array`` into a larger one along the first axis, new rows = fill."""
+    out = np.full((size, *array.shape[1:]), fill, dtype=array.dtype)
+    out[: array.shape[0]] = array
+    return out
+
+
 def _unique(ids: np.ndarray, size: int) -> np.ndarray:
     """Sorted distinct non-zero ids below ``size``; a mask beats np.unique's sort here."""
     mask = np.zeros(size, dtype=bool)
@@ -291,7 +298,7 @@ class RiskBook:
         self._sym_mark = np.array([1.0])
         self._sym_ts = np.array([-1], dtype=np.int64)
         self._sym_raw: list[Decimal | None] = [None]
-        self._tables: list[tuple[Bracket, ...]] = []
+        self._tables: list[np.ndarray] = []  # [3, tiers]: mmr, cum, floor as floats
         self._table_index: dict[tuple[int, int], int] = {}  # (symbol, account or -1) -> table id
 
     def _init_accounts(self) -> None:
@@ -311,10 +318,10 @@ class RiskBook:
         self._s_pos: list[BookPosition | None] = [None] * cap
         ints = ("acct", "sym", "pool", "unit", "cpool", "table")
         self._si = {name: np.zeros(cap, dtype=np.int64) for name in ints}
-        floats = ("sq", "aq", "entry", "lev", "isow", "mark", "notional", "upnl", "mm", "im", "lp", "dist")
+        floats = ("sq", "aq", "entry", "lev", "isow", "mark", "notional", "upnl", "mm", "im")
         self._sf = {name: np.zeros(cap) for name in floats}
         self._sf["lev"][:] = 1.0
-        flags = ("live", "iso", "complete", "onfall", "known")
+        flags = ("live", "iso", "complete")
         self._sb = {name: np.zeros(cap, dtype=bool) for name in flags}
         self._s_mmr = np.zeros((self._k, cap))
         self._s_cum = np.zeros((self._k, cap))
@@ -325,16 +332,19 @@ class RiskBook:
         self._u_hw, self._u_free = 1, []
         self._u_key: dict[tuple, int] = {}
         self._u_keys: list[tuple | None] = [None] * cap
-        self._ui = {name: np.zeros(cap, dtype=np.int64) for name in ("pool", "leg_a", "leg_b", "pair")}
-        self._uf = {name: np.zeros(cap) for name in ("sign", "lp")}
-        self._ub = {name: np.zeros(cap, dtype=bool) for name in ("live", "cross", "onfall", "known")}
-        self._u_a = np.zeros((self._k, cap))
-        self._u_b = np.zeros((self._k, cap))
+        self._ui = {name: np.zeros(cap, dtype=np.int64) for name in ("pool", "leg_a", "leg_b", "pair", "k")}
+        self._uf = {name: np.zeros(cap) for name in ("sign", "lp", "own", "isow", "lo", "hi")}
+        self._ub = {name: np.zeros(cap, dtype=bool) for name in ("live", "cross", "onfall", "known", "ok")}
+        # Unit-major [unit, tier]: a tick gathers whole rows (or one cell) of the units it touches.
+        self._u_a, self._u_b = np.zeros((cap, self._k)), np.zeros((cap, self._k))
         self._p_hw, self._p_free = 1, []
-        self._p_unit = np.zeros(cap, dtype=np.int64)
+        self._init_pairs(16)
+
+    def _init_pairs(self, cap: int) -> None:
         j = 2 * self._k - 1
-        self._p_loa, self._p_lob = np.full((j, cap), -np.inf), np.zeros((j, cap))
-        self._p_hia, self._p_hib = np.full((j, cap), np.inf), np.zeros((j, cap))
+        self._p_unit = np.zeros(cap, dtype=np.int64)
+        self._p_loa, self._p_lob = np.full((cap, j), -np.inf), np.zeros((cap, j))
+        self._p_hia, self._p_hib = np.full((cap, j), np.inf), np.zeros((cap, j))
         self._p_zc = np.full(cap, np.inf)
 
     def _ensure_slot_capacity(self) -> None:
@@ -358,13 +368,14 @@ class RiskBook:
             self._ui = {k: _grow(v, new, 0) for k, v in self._ui.items()}
             self._uf = {k: _grow(v, new, 0.0) for k, v in self._uf.items()}
             self._ub = {k: _grow(v, new, False) for k, v in self._ub.items()}
-            self._u_a, self._u_b = _grow(self._u_a, new, 0.0), _grow(self._u_b, new, 0.0)
+            self._u_a, self._u_b = _grow_rows(self._u_a, new, 0.0), _grow_rows(self._u_b, new, 0.0)
         cap = len(self._p_unit)
         if self._p_hw >= cap:
             new = cap * 2
             self._p_unit = _grow(self._p_unit, new, 0)
-            self._p_loa, self._p_lob = _grow(self._p_loa, new, -np.inf), _grow(self._p_lob, new, 0.0)
-            self._p_hia, self._p_hib = _grow(self._p_hia, new, np.inf), _grow(self._p_hib, new, 0.0)
+            self._p_loa = _grow_rows(self._p_loa, new, -np.inf)
+            self._p_hia = _grow_rows(self._p_hia, new, np.inf)
+            self._p_lob, self._p_hib = _grow_rows(self._p_lob, new, 0.0), _grow_rows(self._p_hib, new, 0.0)
             self._p_zc = _grow(self._p_zc, new, np.inf)
 
     def _widen_tiers(self, k: int) -> None:
@@ -374,11 +385,11 @@ class RiskBook:
         self._s_cum = np.vstack([self._s_cum, np.repeat(self._s_cum[-1:], pad, axis=0)])
         self._s_floor = np.vstack([self._s_floor, np.full((pad, self._s_floor.shape[1]), np.inf)])
         self._k = k
-        ucap, pcap = len(self._u_keys), len(self._p_unit)
-        self._u_a, self._u_b = np.zeros((k, ucap)), np.zeros((k, ucap))
-        j = 2 * k - 1
-        self._p_loa, self._p_lob = np.full((j, pcap), -np.inf), np.zeros((j, pcap))
-        self._p_hia, self._p_hib = np.full((j, pcap), np.inf), np.zeros((j, pcap))
+        ucap = len(self._u_keys)
+        self._u_a, self._u_b = np.zeros((ucap, k)), np.zeros((ucap, k))
+        self._ui["pair"][:] = 0
+        self._p_hw, self._p_free = 1, []
+        self._init_pairs(len(self._p_unit))
         live = np.flatnonzero(self._ub["live"][: self._u_hw])
         self._build_units(live)
 
@@ -434,11 +445,9 @@ class RiskBook:
                 self._s_mmr[:, slot] = self._s_cum[:, slot] = self._s_floor[:, slot] = np.nan
                 continue
             rows = self._tables[table]
-            n = len(rows)
-            self._s_mmr[:n, slot] = [float(b.mmr) for b in rows]
-            self._s_cum[:n, slot] = [float(b.cum) for b in rows]
-            self._s_floor[:n, slot] = [float(b.floor) for b in rows]
-            self._s_mmr[n:, slot], self._s_cum[n:, slot] = self._s_mmr[n - 1, slot], self._s_cum[n - 1, slot]
+            n = rows.shape[1]
+            self._s_mmr[:n, slot], self._s_cum[:n, slot], self._s_floor[:n, slot] = rows
+            self._s_mmr[n:, slot], self._s_cum[n:, slot] = rows[0, -1], rows[1, -1]
             self._s_floor[n:, slot] = np.inf
 
     # ---------------------------------------------------------------- indexes (lazy)
@@ -461,7 +470,7 @@ class RiskBook:
         sym = self._symbol(symbol)
         acct = -1 if account_id is None else self._account(account_id)
         self._table_index[(sym, acct)] = len(self._tables)
-        self._tables.append(table)
+        self._tables.append(np.array([[float(b.mmr), float(b.cum), float(b.floor)] for b in table]).T)
         if len(table) > self._k:
             self._widen_tiers(len(table))
         by_symbol, _ = self._indexes()
@@ -469,8 +478,9 @@ class RiskBook:
         if acct >= 0:
             slots = slots[self._si["acct"][slots] == acct]
         self._load_table_rows(slots)
-        self._build_units(np.unique(self._si["unit"][slots]))
-        return self._refresh(slots)
+        units = _unique(self._si["unit"][slots], self._u_hw)
+        self._build_units(units)
+        return self._refresh(slots, units=units)
 
     def apply_mark(self, symbol: str, price: Price, *, ts: Timestamp) -> set[AccountId]:
         """One symbol's mark price (``<symbol>@markPrice``)."""
@@ -637,8 +647,9 @@ class RiskBook:
     def _free_unit(self, unit: int) -> None:
         del self._u_key[self._u_keys[unit]]
         self._u_keys[unit] = None
-        self._ub["live"][unit] = self._ub["cross"][unit] = False
-        self._ui["pool"][unit] = 0
+        self._ub["live"][unit] = self._ub["cross"][unit] = self._ub["ok"][unit] = False
+        self._ui["pool"][unit] = self._ui["k"][unit] = 0
+        self._uf["lo"][unit], self._uf["hi"][unit] = -np.inf, np.inf  # never searched while free
         self._release_pair(unit)
         self._u_free.append(unit)
         self._dirty_index = True
@@ -652,9 +663,10 @@ class RiskBook:
 
     def _after_structural_change(self, slots: list[int], units: set[int], pools: set[int]) -> set[AccountId]:
         self._dirty_index = True
-        live = [u for u in units if u and self._ub["live"][u]]
-        self._build_units(np.array(live, dtype=np.int64))
-        return self._refresh(np.array(slots, dtype=np.int64), pools=np.array(sorted(pools), dtype=np.int64))
+        live = np.array([u for u in units if u and self._ub["live"][u]], dtype=np.int64)
+        self._build_units(live)
+        return self._refresh(np.array(slots, dtype=np.int64), pools=np.array(sorted(pools), dtype=np.int64),
+                             units=live)
 
     # ---------------------------------------------------------------- liquidation pieces
 
@@ -663,7 +675,15 @@ class RiskBook:
         units = units[units > 0]
         if not len(units):
             return
-        is_pair = (self._ui["leg_a"][units] > 0) & (self._ui["leg_b"][units] > 0)
+        leg_a, leg_b = self._ui["leg_a"][units], self._ui["leg_b"][units]
+        main = np.where(leg_a > 0, leg_a, leg_b)
+        self._uf["isow"][units] = self._sf["isow"][main]
+        self._ub["ok"][units] = (self._si["table"][main] >= 0) & self._ub["live"][units]
+        is_pair = (leg_a > 0) & (leg_b > 0)
+        # Singles forget their active tier (the next evaluation searches all); pairs never use it.
+        self._uf["lo"][units] = np.where(is_pair, -np.inf, np.nan)
+        self._uf["hi"][units] = np.where(is_pair, np.inf, np.nan)
+        self._ui["k"][units] = 0
         for unit in units[~is_pair].tolist():
             self._release_pair(unit)
         self._build_singles(units[~is_pair])
@@ -675,18 +695,19 @@ class RiskBook:
                 self._p_hw += pair == self._p_hw
                 self._ui["pair"][unit], self._p_unit[pair] = pair, unit
         self._build_pairs(pairs)
+        self._update_own(units)
 
     def _build_singles(self, units: np.ndarray) -> None:
         slot = self._ui["leg_a"][units] + self._ui["leg_b"][units]  # exactly one is set
         sign = np.sign(self._sf["sq"][slot])
         q, ep = self._sf["aq"][slot], self._sf["entry"][slot]
-        mmr, cum = self._s_mmr[:, slot], self._s_cum[:, slot]
+        mmr, cum = self._s_mmr[:, slot].T, self._s_cum[:, slot].T
         with np.errstate(divide="ignore", invalid="ignore"):
             # long: r_k = (Q·EP − cum_k − W') / (Q(1 − mmr_k)), LP = max_k r_k
             # short: r_k = (Q·EP + cum_k + W') / (Q(1 + mmr_k)), LP = min_k r_k = −max_k(−r_k)
-            slope = q * (1.0 - sign * mmr)
-            self._u_a[:, units] = sign * (q * ep - sign * cum) / slope
-            self._u_b[:, units] = 1.0 / slope
+            slope = q[:, None] * (1.0 - sign[:, None] * mmr)
+            self._u_a[units] = sign[:, None] * (q * ep)[:, None] / slope - cum / slope
+            self._u_b[units] = 1.0 / slope
         self._uf["sign"][units] = sign
 
     def _build_pairs(self, units: np.ndarray) -> None:
@@ -700,17 +721,17 @@ class RiskBook:
         mmr, cum = self._s_mmr[:, long_slot], self._s_cum[:, long_slot]  # both legs share the table
         mmr_l, cum_l = np.take_along_axis(mmr, kl, 0), np.take_along_axis(cum, kl, 0)
         mmr_s, cum_s = np.take_along_axis(mmr, ks, 0), np.take_along_axis(cum, ks, 0)
-        slope = ql * (1.0 - mmr_l) - qs * (1.0 + mmr_s)
-        const = cum_l + cum_s - ql * el + qs * es
+        slope = (ql * (1.0 - mmr_l) - qs * (1.0 + mmr_s)).T
+        const = (cum_l + cum_s - ql * el + qs * es).T
         with np.errstate(divide="ignore", invalid="ignore"):
             a, b = -const / slope, 1.0 / slope
         up, down = slope > 0, slope < 0
-        self._p_loa[:, pairs], self._p_lob[:, pairs] = np.where(up, a, -np.inf), np.where(up, b, 0.0)
-        self._p_hia[:, pairs], self._p_hib[:, pairs] = np.where(down, a, np.inf), np.where(down, b, 0.0)
+        self._p_loa[pairs], self._p_lob[pairs] = np.where(up, a, -np.inf), np.where(up, b, 0.0)
+        self._p_hia[pairs], self._p_hib[pairs] = np.where(down, a, np.inf), np.where(down, b, 0.0)
         # A flat piece leaves no root of its own: the safe set is empty if W' + c < 0 there.
-        self._p_zc[pairs] = np.where(slope == 0, const, np.inf).min(axis=0)
-        nan = np.isnan(slope).any(axis=0)  # missing brackets: keep NaN so the LP reads as unknown
-        self._p_loa[:, pairs[nan]] = np.nan
+        self._p_zc[pairs] = np.where(slope == 0, const, np.inf).min(axis=1)
+        nan = np.isnan(slope).any(axis=1)  # missing brackets: keep NaN so the LP reads as unknown
+        self._p_loa[pairs[nan]] = np.nan
 
     def _pair_tiers(self, slot: np.ndarray, ql: np.ndarray, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tier of each leg on each of the 2K−1 intervals between the legs' tier-change prices."""
@@ -737,8 +758,7 @@ class RiskBook:
         complete = np.isfinite(mm)
         sf["mark"][sel], sf["notional"][sel], sf["upnl"][sel] = mark, notional, upnl
         sf["mm"][sel], sf["im"][sel], sb["complete"][sel] = mm, im, complete
-        iso = sb["iso"][sel]
-        cross = ~iso
+        cross = ~sb["iso"][sel]
 
         def ok(values: np.ndarray) -> np.ndarray:  # incomplete rows add nothing but a count
             return np.where(complete, values, 0.0)
@@ -748,52 +768,73 @@ class RiskBook:
             ok(np.where(cross, mm, 0.0)), ok(np.where(cross, upnl, 0.0)), cross & ~complete, ~complete,
         ])
 
-    def _compute_units(self, units: np.ndarray | slice) -> None:
+    def _update_own(self, units: np.ndarray | slice) -> None:
+        """Cache each cross unit's own MM − uPnL: W' = (wallet − XMM + XUPNL of the pool) + own."""
+        c, la, lb = self._s_contrib, self._ui["leg_a"][units], self._ui["leg_b"][units]
+        self._uf["own"][units] = c[_XMM, la] + c[_XMM, lb] - c[_XUPNL, la] - c[_XUPNL, lb]
+
+    def _compute_units(self, units: np.ndarray) -> None:
         """Liquidation price of the selected units from the current pool sums."""
-        ui, ub = self._ui, self._ub
-        pool, leg_a, leg_b = ui["pool"][units], ui["leg_a"][units], ui["leg_b"][units]
-        sums = self._pool_sum[:, pool]
-        own = self._s_contrib[:, leg_a] + self._s_contrib[:, leg_b]
-        wallet = self._pool_wallet[pool]
-        cross = ub["cross"][units]
-        main = np.where(leg_a > 0, leg_a, leg_b)
-        w = np.where(cross, wallet - (sums[_XMM] - own[_XMM]) + (sums[_XUPNL] - own[_XUPNL]),
-                     self._sf["isow"][main])
-        known = np.where(cross, (sums[_XBAD] == 0) & np.isfinite(wallet), True)
-        known &= (self._si["table"][main] >= 0) & ub["live"][units]
-        lp = self._uf["sign"][units] * (self._u_a[:, units] - w * self._u_b[:, units]).max(axis=0)
-        onfall = self._uf["sign"][units] > 0
-        pair = ui["pair"][units]
+        if not len(units):
+            return
+        sums = self._pool_sum
+        base = self._pool_wallet - sums[_XMM] + sums[_XUPNL]
+        pool_ok = (sums[_XBAD] == 0) & np.isfinite(self._pool_wallet)
+        pool, cross = self._ui["pool"][units], self._ub["cross"][units]
+        w = np.where(cross, base[pool] + self._uf["own"][units], self._uf["isow"][units])
+        known = np.where(cross, pool_ok[pool], True) & self._ub["ok"][units]
+        pair = self._ui["pair"][units]
         has_pair = pair > 0
+        lp = self._single_roots(units, w, has_pair)
+        onfall = self._uf["sign"][units] > 0
         if has_pair.any():
-            lp, onfall = self._pair_roots(pair[has_pair], w[has_pair], lp, onfall, has_pair)
-        ok = known & (lp > 0)
-        self._uf["lp"][units] = np.where(ok, lp, np.nan)
-        ub["onfall"][units], ub["known"][units] = onfall, known
+            self._pair_roots(pair[has_pair], w[has_pair], lp, onfall, has_pair)
+        self._uf["lp"][units] = np.where(known & (lp > 0), lp, np.nan)
+        self._ub["onfall"][units], self._ub["known"][units] = onfall, known
+
+    def _single_roots(self, units: np.ndarray, w: np.ndarray, pair: np.ndarray) -> np.ndarray:
+        """LP of one-leg units: the active tier's piece when its root stays inside that tier
+        (then it is the root: there is only one), else the max over all tiers."""
+        k, sign = self._ui["k"][units], self._uf["sign"][units]
+        flat = units * self._k + k
+        lp = sign * (self._u_a.ravel()[flat] - w * self._u_b.ravel()[flat])
+        lo, hi = self._uf["lo"][units], self._uf["hi"][units]
+        # r <= 0 in tier 1 means no positive root at all (every other tier's r is lower for a
+        # long, and for a short W' + Q·EP <= 0 makes every r <= 0), so it is settled too.
+        settled = (lp <= hi * (1 + 1e-12)) & ((lp >= lo * (1 - 1e-12)) | (k == 0))
+        redo = np.flatnonzero(~(settled | pair))
+        if len(redo):
+            lp[redo] = self._search_tiers(units[redo], w[redo])
+        return lp
+
+    def _search_tiers(self, units: np.ndarray, w: np.ndarray) -> np.ndarray:
+        values = self._u_a[units] - w[:, None] * self._u_b[units]
+        with np.errstate(invalid="ignore"):
+            k = np.nan_to_num(values, nan=-np.inf).argmax(axis=1)
+        slot = self._ui["leg_a"][units] + self._ui["leg_b"][units]  # singles: one leg is 0
+        floors, q = self._s_floor[:, slot], self._sf["aq"][slot]
+        columns = np.arange(len(units))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self._uf["lo"][units] = floors[k, columns] / q
+            upper = floors[np.minimum(k + 1, self._k - 1), columns] / q
+            self._uf["hi"][units] = np.where(k + 1 < self._k, upper, np.inf)
+        self._ui["k"][units] = k
+        return self._uf["sign"][units] * values[columns, k]
 
     def _pair_roots(self, pairs: np.ndarray, w: np.ndarray, lp: np.ndarray, onfall: np.ndarray,
-                    mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lowest positive edge of the safe interval [lo, hi] of each cross hedge pair."""
-        lo = (self._p_loa[:, pairs] - w * self._p_lob[:, pairs]).max(axis=0)
-        hi = (self._p_hia[:, pairs] - w * self._p_hib[:, pairs]).min(axis=0)
+                    mask: np.ndarray) -> None:
+        """Lowest positive edge of the safe interval [lo, hi] of each cross hedge pair (in place)."""
+        lo = (self._p_loa[pairs] - w[:, None] * self._p_lob[pairs]).max(axis=1)
+        hi = (self._p_hia[pairs] - w[:, None] * self._p_hib[pairs]).min(axis=1)
         empty = (lo > hi) | (w + self._p_zc[pairs] < 0)
         use_lo = lo > 0
         root = np.where(empty, np.nan, np.where(use_lo, lo, np.where(np.isinf(hi), np.nan, hi)))
-        lp, onfall = lp.copy(), onfall.copy()
         lp[mask], onfall[mask] = root, use_lo
-        return lp, onfall
 
-    def _finish_slots(self, sel: slice | np.ndarray) -> None:
-        unit = self._si["unit"][sel]
-        lp, onfall = self._uf["lp"][unit], self._ub["onfall"][unit]
-        mark = self._sf["mark"][sel]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self._sf["dist"][sel] = np.where(onfall, mark - lp, lp - mark) / mark
-        self._sf["lp"][sel], self._sb["onfall"][sel] = lp, onfall
-        self._sb["known"][sel] = self._ub["known"][unit]
-
-    def _refresh(self, slots: np.ndarray, *, pools: np.ndarray | None = None) -> set[AccountId]:
-        """Revalue ``slots`` and every liquidation price their pools feed; returns changed accounts."""
+    def _refresh(self, slots: np.ndarray, *, pools: np.ndarray | None = None,
+                 units: np.ndarray | None = None) -> set[AccountId]:
+        """Revalue ``slots`` and every cross liquidation price their pools feed (plus ``units``,
+        rebuilt by a structural change); returns the accounts whose figures changed."""
         live = self._s_hw - 1 - len(self._s_free)
         touched_pools = np.zeros(len(self._pool_asset), dtype=bool)
         touched_pools[self._si["pool"][slots]] = True
@@ -810,13 +851,12 @@ class RiskBook:
             self._add_to_pools(self._si["pool"][slots], new)
             self._s_contrib[:, slots] = new
             self._si["cpool"][slots] = self._si["pool"][slots]
+            self._update_own(self._si["unit"][slots])
         _, by_pool = self._indexes()
-        units = _unique(np.concatenate([by_pool.of(np.flatnonzero(touched_pools)), self._si["unit"][slots]]),
-                        self._u_hw)
-        self._compute_units(units)
-        legs = np.concatenate([self._ui["leg_a"][units], self._ui["leg_b"][units], slots])
-        legs = _unique(legs, self._s_hw)
-        self._finish_slots(legs)
+        todo = by_pool.of(np.flatnonzero(touched_pools))  # each unit sits in one pool: no repeats
+        if units is not None and len(units):
+            todo = _unique(np.concatenate([todo, units]), self._u_hw)
+        self._compute_units(todo)
         return self._accounts_of(touched_pools)
 
     def _add_to_pools(self, pools: np.ndarray, values: np.ndarray) -> None:
@@ -833,8 +873,8 @@ class RiskBook:
                                     for row in contrib])
         self._s_contrib[:, hw] = contrib
         self._si["cpool"][hw] = pools
-        self._compute_units(slice(0, self._u_hw))
-        self._finish_slots(hw)
+        self._update_own(slice(0, self._u_hw))
+        self._compute_units(np.arange(self._u_hw))
         touched_pools[0] = False
         return self._accounts_of(touched_pools)
 
@@ -876,10 +916,13 @@ class RiskBook:
     def _position_risk(self, account_id: AccountId, slot: int) -> PositionRisk:
         p = self._s_pos[slot]
         sf, sb = self._sf, self._sb
-        has_mark = math.isfinite(sf["mark"][slot])
-        complete = bool(sb["complete"][slot]) and bool(sb["known"][slot])
-        lp_known = bool(sb["known"][slot])
-        lp = float(sf["lp"][slot])
+        unit = int(self._si["unit"][slot])
+        mark = float(sf["mark"][slot])
+        has_mark = math.isfinite(mark)
+        lp_known = bool(self._ub["known"][unit])
+        complete = bool(sb["complete"][slot]) and lp_known
+        lp, on_fall = float(self._uf["lp"][unit]), bool(self._ub["onfall"][unit])
+        distance = ((mark - lp) if on_fall else (lp - mark)) / mark if has_mark else math.nan
         state = self.mark(p.symbol)
         return PositionRisk(
             account_id=account_id, symbol=p.symbol, side=p.side, qty=p.qty, entry_price=p.entry_price,
@@ -890,8 +933,8 @@ class RiskBook:
             unrealized_pnl=_money(sf["upnl"][slot]) if has_mark else None,
             maint_margin=_opt(sf["mm"][slot]), initial_margin=_money(sf["im"][slot]) if has_mark else None,
             liquidation_price=_opt(lp) if lp_known else None,
-            liquidation_on_fall=bool(sb["onfall"][slot]) if lp_known and math.isfinite(lp) else None,
-            liquidation_distance=_opt(sf["dist"][slot], _ratio) if lp_known else None,
+            liquidation_on_fall=on_fall if lp_known and math.isfinite(lp) else None,
+            liquidation_distance=_opt(distance, _ratio) if lp_known else None,
             complete=complete,
         )
 
