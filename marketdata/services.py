@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -7,7 +10,8 @@ from django.db import transaction
 from django.db.models import Max
 
 from accounts.models import ExchangeAccount
-from marketdata.models import LeverageBracket, Symbol
+from marketdata.exchange import BinanceFutures, ExchangePosition, SymbolFilters
+from marketdata.models import LeverageBracket, Symbol, TickerHistory
 from positions.margin import Bracket, brackets_from_binance
 
 
@@ -63,3 +67,150 @@ def brackets_for(*, symbol: Symbol, account: ExchangeAccount | None = None) -> l
         )
         for r in rows
     ]
+
+
+def symbols_refresh(*, filters: list[SymbolFilters]) -> int:
+    """Create or update symbols from exchangeInfo; returns how many were written."""
+    for f in filters:
+        Symbol.objects.update_or_create(
+            name=f.symbol,
+            defaults=dict(
+                status=f.status,
+                base_asset=f.base_asset,
+                quote_asset=f.quote_asset,
+                margin_asset=f.margin_asset,
+                tick_size=f.tick_size,
+                step_size=f.step_size,
+                min_qty=f.min_qty,
+                max_qty=f.max_qty,
+                market_max_qty=f.market_max_qty,
+                min_notional=f.min_notional,
+                price_precision=f.price_precision,
+                quantity_precision=f.quantity_precision,
+            ),
+        )
+    return len(filters)
+
+
+def brackets_store(*, tables: dict[str, list[Bracket]], account: ExchangeAccount | None = None) -> int:
+    """Store bracket tables for known symbols. For an account, only tables that differ from
+    the symbol default are kept (the exchange scaled them); equal ones are dropped."""
+    written = 0
+    symbols = {s.name: s for s in Symbol.objects.filter(name__in=tables)}
+    for name, table in tables.items():
+        symbol = symbols.get(name)
+        if symbol is None:
+            continue
+        if account is not None and brackets_for(symbol=symbol) == table:
+            LeverageBracket.objects.filter(symbol=symbol, account=account).delete()
+            continue
+        rows = [
+            {
+                "bracket": i,
+                "initialLeverage": b.max_leverage,
+                "notionalFloor": str(b.floor),
+                "notionalCap": str(b.cap),
+                "maintMarginRatio": str(b.mmr),
+                "cum": str(b.cum),
+            }
+            for i, b in enumerate(table, start=1)
+        ]
+        written += brackets_replace(symbol=symbol, rows=rows, account=account)
+    return written
+
+
+MARK_HISTORY_EVERY_S = 60  # TickerHistory keeps one mark per symbol per minute
+
+
+def marks_write(*, marks: dict[str, tuple[Decimal, int]]) -> None:
+    """Latest marks onto Symbol, and one TickerHistory row per symbol per minute."""
+    symbols = {s.name: s for s in Symbol.objects.filter(name__in=marks)}
+    history = []
+    for name, (price, ts_ms) in marks.items():
+        symbol = symbols.get(name)
+        if symbol is None:
+            continue
+        at = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+        minute_changed = symbol.mark_price_at is None or (
+            symbol.mark_price_at.replace(second=0, microsecond=0) != at.replace(second=0, microsecond=0)
+        )
+        if minute_changed:
+            history.append(TickerHistory(symbol=symbol, time=at, mark_price=price))
+        symbol.mark_price, symbol.mark_price_at = price, at
+    Symbol.objects.bulk_update(list(symbols.values()), ["mark_price", "mark_price_at"])
+    TickerHistory.objects.bulk_create(history)
+
+
+def exchange_for(account: ExchangeAccount | None) -> BinanceFutures:
+    """An adapter for the account (or a keyless one for public data), on the configured base URLs."""
+    key, secret = account.credentials() if account is not None and account.has_credentials else ("", "")
+    return BinanceFutures(
+        api_key=key,
+        api_secret=secret,
+        rest_url=settings.BINANCE_FUTURES_REST_URL,
+        ws_url=settings.BINANCE_FUTURES_WS_URL,
+    )
+
+
+def _any_account() -> ExchangeAccount | None:
+    return ExchangeAccount.objects.filter(enabled=True).exclude(api_key_encrypted="").order_by("pk").first()
+
+
+def symbols_sync() -> int:
+    """Refresh every symbol's filters from exchangeInfo."""
+
+    async def fetch() -> list[SymbolFilters]:
+        async with exchange_for(_any_account()) as exchange:
+            return await exchange.exchange_info()
+
+    return symbols_refresh(filters=asyncio.run(fetch()))
+
+
+def brackets_sync() -> int:
+    """Refresh the default bracket tables, then each account's scaled copies."""
+    accounts = list(ExchangeAccount.objects.filter(enabled=True).exclude(api_key_encrypted="").order_by("pk"))
+    if not accounts:
+        return 0
+
+    async def fetch(account: ExchangeAccount) -> dict[str, list[Bracket]]:
+        async with exchange_for(account) as exchange:
+            return await exchange.brackets()
+
+    written = brackets_store(tables=asyncio.run(fetch(accounts[0])))
+    for account in accounts[1:]:
+        brackets_store(tables=asyncio.run(fetch(account)), account=account)
+    return written
+
+
+def positions_reconcile(*, account: ExchangeAccount, recheck_after_s: float = 2.0) -> list[dict]:
+    """Compare the exchange's positions (REST) with the desk's stream state (Position rows).
+    A difference is re-checked once after `recheck_after_s`, because a fill can land between
+    the REST answer and the stream's next flush; what still differs is returned."""
+    from positions.models import Position
+
+    async def fetch() -> list[ExchangePosition]:
+        async with exchange_for(account) as exchange:
+            return await exchange.positions()
+
+    def differences() -> list[dict]:
+        exchange = {(p.symbol, p.side): (abs(p.qty) if p.side != "BOTH" else p.qty) for p in asyncio.run(fetch())}
+        desk = {
+            (r.symbol_id and r.symbol.name, r.side): r.quantity
+            for r in Position.objects.filter(account=account).select_related("symbol")
+        }
+        return [
+            {
+                "symbol": s,
+                "side": side,
+                "exchange_qty": str(exchange.get((s, side), 0)),
+                "desk_qty": str(desk.get((s, side), 0)),
+            }
+            for (s, side) in sorted(set(exchange) | set(desk))
+            if exchange.get((s, side), 0) != desk.get((s, side), 0)
+        ]
+
+    found = differences()
+    if found and recheck_after_s:
+        time.sleep(recheck_after_s)
+        found = differences()
+    return found

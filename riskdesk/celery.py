@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskdesk.settings")
 
@@ -13,4 +14,10 @@ app.autodiscover_tasks()
 # Beat: periodic jobs. Later issues add exchange sync and reports here.
 app.conf.beat_schedule = {
     "worker-heartbeat": {"task": "riskdesk.tasks.heartbeat_task", "schedule": 15.0},
+    "sync-positions": {
+        "task": "marketdata.tasks.sync_positions_task",
+        "schedule": float(os.environ.get("SYNC_POSITIONS_EVERY_S", "30")),
+    },
+    "refresh-symbols": {"task": "marketdata.tasks.refresh_symbols_task", "schedule": crontab(minute=5, hour=0)},
+    "refresh-brackets": {"task": "marketdata.tasks.refresh_brackets_task", "schedule": crontab(minute=10, hour=0)},
 }

@@ -1,0 +1,68 @@
+"""Live state the stream process publishes and the web processes read (cache: Redis in
+production, a file cache embedded). Every entry carries the time it describes, so a
+reader can judge its freshness and fail closed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+
+FEED_KEY = "live:feed:{name}"
+ACCOUNT_KEY = "live:acct:{id}"
+MARKS_KEY = "live:marks"
+RESYNC_KEY = "live:resync"
+TTL_S = 24 * 3600
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def feed_set(name: str, status: dict[str, Any]) -> None:
+    cache.set(FEED_KEY.format(name=name), {**status, "published_ms": now_ms()}, TTL_S)
+
+
+def feed_get(name: str = "market") -> dict[str, Any] | None:
+    return cache.get(FEED_KEY.format(name=name))
+
+
+def feed_is_stale(status: dict[str, Any] | None, *, at_ms: int | None = None) -> bool:
+    """No status, a stale flag, or no message within STREAM_STALE_AFTER_S: stale."""
+    if not status or status.get("stale") or not status.get("last_message_ms"):
+        return True
+    age_ms = (at_ms or now_ms()) - int(status["last_message_ms"])
+    return age_ms > settings.STREAM_STALE_AFTER_S * 1000
+
+
+def accounts_set(states: dict[int, dict[str, Any]]) -> None:
+    cache.set_many({ACCOUNT_KEY.format(id=k): v for k, v in states.items()}, TTL_S)
+
+
+def account_get(account_id: int) -> dict[str, Any] | None:
+    return cache.get(ACCOUNT_KEY.format(id=account_id))
+
+
+def marks_merge(marks: dict[str, list]) -> None:
+    current = cache.get(MARKS_KEY) or {}
+    current.update(marks)
+    cache.set(MARKS_KEY, current, TTL_S)
+
+
+def marks_get() -> dict[str, list]:
+    return cache.get(MARKS_KEY) or {}
+
+
+def resync_request(account_id: int) -> None:
+    pending = set(cache.get(RESYNC_KEY) or [])
+    pending.add(account_id)
+    cache.set(RESYNC_KEY, sorted(pending), TTL_S)
+
+
+def resync_take() -> list[int]:
+    pending = cache.get(RESYNC_KEY) or []
+    if pending:
+        cache.delete(RESYNC_KEY)
+    return list(pending)

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import ExchangeAccount
+from marketdata import services
+from marketdata.exchange import ExchangeError
+from marketdata.sink import DjangoSink
+from marketdata.streams import AccountSpec, StreamEngine
+
+log = logging.getLogger(__name__)
+
+
+def account_specs() -> list[AccountSpec]:
+    specs = []
+    for account in ExchangeAccount.objects.filter(enabled=True).exclude(api_key_encrypted="").order_by("pk"):
+        key, secret = account.credentials()
+        specs.append(AccountSpec(id=account.id, name=account.name, api_key=key, api_secret=secret))
+    return specs
+
+
+def build_engine(specs: list[AccountSpec]) -> StreamEngine:
+    engine = StreamEngine(
+        accounts=specs,
+        rest_url=settings.BINANCE_FUTURES_REST_URL,
+        ws_url=settings.BINANCE_FUTURES_WS_URL,
+        sink=DjangoSink(),
+        stale_after_s=settings.STREAM_STALE_AFTER_S,
+    )
+    try:  # the rule evaluator subscribes to the engine's changes once the rules app provides it
+        from rules.evaluation import attach
+    except ImportError:
+        return engine
+    attach(engine)
+    return engine
+
+
+class Command(BaseCommand):
+    help = (
+        "The stream process: the all-market mark-price stream and one user-data stream per enabled account, "
+        "feeding the risk book; snapshots, live state and feed alerts. Restart it after adding accounts."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-refresh", action="store_true", help="skip refreshing symbols and brackets at start")
+
+    def handle(self, *args, no_refresh: bool, **options):
+        specs = account_specs()
+        if not specs:
+            raise CommandError("no enabled exchange account with credentials; add one in the admin first")
+        if not no_refresh:
+            try:
+                self.stdout.write(f"symbols: {services.symbols_sync()}, bracket rows: {services.brackets_sync()}")
+            except (ExchangeError, OSError) as exc:
+                self.stderr.write(f"could not refresh symbols/brackets ({exc}); using what the database holds")
+        self.stdout.write(
+            f"streaming {len(specs)} accounts from {settings.BINANCE_FUTURES_REST_URL} / "
+            f"{settings.BINANCE_FUTURES_WS_URL} (stale after {settings.STREAM_STALE_AFTER_S} s)"
+        )
+        asyncio.run(self._run(build_engine(specs)))
+
+    async def _run(self, engine: StreamEngine) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await engine.start()
+        await stop.wait()
+        await engine.stop()

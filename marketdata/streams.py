@@ -1,0 +1,476 @@
+"""The stream engine: exchange sockets → risk book → listeners and a sink.
+
+Plain asyncio, no Django: `run_streams` wires it to the database and cache
+through a `Sink` (marketdata/sink.py); tests and the benchmark wire it to
+their own sinks. It owns the risk book (one writer).
+
+Supervision, because python-binance does not (reference §3.6, §4):
+- the market socket (`!markPrice@arr@1s`) is restarted on any `e == "error"`
+  message and on silence longer than `stale_after_s`; while silent the feed is
+  stale (the sink raises an alert and the gate fails closed);
+- each account's user-data socket is restarted on an error message or on
+  `listenKeyExpired` with a fresh listen key (python-binance reuses the cached
+  key after a reconnect, so a dead key would linger for five minutes);
+- every (re)connect is followed by a REST re-sync, since events missed in the
+  gap are not replayed;
+- restarts back off exponentially with jitter, capped;
+- malformed payloads are counted, logged once with a sample, and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from marketdata.exchange import BinanceFutures, ExchangeError, dec
+from positions.book import AccountRisk, BookPosition, PositionRisk, RiskBook
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START_S = 0.5
+BACKOFF_CAP_S = 30.0
+MALFORMED = "_malformed"
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    id: int
+    name: str
+    api_key: str
+    api_secret: str
+
+
+@dataclass
+class FeedStatus:
+    name: str
+    connected: bool = False
+    stale: bool = True  # nothing received yet is not fresh
+    last_message_ms: int | None = None
+    messages: int = 0
+    malformed: int = 0
+    reconnects: int = 0
+    last_error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Sink(Protocol):
+    """Where the engine's results go. Every method must be quick or hand off."""
+
+    async def account_changed(self, account_id: int, risk: AccountRisk, positions: list[PositionRisk]) -> None: ...
+
+    async def marks_changed(self, marks: dict[str, tuple[Decimal, int]]) -> None: ...
+
+    async def feed_changed(self, status: FeedStatus, *, became_stale: bool, recovered: bool) -> None: ...
+
+    async def exchange_event(self, account_id: int, event: dict) -> None: ...
+
+    async def drift_found(self, account_id: int, differences: list[dict]) -> None: ...
+
+    async def resync_requests(self) -> list[int]: ...
+
+
+Listener = Callable[[set[int]], Awaitable[None] | None]
+
+
+@dataclass
+class _Pending:
+    accounts: set[int] = field(default_factory=set)
+    marks: dict[str, tuple[Decimal, int]] = field(default_factory=dict)
+
+
+class StreamEngine:
+    """Feeds one RiskBook from the exchange for a set of accounts."""
+
+    def __init__(
+        self,
+        *,
+        accounts: Iterable[AccountSpec],
+        rest_url: str,
+        ws_url: str,
+        sink: Sink,
+        stale_after_s: float = 5.0,
+        flush_interval_s: float = 1.0,
+        book: RiskBook | None = None,
+        market_key: AccountSpec | None = None,
+    ):
+        self.accounts = {a.id: a for a in accounts}
+        self.rest_url, self.ws_url = rest_url, ws_url
+        self.sink = sink
+        self.stale_after_s = stale_after_s
+        self.flush_interval_s = flush_interval_s
+        self.book = book or RiskBook(capacity=1024)
+        self.listeners: list[Listener] = []
+        self.market = FeedStatus("market")
+        self.user_feeds = {a: FeedStatus(f"user:{a}") for a in self.accounts}
+        self._adapters: dict[int, BinanceFutures] = {}
+        # Public market data needs no key; any account's client will do, or a keyless one.
+        self._market_spec = market_key or next(iter(self.accounts.values()), AccountSpec(0, "market", "", ""))
+        self._leverage: dict[tuple[int, str], int] = {}
+        self._pending = _Pending()
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = asyncio.Event()
+        self._logged_malformed: set[str] = set()
+        self.on_market_frame: Callable[[int], None] | None = None  # bench hook: frame's E in ms
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def adapter(self, account_id: int) -> BinanceFutures:
+        if account_id not in self._adapters:
+            spec = self.accounts.get(account_id, self._market_spec)
+            self._adapters[account_id] = BinanceFutures(
+                api_key=spec.api_key, api_secret=spec.api_secret, rest_url=self.rest_url, ws_url=self.ws_url
+            )
+        return self._adapters[account_id]
+
+    async def start(self) -> None:
+        await self._load_brackets()
+        for account_id in self.accounts:
+            with contextlib.suppress(ExchangeError):
+                await self.sync_account(account_id)
+        self._tasks = [asyncio.create_task(self._market_loop(), name="market")]
+        self._tasks += [asyncio.create_task(self._user_loop(a), name=f"user:{a}") for a in self.accounts]
+        self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
+
+    async def run_forever(self) -> None:
+        await self.start()
+        await self._stopping.wait()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._flush()
+        for adapter in self._adapters.values():
+            with contextlib.suppress(Exception):
+                await adapter.close()
+
+    # --- REST sync ----------------------------------------------------------------------
+
+    async def _load_brackets(self) -> None:
+        """Default tables from the first account; another account's table only where it differs
+        (Binance scales brackets per account with notionalCoef)."""
+        defaults: dict[str, list] | None = None
+        for account_id in self.accounts:
+            try:
+                tables = await self.adapter(account_id).brackets()
+            except ExchangeError as exc:
+                log.warning("brackets for account %s unavailable: %s", account_id, exc)
+                continue
+            if defaults is None:
+                defaults = tables
+                for symbol, table in tables.items():
+                    self.book.set_brackets(symbol, table)
+                continue
+            for symbol, table in tables.items():
+                if defaults.get(symbol) != table:
+                    self.book.set_brackets(symbol, table, account_id=account_id)
+
+    async def sync_account(self, account_id: int) -> list[dict]:
+        """Make the book hold exactly what the exchange says; return the differences found."""
+        adapter = self.adapter(account_id)
+        positions = await adapter.positions()
+        state = await adapter.account()
+        held = {(p.symbol, p.side): p for p in self.book.positions(account_id)}
+        seen: set[tuple[str, str]] = set()
+        differences: list[dict] = []
+        changed = self.book.set_wallet(account_id, state.cross_wallet_balance)
+        for p in positions:
+            key = (p.symbol, p.side)
+            seen.add(key)
+            if p.leverage:
+                self._leverage[(account_id, p.symbol)] = p.leverage
+            leverage = p.leverage or self._leverage.get((account_id, p.symbol), 1)
+            old = held.get(key)
+            if old is not None and (old.qty != _book_qty(p.side, p.qty) or old.entry_price != p.entry_price):
+                differences.append(
+                    {
+                        "symbol": p.symbol,
+                        "side": p.side,
+                        "desk_qty": str(old.qty),
+                        "exchange_qty": str(p.qty),
+                        "desk_entry": str(old.entry_price),
+                        "exchange_entry": str(p.entry_price),
+                    }
+                )
+            changed |= self.book.upsert_position(
+                account_id,
+                BookPosition(
+                    symbol=p.symbol,
+                    side=p.side,
+                    qty=_book_qty(p.side, p.qty),
+                    entry_price=p.entry_price,
+                    leverage=leverage,
+                    margin_type=p.margin_type,
+                    isolated_wallet=p.isolated_wallet,
+                ),
+            )
+        for key, old in held.items():
+            if key not in seen:
+                differences.append({"symbol": key[0], "side": key[1], "desk_qty": str(old.qty), "exchange_qty": "0"})
+                changed |= self.book.remove_position(account_id, *key)
+        self._note_changed(changed | {account_id})
+        return differences
+
+    async def resync_marks(self) -> None:
+        marks = await self.adapter(self._market_spec.id).mark_prices()
+        if marks:
+            ts = max(m.time_ms for m in marks.values()) or int(time.time() * 1000)
+            changed = self.book.apply_marks({s: m.price for s, m in marks.items()}, ts=ts)
+            self._pending.marks.update({s: (m.price, m.time_ms or ts) for s, m in marks.items()})
+            self._note_changed(changed)
+
+    # --- market stream ----------------------------------------------------------------
+
+    async def _market_loop(self) -> None:
+        backoff = BACKOFF_START_S
+        while not self._stopping.is_set():
+            try:
+                await self._market_session()
+                backoff = BACKOFF_START_S
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure means: restart the socket, never die
+                self.market.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("market stream restarting after %s", self.market.last_error)
+            await self._set_market_connected(False)
+            self.market.reconnects += 1
+            await asyncio.sleep(_jitter(backoff))
+            backoff = min(backoff * 2, BACKOFF_CAP_S)
+
+    async def _market_session(self) -> None:
+        socket = self.adapter(self._market_spec.id).socket_manager().all_mark_price_socket()
+        _skip_bad_json(socket)
+        async with socket:
+            await self._set_market_connected(True)
+            with contextlib.suppress(ExchangeError):
+                await self.resync_marks()  # fill the gap the reconnect left
+            while not self._stopping.is_set():
+                try:
+                    message = await asyncio.wait_for(socket.recv(), timeout=self.stale_after_s)
+                except TimeoutError:
+                    await self._mark_stale()
+                    raise ConnectionError(f"no market data for {self.stale_after_s} s") from None
+                self._on_market_message(message)
+                if self.market.stale:
+                    await self._mark_fresh()
+
+    def _on_market_message(self, message: Any) -> None:
+        if isinstance(message, dict) and message.get("e") == "error":
+            raise ConnectionError(f"socket error {message.get('type')}: {message.get('m')}")
+        data = message.get("data") if isinstance(message, dict) else None
+        rows = data if isinstance(data, list) else [data] if isinstance(data, dict) else None
+        parsed = _parse_marks(rows) if rows is not None else None
+        if not parsed:
+            self._malformed(self.market, message)
+            return
+        symbols, prices, ts = parsed
+        self.market.messages += 1
+        self.market.last_message_ms = int(time.time() * 1000)
+        changed = self.book.apply_mark_array(symbols, prices, ts=ts)
+        for symbol, price in zip(symbols, prices, strict=True):
+            self._pending.marks[symbol] = (price, ts)
+        if self.on_market_frame is not None:
+            self.on_market_frame(ts)
+        self._note_changed(changed)
+
+    async def _set_market_connected(self, connected: bool) -> None:
+        if self.market.connected != connected:
+            self.market.connected = connected
+            await self.sink.feed_changed(self.market, became_stale=False, recovered=False)
+
+    async def _mark_stale(self) -> None:
+        if not self.market.stale:
+            self.market.stale = True
+            await self.sink.feed_changed(self.market, became_stale=True, recovered=False)
+
+    async def _mark_fresh(self) -> None:
+        self.market.stale = False
+        await self.sink.feed_changed(self.market, became_stale=False, recovered=True)
+
+    def is_stale(self) -> bool:
+        last = self.market.last_message_ms
+        return self.market.stale or last is None or time.time() * 1000 - last > self.stale_after_s * 1000
+
+    # --- user data streams -------------------------------------------------------------
+
+    async def _user_loop(self, account_id: int) -> None:
+        feed = self.user_feeds[account_id]
+        backoff = BACKOFF_START_S
+        while not self._stopping.is_set():
+            try:
+                await self._user_session(account_id, feed)
+                backoff = BACKOFF_START_S
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                feed.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("user stream %s restarting after %s", account_id, feed.last_error)
+            feed.connected = False
+            feed.reconnects += 1
+            await self.sink.feed_changed(feed, became_stale=False, recovered=False)
+            await asyncio.sleep(_jitter(backoff))
+            backoff = min(backoff * 2, BACKOFF_CAP_S)
+
+    async def _user_session(self, account_id: int, feed: FeedStatus) -> None:
+        # A fresh socket object asks for a fresh listen key; keepalive every 30 min as Binance advises.
+        socket = self.adapter(account_id).socket_manager().futures_user_socket()
+        socket._user_timeout = 30 * 60
+        _skip_bad_json(socket)
+        async with socket:
+            feed.connected, feed.stale = True, False
+            await self.sink.feed_changed(feed, became_stale=False, recovered=True)
+            differences = await self.sync_account(account_id)
+            if differences and feed.reconnects:
+                await self.sink.drift_found(account_id, differences)
+            while not self._stopping.is_set():
+                message = await socket.recv()
+                if isinstance(message, dict) and message.get("e") in ("error", "listenKeyExpired"):
+                    raise ConnectionError(f"user stream: {message.get('e')} {message.get('m', '')}")
+                feed.messages += 1
+                feed.last_message_ms = int(time.time() * 1000)
+                await self._on_user_event(account_id, feed, message)
+
+    async def _on_user_event(self, account_id: int, feed: FeedStatus, event: Any) -> None:
+        kind = event.get("e") if isinstance(event, dict) else None
+        try:
+            if kind == "ACCOUNT_UPDATE":
+                self._apply_account_update(account_id, event["a"])
+            elif kind in ("ORDER_TRADE_UPDATE", "MARGIN_CALL"):
+                await self.sink.exchange_event(account_id, event)
+            elif kind in ("TRADE_LITE", "ACCOUNT_CONFIG_UPDATE", "ALGO_UPDATE"):
+                self._apply_config(account_id, event)
+            else:
+                self._malformed(feed, event)
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            self._malformed(feed, event)
+
+    def _apply_account_update(self, account_id: int, body: dict) -> None:
+        changed: set[int] = set()
+        for balance in body.get("B", []):
+            if balance["a"] == "USDT":
+                changed |= self.book.set_wallet(account_id, dec(balance["cw"]))
+        for row in body.get("P", []):
+            qty, side = dec(row["pa"]), row.get("ps", "BOTH")
+            if qty == 0:
+                changed |= self.book.remove_position(account_id, row["s"], side)
+                continue
+            leverage = self._leverage.get((account_id, row["s"]), 1)
+            changed |= self.book.upsert_position(
+                account_id,
+                BookPosition(
+                    symbol=row["s"],
+                    side=side,
+                    qty=_book_qty(side, qty),
+                    entry_price=dec(row["ep"]),
+                    leverage=leverage,
+                    margin_type="isolated" if row.get("mt") == "isolated" else "cross",
+                    isolated_wallet=dec(row.get("iw", "0")),
+                    margin_asset=row.get("ma", "USDT"),
+                ),
+            )
+        self._note_changed(changed | {account_id})
+
+    def _apply_config(self, account_id: int, event: dict) -> None:
+        config = event.get("ac")
+        if isinstance(config, dict) and "s" in config and "l" in config:
+            self._leverage[(account_id, config["s"])] = int(config["l"])
+
+    # --- output ------------------------------------------------------------------------
+
+    def _note_changed(self, accounts: set[int]) -> None:
+        if not accounts:
+            return
+        self._pending.accounts |= accounts
+        for listener in self.listeners:
+            result = listener(accounts)
+            if asyncio.iscoroutine(result):
+                asyncio.ensure_future(result)
+
+    async def _flush_loop(self) -> None:
+        # Persistence is off the tick path and rate-bounded: one write per account per interval.
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.flush_interval_s)
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("flushing stream state failed; will retry")
+
+    async def _flush(self) -> None:
+        for account_id in await self.sink.resync_requests():
+            if account_id in self.accounts:
+                with contextlib.suppress(ExchangeError):
+                    differences = await self.sync_account(account_id)
+                    if differences:
+                        await self.sink.drift_found(account_id, differences)
+        pending, self._pending = self._pending, _Pending()
+        if pending.marks:
+            await self.sink.marks_changed(pending.marks)
+        for account_id in sorted(pending.accounts):
+            if account_id in self.accounts:
+                await self.sink.account_changed(
+                    account_id, self.book.account(account_id), self.book.positions(account_id)
+                )
+        await self.sink.feed_changed(self.market, became_stale=False, recovered=False)
+
+    def _malformed(self, feed: FeedStatus, sample: Any) -> None:
+        feed.malformed += 1
+        if feed.name not in self._logged_malformed:
+            self._logged_malformed.add(feed.name)  # once per feed: a flood must not flood the log
+            log.warning("malformed payload on %s skipped (further ones only counted): %.300r", feed.name, sample)
+
+
+def _book_qty(side: str, qty: Decimal) -> Decimal:
+    # The book holds hedge legs as absolute sizes and one-way positions signed, as Binance reports them.
+    return abs(qty) if side in ("LONG", "SHORT") else qty
+
+
+def _parse_marks(rows: list) -> tuple[list[str], list[Decimal], int] | None:
+    symbols: list[str] = []
+    prices: list[Decimal] = []
+    ts = 0
+    try:
+        for row in rows:
+            price = Decimal(row["p"])
+            if not price.is_finite() or price <= 0:
+                return None
+            symbols.append(row["s"])
+            prices.append(price)
+            ts = max(ts, int(row["E"]))
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        return None
+    return (symbols, prices, ts) if symbols else None
+
+
+def _skip_bad_json(socket: Any) -> None:
+    """python-binance ends its read loop on a frame that is not JSON; turn such a frame
+    into a marker message instead, so one bad frame is counted and skipped, not fatal."""
+    original = socket.json_loads
+
+    def tolerant(raw: Any) -> Any:
+        try:
+            return original(raw)
+        except (ValueError, TypeError):
+            return {"e": MALFORMED, "raw": str(raw)[:300]}
+
+    socket.json_loads = tolerant
+
+
+def _jitter(seconds: float) -> float:
+    return seconds * (0.5 + random.random() / 2)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
