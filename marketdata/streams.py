@@ -109,7 +109,9 @@ class StreamEngine:
         self.stale_after_s = stale_after_s
         self.flush_interval_s = flush_interval_s
         self.book = book or RiskBook(capacity=1024)
-        self.listeners: list[Listener] = []
+        self.listeners: list[Listener] = []  # called with the account ids each update touched
+        self.startup: list[Callable[[], Awaitable[None]]] = []  # run once before the sockets open
+        self.workers: list[Callable[[], Awaitable[None]]] = []  # long-running companions (alert writer…)
         self.market = FeedStatus("market")
         self.user_feeds = {a: FeedStatus(f"user:{a}") for a in self.accounts}
         self._adapters: dict[int, BinanceFutures] = {}
@@ -133,6 +135,8 @@ class StreamEngine:
         return self._adapters[account_id]
 
     async def start(self) -> None:
+        for step in self.startup:
+            await step()
         await self._load_brackets()
         for account_id in self.accounts:
             with contextlib.suppress(ExchangeError):
@@ -140,6 +144,7 @@ class StreamEngine:
         self._tasks = [asyncio.create_task(self._market_loop(), name="market")]
         self._tasks += [asyncio.create_task(self._user_loop(a), name=f"user:{a}") for a in self.accounts]
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
+        self._tasks += [asyncio.create_task(worker(), name=worker.__qualname__) for worker in self.workers]
 
     async def run_forever(self) -> None:
         await self.start()

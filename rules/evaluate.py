@@ -1,0 +1,253 @@
+"""Rule evaluation: a profile's limits against the risk book's figures. Plain Python.
+
+`measure` turns one account's figures into measurements (rule, subject, value);
+`Latch` turns a stream of measurements into level changes, with N consecutive
+evaluations to latch and a hysteresis band to clear, so a price hovering at a
+threshold does not flap. The stream process calls both on every change the book
+reports and writes an alert only when a latched level changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from positions.book import AccountRisk, PositionRisk
+from rules.limits import LIMITS, LOWER_IS_WORSE
+
+NORMAL, WARNING, CRITICAL = 0, 20, 30  # the alert levels (alerts.models.Level)
+ONE = Decimal(1)
+
+# rule name -> (limit name in rules.limits, reason code)
+RULES: dict[str, tuple[str, str]] = {
+    "equity_floor": ("min_equity", "EQUITY_BELOW_FLOOR"),
+    "asset_cap": ("asset_caps", "ASSET_ABOVE_CAP"),
+    "utilization": ("max_utilization", "FUND_UTILIZATION_HIGH"),
+    "position_notional": ("max_position_notional", "POSITION_NOTIONAL_HIGH"),
+    "account_notional": ("max_account_notional", "ACCOUNT_NOTIONAL_HIGH"),
+    "leverage": ("max_leverage", "LEVERAGE_HIGH"),
+    "margin_ratio": ("margin_ratio", "MARGIN_RATIO_HIGH"),
+    "liq_distance": ("liq_distance", "LIQUIDATION_NEAR"),
+    "concentration": ("max_concentration", "CONCENTRATION_HIGH"),
+    "daily_loss": ("max_daily_loss", "DAILY_LOSS_HIGH"),
+    "drawdown": ("max_drawdown", "DRAWDOWN_HIGH"),
+    "risk_degree": ("risk_degree", "RISK_DEGREE_HIGH"),
+}
+LOWER_WORSE = {lim.name for lim in LIMITS if lim.direction == LOWER_IS_WORSE}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    warning: Decimal | None
+    critical: Decimal | None
+    lower_is_worse: bool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A profile's limits as evaluation needs them (built from RiskProfile.limit_values())."""
+
+    by_rule: dict[str, Thresholds]
+    asset_caps: dict[str, Decimal]
+    breach_after_n: int = 2
+    hysteresis: Decimal = Decimal("0.02")
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> Limits:
+        by_rule = {}
+        for rule, (limit, _) in RULES.items():
+            if limit == "asset_caps":
+                continue
+            warning, critical = values.get(f"{limit}_warning"), values.get(f"{limit}_critical")
+            if warning is None and critical is None:
+                continue
+            by_rule[rule] = Thresholds(_d(warning), _d(critical), limit in LOWER_WORSE)
+        caps = {k: Decimal(str(v)) for k, v in (values.get("asset_caps") or {}).items()}
+        return cls(
+            by_rule=by_rule,
+            asset_caps=caps,
+            breach_after_n=int(values.get("breach_after_n") or 1),
+            hysteresis=Decimal(str(values.get("hysteresis") or 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    rule: str
+    subject: str
+    value: Decimal
+    mark: Decimal | None = None
+
+
+@dataclass
+class DayState:
+    """What daily loss and drawdown need beyond the book: equity at the start of the trading
+    day and the peak since then. The caller resets it when the trading day rolls over."""
+
+    day: str
+    start_equity: Decimal
+    peak_equity: Decimal
+
+    def observe(self, equity: Decimal) -> None:
+        self.peak_equity = max(self.peak_equity, equity)
+
+
+def measure(
+    *, risk: AccountRisk, positions: Iterable[PositionRisk], day: DayState | None, rules: Iterable[str]
+) -> list[Measurement]:
+    """The values the active rules compare. Figures the book could not compute are left out:
+    the caller treats an incomplete account as a breach of its own (fail closed)."""
+    wanted = set(rules)
+    found: list[Measurement] = []
+    found += _account_measurements(risk, day, wanted)
+    for p in positions:
+        found += _position_measurements(p, wanted)
+    return found
+
+
+def _account_measurements(risk: AccountRisk, day: DayState | None, wanted: set[str]) -> list[Measurement]:
+    out = []
+    candidates = {
+        "equity_floor": risk.margin_balance,
+        "utilization": risk.utilization,
+        "account_notional": risk.gross_exposure,
+        "concentration": risk.largest_symbol_share if (risk.gross_exposure or 0) > 0 else None,
+        "risk_degree": risk.margin_ratio,
+        "margin_ratio": risk.cross_margin_ratio,
+    }
+    for rule, value in candidates.items():
+        if rule in wanted and value is not None:
+            out.append(Measurement(rule, "cross" if rule == "margin_ratio" else "account", value))
+    if day is not None and risk.margin_balance is not None:
+        if "daily_loss" in wanted:
+            out.append(Measurement("daily_loss", "account", max(Decimal(0), day.start_equity - risk.margin_balance)))
+        if "drawdown" in wanted and day.peak_equity > 0:
+            drawdown = max(Decimal(0), (day.peak_equity - risk.margin_balance) / day.peak_equity)
+            out.append(Measurement("drawdown", "account", drawdown))
+    if "asset_cap" in wanted:
+        for asset, figures in risk.per_asset.items():
+            if figures is not None:
+                out.append(Measurement("asset_cap", asset, figures.wallet_balance))
+    return out
+
+
+def _position_measurements(p: PositionRisk, wanted: set[str]) -> list[Measurement]:
+    subject = f"{p.symbol}:{p.side}"
+    out = []
+    if "position_notional" in wanted and p.notional is not None:
+        out.append(Measurement("position_notional", subject, p.notional, p.mark))
+    if "leverage" in wanted:
+        out.append(Measurement("leverage", subject, Decimal(p.leverage), p.mark))
+    if "liq_distance" in wanted and p.liquidation_distance is not None:
+        out.append(Measurement("liq_distance", subject, p.liquidation_distance, p.mark))
+    if "margin_ratio" in wanted and p.margin_type == "isolated" and p.maint_margin is not None:
+        balance = p.isolated_wallet + (p.unrealized_pnl or 0)
+        ratio = p.maint_margin / balance if balance > 0 else ONE
+        out.append(Measurement("margin_ratio", subject, ratio, p.mark))
+    return out
+
+
+def raw_level(value: Decimal, t: Thresholds) -> int:
+    """The level a value is at right now, ignoring latching."""
+    for level, limit in ((CRITICAL, t.critical), (WARNING, t.warning)):
+        if limit is not None and (value <= limit if t.lower_is_worse else value >= limit):
+            return level
+    return NORMAL
+
+
+def _still_breached(value: Decimal, limit: Decimal | None, t: Thresholds, band: Decimal) -> bool:
+    """Clearing needs the value back inside the limit by the hysteresis band."""
+    if limit is None:
+        return False
+    if t.lower_is_worse:
+        return value < limit * (ONE + band)
+    return value > limit * (ONE - band)
+
+
+@dataclass
+class _LatchState:
+    level: int = NORMAL
+    streaks: dict[int, int] = field(default_factory=lambda: {WARNING: 0, CRITICAL: 0})
+
+
+@dataclass(frozen=True)
+class Change:
+    rule: str
+    subject: str
+    level: int  # NORMAL means cleared
+    previous: int
+    measurement: Measurement
+    thresholds: Thresholds
+
+
+@dataclass
+class Latch:
+    """Per (rule, subject) latched levels for one account."""
+
+    states: dict[tuple[str, str], _LatchState] = field(default_factory=dict)
+
+    def update(self, m: Measurement, t: Thresholds, *, n: int, band: Decimal) -> Change | None:
+        """A level latches once the value has been at or beyond it for `n` evaluations in a row
+        (so 0.79 then 0.81 against 0.5/0.8 latches warning, not nothing); it clears as soon as
+        the value is back inside the limit by the hysteresis band."""
+        state = self.states.setdefault((m.rule, m.subject), _LatchState())
+        now = raw_level(m.value, t)
+        for level in (WARNING, CRITICAL):
+            state.streaks[level] = state.streaks[level] + 1 if now >= level else 0
+        latched = max((lv for lv in (WARNING, CRITICAL) if state.streaks[lv] >= n), default=NORMAL)
+        target = max(latched, self._held(m.value, t, state.level, band))
+        if target == state.level:
+            return None
+        previous, state.level = state.level, target
+        return Change(m.rule, m.subject, target, previous, m, t)
+
+    def forget_missing(self, seen: set[tuple[str, str]]) -> list[tuple[str, str, int]]:
+        """Subjects that disappeared (a closed position): cleared."""
+        gone = [(key, s.level) for key, s in self.states.items() if key not in seen and s.level != NORMAL]
+        for key, _ in gone:
+            del self.states[key]
+        return [(rule, subject, level) for (rule, subject), level in gone]
+
+    @staticmethod
+    def _held(value: Decimal, t: Thresholds, current: int, band: Decimal) -> int:
+        """The latched level a value keeps while it has not cleared that level's limit by the band."""
+        if current == CRITICAL and _still_breached(value, t.critical, t, band):
+            return CRITICAL
+        if current >= WARNING and _still_breached(value, t.warning, t, band):
+            return WARNING
+        return NORMAL
+
+
+def evaluate(
+    *, latch: Latch, limits: Limits, risk: AccountRisk, positions: list[PositionRisk], day: DayState | None
+) -> list[Change]:
+    """Level changes for one account after one update of its figures."""
+    rules = set(limits.by_rule) | ({"asset_cap"} if limits.asset_caps else set())
+    changes: list[Change] = []
+    seen: set[tuple[str, str]] = set()
+    for m in measure(risk=risk, positions=positions, day=day, rules=rules):
+        t = _asset_thresholds(limits, m.subject) if m.rule == "asset_cap" else limits.by_rule.get(m.rule)
+        if t is None:
+            continue
+        seen.add((m.rule, m.subject))
+        change = latch.update(m, t, n=limits.breach_after_n, band=limits.hysteresis)
+        if change is not None:
+            changes.append(change)
+    if not risk.complete:
+        return changes  # a missing figure is not a recovery: keep what is latched
+    for rule, subject, level in latch.forget_missing(seen):
+        changes.append(
+            Change(rule, subject, NORMAL, level, Measurement(rule, subject, Decimal(0)), Thresholds(None, None))
+        )
+    return changes
+
+
+def _asset_thresholds(limits: Limits, asset: str) -> Thresholds | None:
+    cap = limits.asset_caps.get(asset)
+    return Thresholds(None, cap) if cap is not None else None
+
+
+def _d(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
