@@ -31,7 +31,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def account_state(risk: AccountRisk, positions: list[PositionRisk]) -> dict[str, Any]:
+def account_state(risk: AccountRisk, positions: list[PositionRisk], open_orders: list[dict]) -> dict[str, Any]:
     """JSON-safe live figures for one account: Decimals as strings, with the time they describe."""
     figures = {k: _plain(v) for k, v in dataclasses.asdict(risk).items() if k != "per_asset"}
     return {
@@ -39,6 +39,7 @@ def account_state(risk: AccountRisk, positions: list[PositionRisk]) -> dict[str,
         "published_ms": live.now_ms(),
         "figures": figures,
         "positions": [{k: _plain(v) for k, v in dataclasses.asdict(p).items()} for p in positions],
+        "open_orders": _plain(open_orders),
     }
 
 
@@ -57,8 +58,10 @@ def alert_clear(**kwargs: Any) -> None:
 class DjangoSink:
     """Implements streams.Sink against the database and the cache."""
 
-    async def account_changed(self, account_id: int, risk: AccountRisk, positions: list[PositionRisk]) -> None:
-        live.accounts_set({account_id: account_state(risk, positions)})
+    async def account_changed(
+        self, account_id: int, risk: AccountRisk, positions: list[PositionRisk], open_orders: list[dict]
+    ) -> None:
+        live.accounts_set({account_id: account_state(risk, positions, open_orders)})
         await sync_to_async(self._persist_account)(account_id, risk, positions)
 
     @staticmethod

@@ -66,7 +66,9 @@ class FeedStatus:
 class Sink(Protocol):
     """Where the engine's results go. Every method must be quick or hand off."""
 
-    async def account_changed(self, account_id: int, risk: AccountRisk, positions: list[PositionRisk]) -> None: ...
+    async def account_changed(
+        self, account_id: int, risk: AccountRisk, positions: list[PositionRisk], open_orders: list[dict]
+    ) -> None: ...
 
     async def marks_changed(self, marks: dict[str, tuple[Decimal, int]]) -> None: ...
 
@@ -118,6 +120,8 @@ class StreamEngine:
         # Public market data needs no key; any account's client will do, or a keyless one.
         self._market_spec = market_key or next(iter(self.accounts.values()), AccountSpec(0, "market", "", ""))
         self._leverage: dict[tuple[int, str], int] = {}
+        self.open_orders: dict[int, dict[str, dict]] = {}  # account -> orderId -> resting order
+        self.fills_seen: dict[int, int] = {}  # fills observed since start, per account
         self._pending = _Pending()
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
@@ -187,6 +191,7 @@ class StreamEngine:
         """Make the book hold exactly what the exchange says; return the differences found."""
         adapter = self.adapter(account_id)
         positions = await adapter.positions()
+        self.open_orders[account_id] = {_order_key(o): _open_order(o) for o in await adapter.open_orders()}
         state = await adapter.account()
         held = {(p.symbol, p.side): p for p in self.book.positions(account_id)}
         seen: set[tuple[str, str]] = set()
@@ -353,7 +358,10 @@ class StreamEngine:
         try:
             if kind == "ACCOUNT_UPDATE":
                 self._apply_account_update(account_id, event["a"])
-            elif kind in ("ORDER_TRADE_UPDATE", "MARGIN_CALL"):
+            elif kind == "ORDER_TRADE_UPDATE":
+                self._apply_order_update(account_id, event["o"])
+                await self.sink.exchange_event(account_id, event)
+            elif kind == "MARGIN_CALL":
                 await self.sink.exchange_event(account_id, event)
             elif kind in ("TRADE_LITE", "ACCOUNT_CONFIG_UPDATE", "ALGO_UPDATE"):
                 self._apply_config(account_id, event)
@@ -387,6 +395,29 @@ class StreamEngine:
                 ),
             )
         self._note_changed(changed | {account_id})
+
+    def _apply_order_update(self, account_id: int, order: dict) -> None:
+        """Keep the account's resting orders current: the gate checks self-trades and open-order caps on them."""
+        book = self.open_orders.setdefault(account_id, {})
+        key = str(order["i"])
+        if order.get("X") in ("NEW", "PARTIALLY_FILLED"):
+            book[key] = {
+                "orderId": order["i"],
+                "clientOrderId": order.get("c", ""),
+                "symbol": order["s"],
+                "side": order["S"],
+                "type": order.get("o", ""),
+                "price": order.get("p", "0"),
+                "origQty": order.get("q", "0"),
+                "executedQty": order.get("z", "0"),
+                "reduceOnly": bool(order.get("R")),
+                "positionSide": order.get("ps", "BOTH"),
+            }
+        else:
+            book.pop(key, None)
+        if order.get("x") == "TRADE":
+            self.fills_seen[account_id] = self.fills_seen.get(account_id, 0) + 1
+        self._note_changed({account_id})
 
     def _apply_config(self, account_id: int, event: dict) -> None:
         config = event.get("ac")
@@ -426,7 +457,10 @@ class StreamEngine:
         for account_id in sorted(pending.accounts):
             if account_id in self.accounts:
                 await self.sink.account_changed(
-                    account_id, self.book.account(account_id), self.book.positions(account_id)
+                    account_id,
+                    self.book.account(account_id),
+                    self.book.positions(account_id),
+                    list(self.open_orders.get(account_id, {}).values()),
                 )
         await self.sink.feed_changed(self.market, became_stale=False, recovered=False)
 
@@ -435,6 +469,26 @@ class StreamEngine:
         if feed.name not in self._logged_malformed:
             self._logged_malformed.add(feed.name)  # once per feed: a flood must not flood the log
             log.warning("malformed payload on %s skipped (further ones only counted): %.300r", feed.name, sample)
+
+
+def _order_key(order: dict) -> str:
+    return str(order["orderId"])
+
+
+def _open_order(order: dict) -> dict:
+    keys = (
+        "orderId",
+        "clientOrderId",
+        "symbol",
+        "side",
+        "type",
+        "price",
+        "origQty",
+        "executedQty",
+        "reduceOnly",
+        "positionSide",
+    )
+    return {k: order.get(k) for k in keys}
 
 
 def _book_qty(side: str, qty: Decimal) -> Decimal:
