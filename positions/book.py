@@ -97,6 +97,10 @@ _CAP = float(RATIO_CAP)
 _MM, _UPNL, _IM, _GROSS, _NET, _ISOW, _XMM, _XUPNL, _XBAD, _BAD = range(10)
 _ROWS = 10
 
+# Columns of RiskBook._u_hot (per liquidation unit).
+_H_A, _H_B, _H_SIGN, _H_LO, _H_HI, _H_OWN, _H_POOL, _H_OK, _H_ISOW, _H_CROSS, _H_PAIR, _H_K = range(12)
+_HOT = 12
+
 
 @dataclass(frozen=True)
 class BookPosition:
@@ -332,9 +336,12 @@ class RiskBook:
         self._u_hw, self._u_free = 1, []
         self._u_key: dict[tuple, int] = {}
         self._u_keys: list[tuple | None] = [None] * cap
-        self._ui = {name: np.zeros(cap, dtype=np.int64) for name in ("pool", "leg_a", "leg_b", "pair", "k")}
-        self._uf = {name: np.zeros(cap) for name in ("sign", "lp", "own", "isow", "lo", "hi")}
-        self._ub = {name: np.zeros(cap, dtype=bool) for name in ("live", "cross", "onfall", "known", "ok")}
+        self._ui = {name: np.zeros(cap, dtype=np.int64) for name in ("pool", "leg_a", "leg_b", "pair")}
+        self._uf = {name: np.zeros(cap) for name in ("lp",)}
+        self._ub = {name: np.zeros(cap, dtype=bool) for name in ("live", "cross", "onfall", "known")}
+        # Everything a tick reads per unit, in one row, so a touched unit costs one gather
+        # (columns _H_*; ints and flags stored as floats, exact far beyond any index here).
+        self._u_hot = np.zeros((cap, _HOT))
         # Unit-major [unit, tier]: a tick gathers whole rows (or one cell) of the units it touches.
         self._u_a, self._u_b = np.zeros((cap, self._k)), np.zeros((cap, self._k))
         self._p_hw, self._p_free = 1, []
@@ -343,8 +350,9 @@ class RiskBook:
     def _init_pairs(self, cap: int) -> None:
         j = 2 * self._k - 1
         self._p_unit = np.zeros(cap, dtype=np.int64)
-        self._p_loa, self._p_lob = np.full((cap, j), -np.inf), np.zeros((cap, j))
-        self._p_hia, self._p_hib = np.full((cap, j), np.inf), np.zeros((cap, j))
+        # [pair, 2J]: the J rising pieces (safe above their root), then the J falling ones.
+        self._p_a = np.hstack([np.full((cap, j), -np.inf), np.full((cap, j), np.inf)])
+        self._p_b = np.zeros((cap, 2 * j))
         self._p_zc = np.full(cap, np.inf)
 
     def _ensure_slot_capacity(self) -> None:
@@ -369,13 +377,12 @@ class RiskBook:
             self._uf = {k: _grow(v, new, 0.0) for k, v in self._uf.items()}
             self._ub = {k: _grow(v, new, False) for k, v in self._ub.items()}
             self._u_a, self._u_b = _grow_rows(self._u_a, new, 0.0), _grow_rows(self._u_b, new, 0.0)
+            self._u_hot = _grow_rows(self._u_hot, new, 0.0)
         cap = len(self._p_unit)
         if self._p_hw >= cap:
             new = cap * 2
             self._p_unit = _grow(self._p_unit, new, 0)
-            self._p_loa = _grow_rows(self._p_loa, new, -np.inf)
-            self._p_hia = _grow_rows(self._p_hia, new, np.inf)
-            self._p_lob, self._p_hib = _grow_rows(self._p_lob, new, 0.0), _grow_rows(self._p_hib, new, 0.0)
+            self._p_a, self._p_b = _grow_rows(self._p_a, new, np.nan), _grow_rows(self._p_b, new, 0.0)
             self._p_zc = _grow(self._p_zc, new, np.inf)
 
     def _widen_tiers(self, k: int) -> None:
@@ -647,9 +654,10 @@ class RiskBook:
     def _free_unit(self, unit: int) -> None:
         del self._u_key[self._u_keys[unit]]
         self._u_keys[unit] = None
-        self._ub["live"][unit] = self._ub["cross"][unit] = self._ub["ok"][unit] = False
-        self._ui["pool"][unit] = self._ui["k"][unit] = 0
-        self._uf["lo"][unit], self._uf["hi"][unit] = -np.inf, np.inf  # never searched while free
+        self._ub["live"][unit] = self._ub["cross"][unit] = False
+        self._ui["pool"][unit] = 0
+        self._u_hot[unit] = 0.0
+        self._u_hot[unit, _H_LO], self._u_hot[unit, _H_HI] = -np.inf, np.inf  # never searched while free
         self._release_pair(unit)
         self._u_free.append(unit)
         self._dirty_index = True
@@ -677,13 +685,16 @@ class RiskBook:
             return
         leg_a, leg_b = self._ui["leg_a"][units], self._ui["leg_b"][units]
         main = np.where(leg_a > 0, leg_a, leg_b)
-        self._uf["isow"][units] = self._sf["isow"][main]
-        self._ub["ok"][units] = (self._si["table"][main] >= 0) & self._ub["live"][units]
+        hot = self._u_hot
+        hot[units, _H_ISOW] = self._sf["isow"][main]
+        hot[units, _H_OK] = (self._si["table"][main] >= 0) & self._ub["live"][units]
+        hot[units, _H_POOL] = self._ui["pool"][units]
+        hot[units, _H_CROSS] = self._ub["cross"][units]
         is_pair = (leg_a > 0) & (leg_b > 0)
         # Singles forget their active tier (the next evaluation searches all); pairs never use it.
-        self._uf["lo"][units] = np.where(is_pair, -np.inf, np.nan)
-        self._uf["hi"][units] = np.where(is_pair, np.inf, np.nan)
-        self._ui["k"][units] = 0
+        hot[units, _H_LO] = np.where(is_pair, -np.inf, np.nan)
+        hot[units, _H_HI] = np.where(is_pair, np.inf, np.nan)
+        hot[units, _H_K] = 0
         for unit in units[~is_pair].tolist():
             self._release_pair(unit)
         self._build_singles(units[~is_pair])
@@ -695,6 +706,7 @@ class RiskBook:
                 self._p_hw += pair == self._p_hw
                 self._ui["pair"][unit], self._p_unit[pair] = pair, unit
         self._build_pairs(pairs)
+        hot[units, _H_PAIR] = self._ui["pair"][units]
         self._update_own(units)
 
     def _build_singles(self, units: np.ndarray) -> None:
@@ -708,7 +720,7 @@ class RiskBook:
             slope = q[:, None] * (1.0 - sign[:, None] * mmr)
             self._u_a[units] = sign[:, None] * (q * ep)[:, None] / slope - cum / slope
             self._u_b[units] = 1.0 / slope
-        self._uf["sign"][units] = sign
+        self._u_hot[units, _H_SIGN] = sign
 
     def _build_pairs(self, units: np.ndarray) -> None:
         if not len(units):
@@ -726,12 +738,12 @@ class RiskBook:
         with np.errstate(divide="ignore", invalid="ignore"):
             a, b = -const / slope, 1.0 / slope
         up, down = slope > 0, slope < 0
-        self._p_loa[pairs], self._p_lob[pairs] = np.where(up, a, -np.inf), np.where(up, b, 0.0)
-        self._p_hia[pairs], self._p_hib[pairs] = np.where(down, a, np.inf), np.where(down, b, 0.0)
+        self._p_a[pairs] = np.hstack([np.where(up, a, -np.inf), np.where(down, a, np.inf)])
+        self._p_b[pairs] = np.hstack([np.where(up, b, 0.0), np.where(down, b, 0.0)])
         # A flat piece leaves no root of its own: the safe set is empty if W' + c < 0 there.
         self._p_zc[pairs] = np.where(slope == 0, const, np.inf).min(axis=1)
         nan = np.isnan(slope).any(axis=1)  # missing brackets: keep NaN so the LP reads as unknown
-        self._p_loa[pairs[nan]] = np.nan
+        self._p_a[pairs[nan]] = np.nan
 
     def _pair_tiers(self, slot: np.ndarray, ql: np.ndarray, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tier of each leg on each of the 2K−1 intervals between the legs' tier-change prices."""
@@ -760,8 +772,10 @@ class RiskBook:
         sf["mm"][sel], sf["im"][sel], sb["complete"][sel] = mm, im, complete
         cross = ~sb["iso"][sel]
 
+        everything = bool(complete.all())
+
         def ok(values: np.ndarray) -> np.ndarray:  # incomplete rows add nothing but a count
-            return np.where(complete, values, 0.0)
+            return values if everything else np.where(complete, values, 0.0)
 
         return np.vstack([
             ok(mm), ok(upnl), ok(im), ok(notional), ok(np.sign(sf["sq"][sel]) * notional), sf["isow"][sel],
@@ -771,37 +785,37 @@ class RiskBook:
     def _update_own(self, units: np.ndarray | slice) -> None:
         """Cache each cross unit's own MM − uPnL: W' = (wallet − XMM + XUPNL of the pool) + own."""
         c, la, lb = self._s_contrib, self._ui["leg_a"][units], self._ui["leg_b"][units]
-        self._uf["own"][units] = c[_XMM, la] + c[_XMM, lb] - c[_XUPNL, la] - c[_XUPNL, lb]
+        self._u_hot[units, _H_OWN] = c[_XMM, la] + c[_XMM, lb] - c[_XUPNL, la] - c[_XUPNL, lb]
 
-    def _compute_units(self, units: np.ndarray) -> None:
-        """Liquidation price of the selected units from the current pool sums."""
+    def _compute_units(self, units: np.ndarray, *, all_units: bool = False) -> None:
+        """Liquidation price of the selected units from the current pool sums (``all_units``:
+        ``units`` is arange(high-water mark), read the hot rows as a view instead of a copy)."""
         if not len(units):
             return
         sums = self._pool_sum
         base = self._pool_wallet - sums[_XMM] + sums[_XUPNL]
         pool_ok = (sums[_XBAD] == 0) & np.isfinite(self._pool_wallet)
-        pool, cross = self._ui["pool"][units], self._ub["cross"][units]
-        w = np.where(cross, base[pool] + self._uf["own"][units], self._uf["isow"][units])
-        known = np.where(cross, pool_ok[pool], True) & self._ub["ok"][units]
-        pair = self._ui["pair"][units]
-        has_pair = pair > 0
-        lp = self._single_roots(units, w, has_pair)
-        onfall = self._uf["sign"][units] > 0
+        hot = self._u_hot[: len(units)] if all_units else self._u_hot[units]
+        pool, cross = hot[:, _H_POOL].astype(np.int64), hot[:, _H_CROSS] > 0
+        w = np.where(cross, base[pool] + hot[:, _H_OWN], hot[:, _H_ISOW])
+        known = np.where(cross, pool_ok[pool], True) & (hot[:, _H_OK] > 0)
+        has_pair = hot[:, _H_PAIR] > 0
+        lp = self._single_roots(units, hot, w, has_pair)
+        onfall = hot[:, _H_SIGN] > 0
         if has_pair.any():
-            self._pair_roots(pair[has_pair], w[has_pair], lp, onfall, has_pair)
+            self._pair_roots(hot[has_pair, _H_PAIR].astype(np.int64), w[has_pair], lp, onfall, has_pair)
         self._uf["lp"][units] = np.where(known & (lp > 0), lp, np.nan)
         self._ub["onfall"][units], self._ub["known"][units] = onfall, known
 
-    def _single_roots(self, units: np.ndarray, w: np.ndarray, pair: np.ndarray) -> np.ndarray:
+    def _single_roots(self, units: np.ndarray, hot: np.ndarray, w: np.ndarray,
+                      pair: np.ndarray) -> np.ndarray:
         """LP of one-leg units: the active tier's piece when its root stays inside that tier
         (then it is the root: there is only one), else the max over all tiers."""
-        k, sign = self._ui["k"][units], self._uf["sign"][units]
-        flat = units * self._k + k
-        lp = sign * (self._u_a.ravel()[flat] - w * self._u_b.ravel()[flat])
-        lo, hi = self._uf["lo"][units], self._uf["hi"][units]
+        lp = hot[:, _H_SIGN] * (hot[:, _H_A] - w * hot[:, _H_B])
+        lo, hi = hot[:, _H_LO], hot[:, _H_HI]
         # r <= 0 in tier 1 means no positive root at all (every other tier's r is lower for a
         # long, and for a short W' + Q·EP <= 0 makes every r <= 0), so it is settled too.
-        settled = (lp <= hi * (1 + 1e-12)) & ((lp >= lo * (1 - 1e-12)) | (k == 0))
+        settled = (lp <= hi * (1 + 1e-12)) & ((lp >= lo * (1 - 1e-12)) | (hot[:, _H_K] == 0))
         redo = np.flatnonzero(~(settled | pair))
         if len(redo):
             lp[redo] = self._search_tiers(units[redo], w[redo])
@@ -814,18 +828,22 @@ class RiskBook:
         slot = self._ui["leg_a"][units] + self._ui["leg_b"][units]  # singles: one leg is 0
         floors, q = self._s_floor[:, slot], self._sf["aq"][slot]
         columns = np.arange(len(units))
+        hot = self._u_hot
         with np.errstate(invalid="ignore", divide="ignore"):
-            self._uf["lo"][units] = floors[k, columns] / q
+            hot[units, _H_LO] = floors[k, columns] / q
             upper = floors[np.minimum(k + 1, self._k - 1), columns] / q
-            self._uf["hi"][units] = np.where(k + 1 < self._k, upper, np.inf)
-        self._ui["k"][units] = k
-        return self._uf["sign"][units] * values[columns, k]
+            hot[units, _H_HI] = np.where(k + 1 < self._k, upper, np.inf)
+        hot[units, _H_K] = k
+        hot[units, _H_A], hot[units, _H_B] = self._u_a[units, k], self._u_b[units, k]
+        return hot[units, _H_SIGN] * values[columns, k]
 
     def _pair_roots(self, pairs: np.ndarray, w: np.ndarray, lp: np.ndarray, onfall: np.ndarray,
                     mask: np.ndarray) -> None:
         """Lowest positive edge of the safe interval [lo, hi] of each cross hedge pair (in place)."""
-        lo = (self._p_loa[pairs] - w[:, None] * self._p_lob[pairs]).max(axis=1)
-        hi = (self._p_hia[pairs] - w[:, None] * self._p_hib[pairs]).min(axis=1)
+        j = 2 * self._k - 1
+        # Row gathers are cheap, reductions along a short last axis are not: turn piece-major first.
+        roots = np.ascontiguousarray((self._p_a[pairs] - w[:, None] * self._p_b[pairs]).T)
+        lo, hi = roots[:j].max(axis=0), roots[j:].min(axis=0)
         empty = (lo > hi) | (w + self._p_zc[pairs] < 0)
         use_lo = lo > 0
         root = np.where(empty, np.nan, np.where(use_lo, lo, np.where(np.isinf(hi), np.nan, hi)))
@@ -874,7 +892,7 @@ class RiskBook:
         self._s_contrib[:, hw] = contrib
         self._si["cpool"][hw] = pools
         self._update_own(slice(0, self._u_hw))
-        self._compute_units(np.arange(self._u_hw))
+        self._compute_units(np.arange(self._u_hw), all_units=True)
         touched_pools[0] = False
         return self._accounts_of(touched_pools)
 
