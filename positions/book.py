@@ -45,7 +45,8 @@ Positions live in struct-of-arrays (float64). A full-market tick recomputes all
 of them with a handful of vectorised passes; a single-symbol tick recomputes the
 positions of that symbol, the pool sums they feed (incrementally) and the
 liquidation prices of every cross position in the touched pools (their TMM1 and
-UPNL1 moved). The maths per position:
+UPNL1 moved). Isolated liquidation prices only change when the position, its
+wallet or its brackets change. Per-position distances are derived on read.
 
 * Maintenance margin is the max of the tier lines ``n·mmr_k − cum_k``: the cum
   recurrence makes MM continuous and rising mmr makes it convex, so the max over
@@ -56,20 +57,28 @@ UPNL1 moved). The maths per position:
   lines ``c_j + s_j·P``, and the safe set ``{W' + F ≥ 0}`` is the interval
   ``[max_{s_j>0} r_j, min_{s_j<0} r_j]`` with ``r_j = A_j − W'·B_j``
   (``A_j = −c_j/s_j``, ``B_j = 1/s_j``). A and B are precomputed when a position
-  or its brackets change; a tick only evaluates ``A − W'·B`` and a max/min. The
-  liquidation price is the lowest positive edge of the safe set, the same root
-  as ``margin.liquidation_point`` (a one-way leg has one piece per tier; a cross
-  hedge pair one per tier-change interval, at most 2K − 1).
+  or its brackets change. The liquidation price is the lowest positive edge of
+  the safe set: the same root as ``margin.liquidation_point``.
+  - One-leg units (one-way, isolated, a lone hedge leg) have one piece per tier
+    and exactly one root. A tick evaluates only the piece of the tier found last
+    time and accepts it if its root lies inside that tier's price range (then it
+    is the root); otherwise it takes the max over all tiers and remembers the new
+    tier. Marks move little between ticks, so the fallback is rare.
+  - Cross hedge pairs have one piece per tier-change interval (≤ 2K − 1) and are
+    evaluated in full every time (they can have two roots; see margin._solve).
 
 Float64 keeps ~16 significant digits; tests check every figure against the
-Decimal functions in ``positions.figures`` to |diff| < 0.005 on random desks.
-Pool sums are updated incrementally on single-symbol ticks and rebuilt from
-scratch on every full-market tick (and every ``RESYNC_EVERY`` incremental
-updates), so rounding cannot drift. Readers convert to Decimal at the boundary:
-money and prices with 8 decimals, ratios with 12.
+Decimal functions in ``positions.figures`` on random desks: money to
+|diff| < 0.005, liquidation prices to the same cent (except where the Decimal
+value sits within float resolution of a half-cent tie, which only happens for
+absurd prices ~1e12). Pool sums are updated incrementally on single-symbol
+ticks and rebuilt from scratch on every full-market tick (and every
+``RESYNC_EVERY`` incremental updates), so rounding cannot drift. Readers convert
+to Decimal at the boundary: money and prices with 8 decimals, ratios with 12.
 
-Structural changes (a new position, a removed one, new brackets) rebuild the
-lookup indexes lazily on the next tick, O(N log N): a few ms per 100k positions.
+Structural changes (a new position or liquidation unit, a removed one) rebuild
+the lookup indexes lazily on the next tick, O(N log N): a few ms per 100k
+positions. A quantity change of an existing position is not structural.
 """
 
 from __future__ import annotations
