@@ -28,7 +28,7 @@ D = Decimal
 CENT = D("0.01")
 TABLES = load_bracket_tables()
 SYMBOLS = sorted(TABLES)
-PROPERTY = settings(max_examples=300, deadline=None, derandomize=True)
+PROPERTY = settings(max_examples=40, deadline=None, derandomize=True)  # per symbol: 27 × 40 per property
 
 
 def table(*rows: tuple[str, str, str], leverage: int = 125) -> tuple[Bracket, ...]:
@@ -216,62 +216,62 @@ def in_tier(notional: Decimal, b: Bracket, last: bool) -> bool:
 # --------------------------------------------------------------------------- strategies
 
 
-@st.composite
-def one_way(draw: st.DrawFn) -> tuple[str, dict]:
-    """A one-way position on any fixture symbol, notional 1e1..1e9 (all tiers), any wallet."""
-    symbol = draw(st.sampled_from(SYMBOLS))
+def sized(draw: st.DrawFn) -> tuple[Decimal, Decimal]:
+    """(qty, entry) with notional log-spread over 1e1..1e9, i.e. across every tier of every table."""
     entry = D(draw(st.integers(1, 10_000_000))) / 100
     notional = D(draw(st.integers(100, 999))) * D(10) ** draw(st.integers(-1, 6))
-    qty = max((notional / entry).quantize(D("0.001")), D("0.001"))
+    return max((notional / entry).quantize(D("0.001")), D("0.001")), entry
+
+
+@st.composite
+def one_way(draw: st.DrawFn) -> dict:
+    """A one-way position (long or short) with any wallet from −30 % to +150 % of its notional."""
+    qty, entry = sized(draw)
     if draw(st.booleans()):
         qty = -qty
     wallet = (abs(qty) * entry * draw(st.integers(-300, 1500)) / 1000).quantize(CENT)
-    return symbol, dict(wallet_balance=wallet, qty_both=qty, entry_both=entry)
+    return dict(wallet_balance=wallet, qty_both=qty, entry_both=entry)
 
 
 @st.composite
-def hedge(draw: st.DrawFn) -> tuple[str, dict]:
-    symbol = draw(st.sampled_from(SYMBOLS))
-    kwargs: dict = {}
-    for leg in ("long", "short"):
-        entry = D(draw(st.integers(1, 10_000_000))) / 100
-        notional = D(draw(st.integers(100, 999))) * D(10) ** draw(st.integers(-1, 6))
-        kwargs[f"qty_{leg}"] = max((notional / entry).quantize(D("0.001")), D("0.001"))
-        kwargs[f"entry_{leg}"] = entry
-    gross = kwargs["qty_long"] * kwargs["entry_long"] + kwargs["qty_short"] * kwargs["entry_short"]
-    kwargs["wallet_balance"] = (gross * draw(st.integers(-200, 1000)) / 1000).quantize(CENT)
-    if draw(st.booleans()):  # cross with other contracts
+def hedge(draw: st.DrawFn) -> dict:
+    """Both hedge legs, isolated-style or cross with other contracts' TMM1/UPNL1."""
+    (ql, el), (qs, es) = sized(draw), sized(draw)
+    kwargs = dict(qty_long=ql, entry_long=el, qty_short=qs, entry_short=es)
+    kwargs["wallet_balance"] = ((ql * el + qs * es) * draw(st.integers(-200, 1000)) / 1000).quantize(CENT)
+    if draw(st.booleans()):
         kwargs["other_maint_margin"] = D(draw(st.integers(0, 10**8))) / 100
         kwargs["other_unrealized_pnl"] = D(draw(st.integers(-10**8, 10**8))) / 100
-    return symbol, kwargs
+    return kwargs
 
 
-# --------------------------------------------------------------------------- properties
+# --------------------------------------------------------------------------- properties, every fixture symbol
+
+every_symbol = pytest.mark.parametrize("symbol", SYMBOLS)
 
 
+@every_symbol
 @PROPERTY
 @given(one_way())
-def test_one_way_equity_equals_mm_at_the_liquidation_price(case: tuple[str, dict]) -> None:
-    symbol, kwargs = case
+def test_one_way_equity_equals_mm_at_the_liquidation_price(symbol: str, kwargs: dict) -> None:
     lp = liquidation_price(brackets=TABLES[symbol], **kwargs)
     assume(lp is not None)
     assert_equity_equals_mm(lp, TABLES[symbol], kwargs)
 
 
+@every_symbol
 @PROPERTY
 @given(one_way())
-def test_one_way_matches_the_faq_reselection_loop(case: tuple[str, dict]) -> None:
-    symbol, kwargs = case
+def test_one_way_matches_the_faq_reselection_loop(symbol: str, kwargs: dict) -> None:
     expected = faq_reselection_one_way(kwargs["wallet_balance"], kwargs["qty_both"], kwargs["entry_both"],
                                        TABLES[symbol])
-    got = liquidation_price(brackets=TABLES[symbol], **kwargs)
-    assert cents(got) == cents(expected)
+    assert cents(liquidation_price(brackets=TABLES[symbol], **kwargs)) == cents(expected)
 
 
+@every_symbol
 @PROPERTY
 @given(hedge())
-def test_hedge_returns_the_lowest_tier_consistent_root(case: tuple[str, dict]) -> None:
-    symbol, kwargs = case
+def test_hedge_returns_the_lowest_tier_consistent_root(symbol: str, kwargs: dict) -> None:
     brackets = TABLES[symbol]
     wallet = kwargs["wallet_balance"] - kwargs.get("other_maint_margin", ZERO) + kwargs.get(
         "other_unrealized_pnl", ZERO)
@@ -285,10 +285,10 @@ def test_hedge_returns_the_lowest_tier_consistent_root(case: tuple[str, dict]) -
     assert_equity_equals_mm(point.price, brackets, kwargs)
 
 
+@every_symbol
 @PROPERTY
 @given(one_way(), st.integers(1, 10**7))
-def test_more_wallet_moves_liquidation_away(case: tuple[str, dict], extra_cents: int) -> None:
-    symbol, kwargs = case
+def test_more_wallet_moves_liquidation_away(symbol: str, kwargs: dict, extra_cents: int) -> None:
     assume(kwargs["wallet_balance"] >= 0)
     richer = dict(kwargs, wallet_balance=kwargs["wallet_balance"] + D(extra_cents) / 100)
     before = liquidation_price(brackets=TABLES[symbol], **kwargs)
@@ -300,10 +300,10 @@ def test_more_wallet_moves_liquidation_away(case: tuple[str, dict], extra_cents:
         assert after is not None and before is not None and after > before
 
 
+@every_symbol
 @PROPERTY
 @given(one_way(), st.integers(1, 1000))
-def test_bigger_size_moves_liquidation_closer(case: tuple[str, dict], extra_permille: int) -> None:
-    symbol, kwargs = case
+def test_bigger_size_moves_liquidation_closer(symbol: str, kwargs: dict, extra_permille: int) -> None:
     assume(kwargs["wallet_balance"] > 0)
     qty = kwargs["qty_both"]
     bigger = dict(kwargs, qty_both=qty + qty * extra_permille / 1000)
@@ -326,8 +326,9 @@ def test_maintenance_margin_is_continuous_at_every_tier_edge(symbol: str) -> Non
         assert abs(maintenance_margin(edge, brackets) - below) < D("0.000001")
 
 
+@every_symbol
 @PROPERTY
-@given(st.sampled_from(SYMBOLS), st.integers(0, 10**12))
+@given(st.integers(0, 10**12))
 def test_maintenance_margin_is_the_max_of_the_tier_lines(symbol: str, cents_notional: int) -> None:
     # MM is convex (mmr rises with notional and cum keeps it continuous); the book relies on this.
     brackets = TABLES[symbol]
