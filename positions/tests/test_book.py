@@ -361,6 +361,26 @@ def test_hedge_leg_removed_turns_the_pair_into_a_single_leg() -> None:
     assert abs(only.liquidation_price - expected) < MONEY_TOLERANCE
 
 
+def test_switching_margin_type_moves_the_position_between_pools_of_liquidation() -> None:
+    book = small_book()
+    cross_lp = book.positions("carol")[0].liquidation_price
+    isolated = BookPosition(symbol="SOLUSDT", side="BOTH", qty=D("100"), entry_price=D("150"), leverage=5,
+                            margin_type="isolated", isolated_wallet=D("3000"))
+    assert book.upsert_position("carol", isolated) == {"carol"}
+    (row,) = book.positions("carol")
+    expected = (D("15000") - D("3000")) / (100 * D("0.995"))  # 2024 SOL tier 1: 0.5 %
+    assert row.liquidation_price != cross_lp and abs(row.liquidation_price - expected) < MONEY_TOLERANCE
+    assert book.account("carol").per_asset["USDT"].isolated_wallet_balance == D("3000")
+
+
+def test_changing_size_revalues_in_place() -> None:
+    book = small_book()
+    before = book.account("alice").gross_exposure
+    book.upsert_position("alice", BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("2"),
+                                               entry_price=D("60000"), leverage=10))
+    assert book.account("alice").gross_exposure == before + D("60000")
+
+
 # --------------------------------------------------------------------------- bad input
 
 
