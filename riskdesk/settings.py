@@ -215,6 +215,9 @@ SERVE_STATIC = env.bool("SERVE_STATIC", default=True)
 BINANCE_FUTURES_REST_URL = env.str("BINANCE_FUTURES_REST_URL", default="https://fapi.binance.com")
 BINANCE_FUTURES_WS_URL = env.str("BINANCE_FUTURES_WS_URL", default="wss://fstream.binance.com")
 STREAM_STALE_AFTER_S = env.float("STREAM_STALE_AFTER_S", default=5.0)
+# Run the stream engine inside the web process (embedded demo: the in-memory channel layer
+# does not cross processes). Production runs `manage.py run_streams` on its own and sets false.
+STREAMS_IN_PROCESS = env.bool("STREAMS_IN_PROCESS", default=False)
 ALERT_ESCALATE_AFTER_S = env.int("ALERT_ESCALATE_AFTER_S", default=300)
 # Highest leverage a profile may allow when no bracket table says otherwise (Binance's top tier).
 EXCHANGE_MAX_LEVERAGE = env.int("EXCHANGE_MAX_LEVERAGE", default=125)

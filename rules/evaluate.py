@@ -53,6 +53,8 @@ class Limits:
     asset_caps: dict[str, Decimal]
     breach_after_n: int = 2
     hysteresis: Decimal = Decimal("0.02")
+    auto_action: str = "none"
+    auto_action_mode: str = "propose"
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> Limits:
@@ -70,6 +72,8 @@ class Limits:
             asset_caps=caps,
             breach_after_n=int(values.get("breach_after_n") or 1),
             hysteresis=Decimal(str(values.get("hysteresis") or 0)),
+            auto_action=values.get("auto_action") or "none",
+            auto_action_mode=values.get("auto_action_mode") or "propose",
         )
 
 

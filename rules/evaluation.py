@@ -24,6 +24,8 @@ from django.db import transaction
 from django.db.models import Max, Min
 
 from accounts.models import ExchangeAccount
+from positions.book import PositionRisk
+from rules.actions import TRIGGERS
 from rules.evaluate import CRITICAL, NORMAL, RULES, Change, DayState, Latch, Limits, evaluate
 from rules.services import profile_for_account
 
@@ -38,6 +40,9 @@ class Job:
     account_id: int
     change: Change
     at_ms: int
+    action: tuple[str, str] | None = None  # (kind, mode) when the profile acts on this breach
+    positions: tuple[PositionRisk, ...] = ()  # the book's view when the breach latched, for the plan
+    cross_wallet: Decimal | None = None
 
 
 def trading_day(now: datetime | None = None) -> str:
@@ -143,9 +148,23 @@ class Evaluator:
                 day=state,
             )
             for change in changes:
-                self.queue.put_nowait(Job(account_id, change, at_ms))
+                self.queue.put_nowait(self._job(account_id, change, at_ms, limits, risk))
         self.evaluations += 1
         self.last_eval_us = (time.perf_counter() - started) * 1e6
+
+    def _job(self, account_id: int, change: Change, at_ms: int, limits: Limits, risk: Any) -> Job:
+        acts = change.level == CRITICAL and change.rule in TRIGGERS and limits.auto_action != "none"
+        if not acts:
+            return Job(account_id, change, at_ms)
+        usdt = risk.per_asset.get("USDT")
+        return Job(
+            account_id,
+            change,
+            at_ms,
+            action=(limits.auto_action, limits.auto_action_mode),
+            positions=tuple(self.engine.book.positions(account_id)),
+            cross_wallet=usdt.cross_wallet_balance if usdt is not None else None,
+        )
 
     def _day_state(self, account_id: int, day: str, equity: Decimal | None) -> DayState | None:
         state = self.days.get(account_id)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -137,3 +138,39 @@ class RiskProfile(models.Model):
         errors = validate_limits(self.limit_values(), exchange_max_leverage=exchange_max_leverage())
         if errors:
             raise ValidationError(errors)
+
+
+class RiskAction(models.Model):
+    """An automatic action on a critical breach: proposed (a dry-run plan a risk manager
+    may execute) or executed at once when the profile says act. Every step is audited."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", _("Proposed")
+        APPROVED = "approved", _("Approved, queued")
+        RUNNING = "running", _("Running")
+        EXECUTED = "executed", _("Executed")
+        FAILED = "failed", _("Failed")
+        DISMISSED = "dismissed", _("Dismissed")
+
+    account = models.ForeignKey("accounts.ExchangeAccount", on_delete=models.CASCADE, related_name="risk_actions")
+    alert = models.ForeignKey("alerts.Alert", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    trigger = models.CharField(_("trigger"), max_length=32)
+    kind = models.CharField(_("action"), max_length=20)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PROPOSED)
+    plan = models.JSONField(_("plan"), default=dict)
+    result = models.JSONField(_("result"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    executed_at = models.DateTimeField(_("executed"), null=True, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("risk action")
+        verbose_name_plural = _("risk actions")
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.account} ({self.status})"

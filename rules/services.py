@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import asyncio
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import ExchangeAccount, User
 from marketdata.services import exchange_max_leverage
 from rules.limits import as_decimal, validate_limits
-from rules.models import RiskProfile
+from rules.models import RiskAction, RiskProfile
 
 # The fields a person sets; ids and timestamps are the database's.
 EDITABLE = tuple(
@@ -109,3 +112,97 @@ def profile_import(*, name: str, values: dict[str, Any], by: User | None, source
     if existing is None:
         return profile_create(values=full, by=by, reason=f"imported from {source}"), True
     return profile_update(profile=existing, values=full, by=by, reason=f"imported from {source}"), False
+
+
+# --- automatic actions ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def action_record(*, account_id: int, alert_id: int | None, plan: dict, act: bool) -> RiskAction:
+    """Record an action plan. With `act`, its execution is queued after commit (never before:
+    a rolled-back breach must not trade)."""
+    action = RiskAction.objects.create(
+        account_id=account_id,
+        alert_id=alert_id,
+        trigger=plan["trigger"],
+        kind=plan["kind"],
+        plan=plan,
+        status=RiskAction.Status.APPROVED if act else RiskAction.Status.PROPOSED,
+    )
+    if act:
+        from rules.tasks import execute_risk_action_task
+
+        transaction.on_commit(lambda: execute_risk_action_task.delay(action.id))
+    return action
+
+
+@transaction.atomic
+def action_approve(*, action: RiskAction, by: User) -> RiskAction:
+    """A risk manager executes a proposed plan."""
+    claimed = RiskAction.objects.filter(pk=action.pk, status=RiskAction.Status.PROPOSED).update(
+        status=RiskAction.Status.APPROVED, decided_by=by
+    )
+    if claimed:
+        from rules.tasks import execute_risk_action_task
+
+        transaction.on_commit(lambda: execute_risk_action_task.delay(action.pk))
+    return RiskAction.objects.get(pk=action.pk)
+
+
+@transaction.atomic
+def action_dismiss(*, action: RiskAction, by: User) -> RiskAction:
+    RiskAction.objects.filter(pk=action.pk, status=RiskAction.Status.PROPOSED).update(
+        status=RiskAction.Status.DISMISSED, decided_by=by
+    )
+    return RiskAction.objects.get(pk=action.pk)
+
+
+def action_execute(*, action_id: int) -> RiskAction:
+    """Carry out an approved plan on the exchange: trading state, cancels, reduce-only orders.
+    Claimed by a conditional UPDATE, so a task delivered twice runs once. A worker killed while
+    RUNNING leaves the row RUNNING for a person to check: re-sending orders blindly could cut twice."""
+    from accounts.services import account_set_trading_state
+    from marketdata.services import exchange_for
+
+    claimed = RiskAction.objects.filter(pk=action_id, status=RiskAction.Status.APPROVED).update(
+        status=RiskAction.Status.RUNNING
+    )
+    action = RiskAction.objects.select_related("account").get(pk=action_id)
+    if not claimed:
+        return action
+    plan, account, result = action.plan, action.account, {"steps": []}
+    if plan.get("trading_state") or plan["kind"] in ("cancel_orders", "reduce_positions"):
+        state = plan.get("trading_state") or "REDUCING"
+        account_set_trading_state(account=account, state=state, reason=f"automatic action on {action.trigger}")
+        result["steps"].append({"trading_state": state})
+    try:
+        result["steps"] += asyncio.run(_exchange_steps(exchange_for(account), plan))
+        status = RiskAction.Status.EXECUTED
+    except Exception as exc:  # the audit must say what failed, whatever it was
+        result["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        status = RiskAction.Status.FAILED
+    RiskAction.objects.filter(pk=action.pk).update(status=status, result=result, executed_at=timezone.now())
+    return RiskAction.objects.get(pk=action.pk)
+
+
+async def _exchange_steps(exchange, plan: dict) -> list[dict]:
+    steps: list[dict] = []
+    async with exchange:
+        if plan.get("cancel_orders"):
+            for symbol in sorted({o["symbol"] for o in await exchange.open_orders()}):
+                await exchange.cancel_all(symbol=symbol)
+                steps.append({"cancel_all": symbol})
+        for order in plan.get("orders", []):
+            params = {
+                "symbol": order["symbol"],
+                "side": order["side"],
+                "type": "MARKET",
+                "quantity": Decimal(order["quantity"]),
+            }
+            if order["position_side"] == "BOTH":
+                params["reduceOnly"] = True
+            else:
+                params["positionSide"] = order["position_side"]  # hedge legs reduce by side, no reduceOnly
+            answer = await exchange.place_order(**params)
+            steps.append({"order": order, "exchange_status": answer.get("status"), "order_id": answer.get("orderId")})
+    return steps

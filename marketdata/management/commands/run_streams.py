@@ -40,6 +40,15 @@ def build_engine(specs: list[AccountSpec]) -> StreamEngine:
     return engine
 
 
+def refresh_reference() -> str:
+    """Symbols and brackets from the exchange; on failure the database's copies are used."""
+    try:
+        return f"symbols: {services.symbols_sync()}, bracket rows: {services.brackets_sync()}"
+    except (ExchangeError, OSError) as exc:
+        log.warning("could not refresh symbols/brackets (%s); using what the database holds", exc)
+        return f"could not refresh symbols/brackets ({exc}); using what the database holds"
+
+
 class Command(BaseCommand):
     help = (
         "The stream process: the all-market mark-price stream and one user-data stream per enabled account, "
@@ -54,10 +63,7 @@ class Command(BaseCommand):
         if not specs:
             raise CommandError("no enabled exchange account with credentials; add one in the admin first")
         if not no_refresh:
-            try:
-                self.stdout.write(f"symbols: {services.symbols_sync()}, bracket rows: {services.brackets_sync()}")
-            except (ExchangeError, OSError) as exc:
-                self.stderr.write(f"could not refresh symbols/brackets ({exc}); using what the database holds")
+            self.stdout.write(refresh_reference())
         self.stdout.write(
             f"streaming {len(specs)} accounts from {settings.BINANCE_FUTURES_REST_URL} / "
             f"{settings.BINANCE_FUTURES_WS_URL} (stale after {settings.STREAM_STALE_AFTER_S} s)"
