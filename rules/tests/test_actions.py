@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from positions.figures import PositionInput
+from positions.figures import PositionInput, total_maint_margin, total_unrealized_pnl
 from positions.margin import brackets_from_binance
-from positions.figures import total_maint_margin, total_unrealized_pnl
 from rules.actions import cross_ratio, plan_action
 
 FIXTURE = Path(__file__).resolve().parents[2] / "marketdata/data/binance_um_leverageBracket_majors_2024-10-24.json"
