@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from rules import services
 from rules.limits import LIMITS
-from rules.models import RiskProfile
+from rules.models import RiskAction, RiskProfile
 
 FAMILY_TITLES = {"funds": _("Funds"), "positions": _("Positions"), "orders": _("Orders"), "accounts": _("Accounts")}
 
@@ -67,3 +67,29 @@ class RiskProfileAdmin(SimpleHistoryAdmin):
 
     def delete_model(self, request, obj):
         services.profile_delete(profile=obj, by=request.user)
+
+
+@admin.register(RiskAction)
+class RiskActionAdmin(SimpleHistoryAdmin):
+    list_display = ("created_at", "account", "trigger", "kind", "status", "decided_by", "executed_at")
+    list_filter = ("status", "kind", "trigger", "account")
+    search_fields = ("account__name", "trigger", "kind")
+    actions = ["approve", "dismiss"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]  # plans are evidence; only the services move them
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description=_("Execute the selected proposed plans"), permissions=["change"])
+    def approve(self, request, queryset):
+        for action in queryset.filter(status=RiskAction.Status.PROPOSED):
+            services.action_approve(action=action, by=request.user)
+        messages.success(request, _("Queued for execution."))
+
+    @admin.action(description=_("Dismiss the selected proposed plans"), permissions=["change"])
+    def dismiss(self, request, queryset):
+        for action in queryset.filter(status=RiskAction.Status.PROPOSED):
+            services.action_dismiss(action=action, by=request.user)
+        messages.success(request, _("Dismissed."))
