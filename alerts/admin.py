@@ -5,9 +5,8 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from accounts import crypto
-from alerts import services
-from alerts.models import Alert, AlertStatus, Delivery, NotificationChannel
+from alerts import notifiers, outbox, services
+from alerts.models import Alert, AlertStatus, Delivery, DeliveryStatus, NotificationChannel
 
 
 @admin.register(Alert)
@@ -28,27 +27,49 @@ class AlertAdmin(admin.ModelAdmin):
     @admin.action(description=_("Acknowledge selected alerts"), permissions=["change"])
     def acknowledge(self, request, queryset):
         for alert in queryset.filter(status=AlertStatus.OPEN):
-            services.alert_acknowledge(alert=alert, by=request.user)
+            services.alert_acknowledge(alert=alert, by=request.user, note=f"acknowledged in admin by {request.user}")
         messages.success(request, _("Acknowledged."))
 
     @admin.action(description=_("Resolve selected alerts"), permissions=["change"])
     def resolve(self, request, queryset):
         for alert in queryset.exclude(status=AlertStatus.RESOLVED):
-            services.alert_resolve(alert=alert, by=request.user, note="resolved in admin")
+            services.alert_resolve(alert=alert, by=request.user, note=f"resolved in admin by {request.user}")
         messages.success(request, _("Resolved."))
 
 
 class ChannelForm(forms.ModelForm):
-    secret = forms.CharField(
-        label=_("Secret or token"),
+    # Write-only: the widgets never render a stored value back into the page.
+    token = forms.CharField(
+        label=_("Token"),
         required=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text=_("Signing secret or bot token, stored encrypted. Leave empty to keep the current one."),
+        help_text=_(
+            "WeCom robot key, DingTalk access token, Feishu hook token, Telegram bot token, or SMTP password. "
+            "Stored encrypted. Leave empty to keep the current one."
+        ),
+    )
+    signing_secret = forms.CharField(
+        label=_("Signing secret"),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_(
+            "Webhook HMAC secret, DingTalk SEC… secret or Feishu signing secret. "
+            "Stored encrypted. Leave empty to keep the current one."
+        ),
     )
 
     class Meta:
         model = NotificationChannel
         fields = ("name", "kind", "language", "enabled", "min_level", "accounts", "settings", "rate_limit_per_minute")
+
+    def clean(self):
+        data = super().clean()
+        stored = set(self.instance.secrets()) if self.instance.pk else set()
+        given = {name for name in ("token", "signing_secret") if data.get(name)}
+        problems = notifiers.settings_problems(data.get("kind", ""), data.get("settings"), stored | given)
+        if problems:
+            raise forms.ValidationError(problems)
+        return data
 
 
 @admin.register(NotificationChannel)
@@ -58,22 +79,50 @@ class NotificationChannelAdmin(SimpleHistoryAdmin):
     list_filter = ("kind", "language", "enabled", "min_level")
     search_fields = ("name",)
     filter_horizontal = ("accounts",)
+    actions = ["send_test_message"]
 
     @admin.display(boolean=True, description=_("secret set"))
     def has_secret(self, obj: NotificationChannel) -> bool:
         return bool(obj.secret_encrypted)
 
     def save_model(self, request, obj, form, change):
-        if form.cleaned_data.get("secret"):
-            obj.secret_encrypted = crypto.encrypt(form.cleaned_data["secret"])
+        outbox.channel_set_secrets(
+            channel=obj,
+            token=form.cleaned_data.get("token", ""),
+            signing_secret=form.cleaned_data.get("signing_secret", ""),
+        )
         super().save_model(request, obj, form, change)
+
+    @admin.action(description=_("Send a test message"), permissions=["change"])
+    def send_test_message(self, request, queryset):
+        for channel in queryset:
+            try:
+                outbox.channel_send_test(channel=channel, by=request.user)
+            except notifiers.DeliveryError as exc:
+                # The error is already scrubbed of the channel's token and signing secret.
+                messages.error(
+                    request, _("%(channel)s: not sent: %(error)s") % {"channel": channel, "error": exc.message}
+                )
+            else:
+                messages.success(request, _("%(channel)s: test message sent.") % {"channel": channel})
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "alert", "channel", "event", "level", "status", "attempts", "sent_at", "last_error")
+    list_display = (
+        "created_at", "alert", "channel", "event", "level", "status", "attempts", "next_attempt_at", "sent_at",
+        "digest", "last_error",
+    )  # fmt: skip
     list_filter = ("status", "channel", "event")
     search_fields = ("alert__reason_code", "channel__name", "last_error")
+    actions = ["retry"]
+
+    @admin.action(description=_("Retry selected failed deliveries"), permissions=["change"])
+    def retry(self, request, queryset):
+        failed = list(queryset.filter(status=DeliveryStatus.FAILED))
+        for delivery in failed:
+            outbox.delivery_retry(delivery=delivery, by=request.user)
+        messages.success(request, _("%(count)d deliveries queued again.") % {"count": len(failed)})
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]

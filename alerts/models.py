@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+import json
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
+from accounts import crypto
+
 MONEY = {"max_digits": 32, "decimal_places": 12}
+
+
+def decimal_str(value: Decimal | None) -> str | None:
+    """A Decimal as a plain string without the column's trailing zeros ("0.85", never "8.5E-1")."""
+    if value is None:
+        return None
+    text = f"{Decimal(value).normalize():f}"
+    return "0" if text in ("-0", "") else text
 
 
 class Level(models.IntegerChoices):
@@ -65,6 +77,29 @@ class Alert(models.Model):
     def __str__(self) -> str:
         return f"[{self.get_level_display()}] {self.reason_code} {self.account or ''} {self.subject}"
 
+    @staticmethod
+    def open_key_for(account_id: int | None, rule: str, subject: str) -> str:
+        return f"{account_id or '-'}|{rule}|{subject}"
+
+    def snapshot(self) -> dict:
+        """The alert as JSON-safe values: what the live desk receives and what a
+        delivery freezes at the moment of its event."""
+        return {
+            "id": self.pk,
+            "account_id": self.account_id,
+            "rule": self.rule,
+            "subject": self.subject,
+            "level": self.level,
+            "status": self.status,
+            "reason_code": self.reason_code,
+            "value": decimal_str(self.value),
+            "limit": decimal_str(self.limit),
+            "mark_price": decimal_str(self.mark_price),
+            "message": self.message,
+            "opened_at": self.opened_at.isoformat() if self.opened_at else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
 
 class ChannelKind(models.TextChoices):
     EMAIL = "email", _("Email")
@@ -104,6 +139,28 @@ class NotificationChannel(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
 
+    def secrets(self) -> dict[str, str]:
+        """The decrypted {"token": .., "signing_secret": ..}. Only the senders call this.
+
+        A value stored before the two-part format (one plain string) serves as both."""
+        if not self.secret_encrypted:
+            return {}
+        plain = crypto.decrypt(self.secret_encrypted)
+        try:
+            parts = json.loads(plain)
+        except ValueError:
+            parts = None
+        if not isinstance(parts, dict):
+            return {"token": plain, "signing_secret": plain}
+        return {k: str(v) for k, v in parts.items() if v}
+
+
+class DeliveryEvent(models.TextChoices):
+    OPENED = "opened", _("opened")
+    ESCALATED = "escalated", _("escalated")
+    RESOLVED = "resolved", _("resolved")
+    DIGEST = "digest", _("digest")
+
 
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
@@ -114,11 +171,14 @@ class DeliveryStatus(models.TextChoices):
 
 
 class Delivery(models.Model):
-    """One alert event to one channel: the outbox row a worker claims."""
+    """One alert event to one channel: the outbox row a worker claims (see docs/NOTIFICATIONS.md).
 
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    A digest is a Delivery too: no alert, event "digest", and the rows it folded
+    point at it through `digest`."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries")
     channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
-    event = models.CharField(_("event"), max_length=16, default="opened")
+    event = models.CharField(_("event"), max_length=16, choices=DeliveryEvent.choices, default=DeliveryEvent.OPENED)
     level = models.PositiveSmallIntegerField(_("level"), choices=Level.choices)
     status = models.CharField(
         _("status"), max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
@@ -129,13 +189,26 @@ class Delivery(models.Model):
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True, default="")
     idempotency_key = models.UUIDField(_("idempotency key"), default=uuid.uuid4, unique=True, editable=False)
+    # The alert as it was when the event happened: the message describes that moment,
+    # not whatever the alert has become by the time a retry goes out.
+    snapshot = models.JSONField(_("alert at the event"), default=dict, blank=True)
+    # Held back by the channel's rate limit; the next send on the channel folds it into a digest.
+    rate_limited = models.BooleanField(_("held by the rate limit"), default=False)
+    digest = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="folded", verbose_name=_("digest")
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
         unique_together = [("alert", "channel", "event", "level")]
+        indexes = [
+            # The rate window counts a channel's recent sends; the sweep scans by status.
+            models.Index(fields=["channel", "status", "sent_at"]),
+            models.Index(fields=["status", "next_attempt_at"]),
+        ]
         verbose_name = _("delivery")
         verbose_name_plural = _("deliveries")
 
     def __str__(self) -> str:
-        return f"{self.alert_id} → {self.channel} ({self.status})"
+        return f"{self.alert_id or self.event} → {self.channel} ({self.status})"

@@ -14,6 +14,9 @@ app.autodiscover_tasks()
 # Beat: periodic jobs. Later issues add exchange sync and reports here.
 app.conf.beat_schedule = {
     "worker-heartbeat": {"task": "riskdesk.tasks.heartbeat_task", "schedule": 15.0},
+    # alerts: both are idempotent sweeps, so unrun copies that piled up while no worker ran expire.
+    "escalate-alerts": {"task": "alerts.tasks.escalate_alerts_task", "schedule": 15.0, "options": {"expires": 14}},
+    "deliver-pending": {"task": "alerts.tasks.deliver_pending_task", "schedule": 10.0, "options": {"expires": 9}},
     "sync-positions": {
         "task": "marketdata.tasks.sync_positions_task",
         "schedule": float(os.environ.get("SYNC_POSITIONS_EVERY_S", "30")),

@@ -1,4 +1,10 @@
 from __future__ import annotations
 
-# WebSocket routes (the live desk at /ws/desk/ arrives with the dashboard issue).
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from alerts.consumers import DeskConsumer
+
+# WebSocket routes. The live desk pushes alert, risk and position changes per account.
+websocket_urlpatterns: list = [
+    path("ws/desk/", DeskConsumer.as_asgi()),
+]

@@ -1,0 +1,302 @@
+"""The notification outbox: which channels hear of an alert event, and how one Delivery
+row is claimed, sent, retried, rate-limited and folded into a digest.
+
+The rows are the queue; Celery only carries ids (see docs/NOTIFICATIONS.md for the
+exactly-once argument). A worker owns a row from the conditional UPDATE that claims it
+until it writes the outcome, fenced by the attempt number the claim produced: a worker
+that lost its lease cannot overwrite its successor's result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts import access, crypto
+from accounts.models import User
+from alerts import notifiers
+from alerts.models import Alert, Delivery, DeliveryEvent, DeliveryStatus, NotificationChannel
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE_S = 5
+BACKOFF_CAP_S = 600
+RETRY_AFTER_CAP_S = 3600  # a receiver asking for more than an hour is asking to be paged, not obeyed blindly
+DEFAULT_MAX_ATTEMPTS = 8
+RATE_WINDOW = timedelta(seconds=60)
+SWEEP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: str  # sent | retry | failed | deferred | skipped
+    delivery_id: int | None = None  # the row that went out (a digest when the delivery was folded)
+    retry_in_s: float | None = None
+
+
+# --- routing ---------------------------------------------------------------------------
+
+
+def deliveries_route(*, alert: Alert, event: str) -> list[Delivery]:
+    """A pending row for every enabled channel that wants this alert event, written in the
+    alert's transaction; the hand-off to a worker waits for the commit."""
+    channels = NotificationChannel.objects.filter(enabled=True, min_level__lte=alert.level)
+    if alert.account_id is None:
+        channels = channels.filter(accounts__isnull=True)
+    else:
+        channels = channels.filter(Q(accounts__isnull=True) | Q(accounts=alert.account_id)).distinct()
+    now = timezone.now()
+    snapshot = {
+        **alert.snapshot(),
+        "account": alert.account.name if alert.account_id else None,
+        "event": event,
+        "event_at": now.isoformat(),
+    }
+    deliveries = [
+        Delivery.objects.create(
+            alert=alert, channel=channel, event=event, level=alert.level, snapshot=snapshot, next_attempt_at=now
+        )
+        for channel in channels
+    ]
+    for delivery in deliveries:
+        _hand_off_on_commit(delivery.pk)
+    return deliveries
+
+
+def _hand_off_on_commit(delivery_id: int) -> None:
+    from alerts.tasks import deliver_delivery_task  # tasks import this module
+
+    # robust: the row is committed and the sweep will find it; a broker outage must not
+    # surface as an error in whoever raised the alert.
+    transaction.on_commit(lambda: deliver_delivery_task.delay(delivery_id), robust=True)
+
+
+# --- sending ---------------------------------------------------------------------------
+
+
+def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendOutcome:
+    """Claim the row, respect the channel's rate limit, send, and record what happened."""
+    now = now or timezone.now()
+    attempt = _claim(delivery_id, now)
+    if attempt is None:
+        return SendOutcome("skipped", delivery_id)
+    delivery = Delivery.objects.select_related("channel").get(pk=delivery_id)
+    if attempt > _max_attempts(delivery.channel):
+        # Only reachable when workers keep dying on this row (each death costs an attempt).
+        _finish(delivery, attempt, status=DeliveryStatus.FAILED, last_error=f"gave up after {attempt - 1} attempts")
+        return SendOutcome("failed", delivery_id)
+    gate = _through_rate_limit(delivery, attempt, now)
+    if isinstance(gate, SendOutcome):
+        return gate
+    delivery, attempt = gate
+    try:
+        notifiers.send(delivery.channel, _render(delivery), idempotency_key=str(delivery.idempotency_key))
+    except notifiers.DeliveryError as exc:
+        return _after_failure(delivery, attempt, exc, now)
+    except Exception as exc:  # a formatter bug must not leave the row 'sending' until every lease runs out
+        log.exception("delivery %s: unexpected error while sending", delivery.pk)
+        return _after_failure(delivery, attempt, notifiers.DeliveryError(type(exc).__name__, retryable=True), now)
+    _finish(delivery, attempt, status=DeliveryStatus.SENT, sent_at=now, last_error="", next_attempt_at=None)
+    return SendOutcome("sent", delivery.pk)
+
+
+def _claim(delivery_id: int, now: datetime) -> int | None:
+    """Take the row with one conditional UPDATE; the attempt number it yields is the fencing
+    token for every later write. None: done, not due, or another worker holds a live lease."""
+    channel = NotificationChannel.objects.filter(deliveries=delivery_id).first()
+    if channel is None:
+        return None
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    waiting = Q(status=DeliveryStatus.PENDING, claimed_at__isnull=True) & due
+    abandoned = Q(status=DeliveryStatus.SENDING, claimed_at__lt=now - timedelta(seconds=lease_s(channel)))
+    claimed = Delivery.objects.filter(waiting | abandoned, pk=delivery_id).update(
+        status=DeliveryStatus.SENDING, claimed_at=now, attempts=F("attempts") + 1
+    )
+    if claimed != 1:
+        return None
+    return Delivery.objects.values_list("attempts", flat=True).get(pk=delivery_id)
+
+
+def _finish(delivery: Delivery, attempt: int, **fields) -> bool:
+    """Write the outcome only while the claim is still ours."""
+    if "claimed_at" not in fields and fields.get("status") != DeliveryStatus.SENT:
+        fields["claimed_at"] = None
+    written = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING, attempts=attempt).update(**fields)
+    if not written:
+        log.warning(
+            "delivery %s: lease lost before attempt %s finished; the newer attempt decides", delivery.pk, attempt
+        )
+    return bool(written)
+
+
+def _after_failure(delivery: Delivery, attempt: int, exc: notifiers.DeliveryError, now: datetime) -> SendOutcome:
+    if not exc.retryable or attempt >= _max_attempts(delivery.channel):
+        _finish(delivery, attempt, status=DeliveryStatus.FAILED, last_error=exc.message, next_attempt_at=None)
+        log.warning("delivery %s to %s failed for good: %s", delivery.pk, delivery.channel, exc.message)
+        return SendOutcome("failed", delivery.pk)
+    delay_s = backoff_s(attempt)
+    if exc.retry_after_s is not None:
+        delay_s = min(max(exc.retry_after_s, 1.0), RETRY_AFTER_CAP_S)
+    next_at = now + timedelta(seconds=delay_s)
+    _finish(delivery, attempt, status=DeliveryStatus.PENDING, last_error=exc.message, next_attempt_at=next_at)
+    return SendOutcome("retry", delivery.pk, delay_s)
+
+
+def backoff_s(attempt: int) -> float:
+    """5 s, 10 s, 20 s … capped at 10 minutes, after the given (1-based) failed attempt."""
+    return float(min(BACKOFF_BASE_S * 2 ** (attempt - 1), BACKOFF_CAP_S))
+
+
+def _render(delivery: Delivery) -> notifiers.Message:
+    channel, reference = delivery.channel, str(delivery.idempotency_key)
+    if delivery.event == DeliveryEvent.DIGEST:
+        folded = [(d.snapshot, d.event, d.level) for d in delivery.folded.order_by("created_at", "pk")]
+        return notifiers.render_digest(folded=folded, language=channel.language, reference=reference)
+    return notifiers.render_alert(
+        snapshot=delivery.snapshot,
+        event=delivery.event,
+        level=delivery.level,
+        language=channel.language,
+        reference=reference,
+    )
+
+
+# --- rate limit and digest -----------------------------------------------------------
+
+
+def _through_rate_limit(delivery: Delivery, attempt: int, now: datetime) -> tuple[Delivery, int] | SendOutcome:
+    """Room in the channel's minute: send this row, or a digest of it and the rows held
+    before it. No room: hold it until the window opens. Digests pass unchecked; there is
+    at most one per opening and it is what keeps the surplus from being lost."""
+    channel = delivery.channel
+    if delivery.event == DeliveryEvent.DIGEST or not channel.rate_limit_per_minute:
+        return delivery, attempt
+    with transaction.atomic():
+        # One decision per channel at a time, so two workers cannot both take the last slot.
+        NotificationChannel.objects.select_for_update().filter(pk=channel.pk).first()
+        recent = _sends_in_window(channel, now, exclude_id=delivery.pk)
+        if len(recent) >= channel.rate_limit_per_minute:
+            opens_at = min(recent) + RATE_WINDOW
+            _finish(
+                delivery,
+                attempt,
+                status=DeliveryStatus.PENDING,
+                attempts=F("attempts") - 1,
+                rate_limited=True,
+                next_attempt_at=opens_at,
+            )
+            return SendOutcome("deferred", delivery.pk, max((opens_at - now).total_seconds(), 0.0))
+        held = list(
+            Delivery.objects.filter(channel=channel, status=DeliveryStatus.PENDING, rate_limited=True)
+            .exclude(pk=delivery.pk)
+            .values_list("pk", flat=True)
+        )
+        if not held:
+            return delivery, attempt
+        return _fold_into_digest(delivery, attempt, held, now), 1
+
+
+def _sends_in_window(channel: NotificationChannel, now: datetime, *, exclude_id: int) -> list[datetime]:
+    """When each message the channel sent, or is sending, in the last minute went out."""
+    start = now - RATE_WINDOW
+    mine = Delivery.objects.filter(channel=channel).exclude(pk=exclude_id)
+    sent = mine.filter(status=DeliveryStatus.SENT, sent_at__gt=start).values_list("sent_at", flat=True)
+    sending = mine.filter(status=DeliveryStatus.SENDING, claimed_at__gt=start).values_list("claimed_at", flat=True)
+    return [*sent, *sending]
+
+
+def _fold_into_digest(delivery: Delivery, attempt: int, held: list[int], now: datetime) -> Delivery:
+    digest = Delivery.objects.create(
+        alert=None,
+        channel=delivery.channel,
+        event=DeliveryEvent.DIGEST,
+        level=delivery.level,
+        status=DeliveryStatus.SENDING,
+        claimed_at=now,
+        attempts=1,
+        next_attempt_at=now,
+    )
+    # Conditional again: a held row another worker claimed in the meantime goes out on its own.
+    mine = Q(pk=delivery.pk, status=DeliveryStatus.SENDING, attempts=attempt)
+    still_held = Q(pk__in=held, status=DeliveryStatus.PENDING, rate_limited=True)
+    Delivery.objects.filter(mine | still_held).update(
+        status=DeliveryStatus.DIGESTED, digest=digest, claimed_at=None, next_attempt_at=None
+    )
+    levels = list(digest.folded.values_list("level", flat=True))
+    digest.level = max(levels, default=delivery.level)
+    digest.snapshot = {"folded": len(levels)}
+    digest.save(update_fields=["level", "snapshot"])
+    return digest
+
+
+# --- the sweep, manual retry, test message, secrets ------------------------------------
+
+
+def deliveries_due(*, now: datetime | None = None) -> list[int]:
+    """Rows a worker should try now: pending and due (a lost hand-off, a retry, a held
+    row whose window opened) or 'sending' past its lease (a worker died mid-send)."""
+    now = now or timezone.now()
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    pending = list(
+        Delivery.objects.filter(due, status=DeliveryStatus.PENDING)
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    sending = Delivery.objects.filter(status=DeliveryStatus.SENDING).select_related("channel")
+    abandoned = [d.pk for d in sending if d.claimed_at < now - timedelta(seconds=lease_s(d.channel))]
+    return pending + abandoned
+
+
+@transaction.atomic
+def delivery_retry(*, delivery: Delivery, by: User) -> Delivery:
+    """A person fixed what made the delivery fail: give it a fresh series of attempts."""
+    if not access.is_risk_manager(by):
+        raise PermissionDenied("Only a risk manager may retry deliveries.")
+    updated = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.FAILED).update(
+        status=DeliveryStatus.PENDING, attempts=0, claimed_at=None, next_attempt_at=timezone.now()
+    )
+    if updated:
+        _hand_off_on_commit(delivery.pk)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def channel_send_test(*, channel: NotificationChannel, by: User) -> None:
+    """Send a test message now, through the same sender; raises DeliveryError to show."""
+    if not access.is_risk_manager(by):
+        raise PermissionDenied("Only a risk manager may send test messages.")
+    notifiers.send(channel, notifiers.render_test(channel=channel), idempotency_key=str(uuid.uuid4()))
+
+
+def channel_set_secrets(
+    *, channel: NotificationChannel, token: str = "", signing_secret: str = ""
+) -> NotificationChannel:
+    """Encrypt the channel's token and/or signing secret; an empty value keeps the stored one.
+    The caller saves the channel (like accounts.services.account_set_credentials)."""
+    secrets = channel.secrets()
+    if token.strip():
+        secrets["token"] = token.strip()
+    if signing_secret.strip():
+        secrets["signing_secret"] = signing_secret.strip()
+    if secrets:
+        channel.secret_encrypted = crypto.encrypt(json.dumps(secrets))
+    return channel
+
+
+def lease_s(channel: NotificationChannel) -> float:
+    """How long a claim holds before another worker may take the row over: well past the
+    request timeout, so a slow but live worker is not doubled."""
+    options = channel.settings or {}
+    return float(options.get("lease_s", max(60.0, 3 * notifiers.timeout_s(options))))
+
+
+def _max_attempts(channel: NotificationChannel) -> int:
+    return int((channel.settings or {}).get("max_attempts", DEFAULT_MAX_ATTEMPTS))
