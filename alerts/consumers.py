@@ -19,19 +19,24 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.groups_joined = []
         user = self.scope.get("user")
-        # Accept first, then close: a close code only reaches the browser on an open socket,
-        # and the dashboard tells "log in again" (4401) from "no access" (4403) by it.
-        await self.accept()
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self._refuse(CLOSE_UNAUTHENTICATED)
             return
         account_ids = await database_sync_to_async(_visible_account_ids)(user)
         if account_ids is None:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self._refuse(CLOSE_FORBIDDEN)
             return
+        # Join before accepting, so a client that sees the socket open misses nothing sent after.
         for group in [account_group(None), *(account_group(i) for i in sorted(account_ids))]:
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
+        await self.accept()
+
+    async def _refuse(self, code: int) -> None:
+        # Accept, then close: a close code only reaches the browser on an open socket, and the
+        # dashboard tells "log in again" (4401) from "no access" (4403) by it.
+        await self.accept()
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
