@@ -9,12 +9,12 @@ from decimal import Decimal as D
 import pytest
 
 from marketdata.exchange import (
+    _RATE_STATES,
     BinanceFutures,
     ExchangeAuthError,
     ExchangeRejected,
     OutcomeUnknown,
     RateLimited,
-    _RATE_STATES,
 )
 from marketdata.simulator import FaultSpec
 from marketdata.tests.conftest import HEDGE_KEY, HEDGE_SECRET, KEY, SECRET
