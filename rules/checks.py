@@ -1,0 +1,1141 @@
+"""The order gate's check: one pure function from (order, account, market, profile, counters) to a decision.
+
+Plain Python, no Django, no I/O. The API (rules/gate.py gathers the inputs), the kill
+switch, automatic actions and any dashboard ticket call ``check_order``; nothing else
+decides whether an order may go to the exchange. docs/ORDER_GATE.md lists every reason
+code with its formula.
+
+Public API
+----------
+``Order.make(...)``                            a validated order (Decimal in, exact integer units inside)
+``symbol_view(...)`` ``account_view(...)`` ``market_state(...)`` ``compile_profile(values)`` ``Counters(...)``
+    build the inputs once, when the state or profile is loaded, so the per-order work is a
+    handful of integer and float comparisons
+``check_order(order, account, market, profile, counters) -> Decision``
+``failure_rows(decision)`` ``projection_row(decision)``   Decimal/str rendering for the API
+
+Exactness
+---------
+Order-level comparisons (exchange filters, quantity and notional caps, the price collar,
+the market protection bound) run on integers: quantities and prices in units of 1e-8
+(an order may carry at most 8 decimals), notionals in units of 1e-16, and ratio limits as
+exact fractions (``Decimal.as_integer_ratio``). They agree with Decimal arithmetic exactly,
+at the limit too. The projected account figures (notional, margin ratio, liquidation price)
+are floats; tests/test_checks_projection.py checks them against positions.figures and
+positions.margin (Decimal) to the cent on random accounts.
+
+Limits are inclusive: a value equal to its limit passes; only beyond it denies (a count
+"including this order" above the cap, a distance below its floor).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from positions.margin import RATIO_CAP, Bracket
+
+UNIT = 10**8  # quantities and prices as integers of 1e-8
+UNIT_EXP = 8
+_UNIT_Q = Decimal("1e-8")
+_CAP = float(RATIO_CAP)
+_INF = math.inf
+
+ACTIVE, REDUCING, HALTED = 0, 1, 2
+TRADING_STATES = {"ACTIVE": ACTIVE, "REDUCING": REDUCING, "HALTED": HALTED}
+SIDES = ("BUY", "SELL")
+TYPES = ("LIMIT", "MARKET")
+POSITION_SIDES = ("BOTH", "LONG", "SHORT")
+TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX", "GTD")
+NOT_RESTING = ("IOC", "FOK")
+
+# --------------------------------------------------------------------------- reason codes
+
+TRADING_HALTED = "TRADING_HALTED"
+TRADING_REDUCING = "TRADING_REDUCING"
+PROFILE_MISSING = "PROFILE_MISSING"
+SYMBOL_UNKNOWN = "SYMBOL_UNKNOWN"
+FEED_STALE = "FEED_STALE"
+MARK_MISSING = "MARK_MISSING"
+MARK_STALE = "MARK_STALE"
+BRACKETS_MISSING = "BRACKETS_MISSING"
+ACCOUNT_STATE_MISSING = "ACCOUNT_STATE_MISSING"
+ACCOUNT_STATE_STALE = "ACCOUNT_STATE_STALE"
+ACCOUNT_STATE_INCOMPLETE = "ACCOUNT_STATE_INCOMPLETE"
+SYMBOL_NOT_TRADING = "SYMBOL_NOT_TRADING"
+POSITION_SIDE_INVALID = "POSITION_SIDE_INVALID"
+REDUCE_ONLY_IN_HEDGE_MODE = "REDUCE_ONLY_IN_HEDGE_MODE"
+PRICE_TICK = "PRICE_TICK"
+QTY_STEP = "QTY_STEP"
+QTY_BELOW_MIN = "QTY_BELOW_MIN"
+QTY_ABOVE_MAX = "QTY_ABOVE_MAX"
+MARKET_QTY_ABOVE_MAX = "MARKET_QTY_ABOVE_MAX"
+NOTIONAL_BELOW_MIN = "NOTIONAL_BELOW_MIN"
+ORDER_QTY_HIGH = "ORDER_QTY_HIGH"
+ORDER_NOTIONAL_HIGH = "ORDER_NOTIONAL_HIGH"
+OPEN_ORDERS_CAP = "OPEN_ORDERS_CAP"
+DAILY_ORDERS_CAP = "DAILY_ORDERS_CAP"
+DAILY_CANCELS_CAP = "DAILY_CANCELS_CAP"
+DAILY_FILLS_CAP = "DAILY_FILLS_CAP"
+SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"
+SYMBOL_DENIED = "SYMBOL_DENIED"
+PRICE_COLLAR = "PRICE_COLLAR"
+MARKET_UNPROTECTED = "MARKET_UNPROTECTED"
+MARKET_SLIPPAGE = "MARKET_SLIPPAGE"
+RATE_PER_SECOND = "RATE_PER_SECOND"
+RATE_PER_MINUTE = "RATE_PER_MINUTE"
+DUPLICATE_ORDER = "DUPLICATE_ORDER"
+SELF_TRADE = "SELF_TRADE"
+REDUCE_ONLY_NO_POSITION = "REDUCE_ONLY_NO_POSITION"
+REDUCE_ONLY_WRONG_SIDE = "REDUCE_ONLY_WRONG_SIDE"
+REDUCE_ONLY_EXCEEDS_POSITION = "REDUCE_ONLY_EXCEEDS_POSITION"
+POSITION_NOTIONAL_HIGH = "POSITION_NOTIONAL_HIGH"
+ACCOUNT_NOTIONAL_HIGH = "ACCOUNT_NOTIONAL_HIGH"
+LEVERAGE_HIGH = "LEVERAGE_HIGH"
+POSITION_LEVERAGE_HIGH = "POSITION_LEVERAGE_HIGH"
+MARGIN_RATIO_HIGH = "MARGIN_RATIO_HIGH"
+LIQUIDATION_NEAR = "LIQUIDATION_NEAR"
+
+# check name -> its reason codes. `RiskProfile.disabled_checks` may name a check (all its
+# codes) or single codes. "trading_state" and "profile" are not switchable: a profile must
+# not be able to undo a risk manager's halt, nor make a missing profile mean "no limits".
+CHECKS: dict[str, tuple[str, ...]] = {
+    "trading_state": (TRADING_HALTED, TRADING_REDUCING),
+    "profile": (PROFILE_MISSING, SYMBOL_UNKNOWN),
+    "freshness": (
+        FEED_STALE,
+        MARK_MISSING,
+        MARK_STALE,
+        BRACKETS_MISSING,
+        ACCOUNT_STATE_MISSING,
+        ACCOUNT_STATE_STALE,
+        ACCOUNT_STATE_INCOMPLETE,
+    ),
+    "symbol_status": (SYMBOL_NOT_TRADING,),
+    "position_side": (POSITION_SIDE_INVALID, REDUCE_ONLY_IN_HEDGE_MODE),
+    "filters": (PRICE_TICK, QTY_STEP, QTY_BELOW_MIN, QTY_ABOVE_MAX, MARKET_QTY_ABOVE_MAX, NOTIONAL_BELOW_MIN),
+    "max_order_qty": (ORDER_QTY_HIGH,),
+    "max_order_notional": (ORDER_NOTIONAL_HIGH,),
+    "max_open_orders": (OPEN_ORDERS_CAP,),
+    "max_daily_orders": (DAILY_ORDERS_CAP,),
+    "max_daily_cancels": (DAILY_CANCELS_CAP,),
+    "max_daily_fills": (DAILY_FILLS_CAP,),
+    "symbol_lists": (SYMBOL_NOT_ALLOWED, SYMBOL_DENIED),
+    "max_price_deviation": (PRICE_COLLAR,),
+    "max_market_slippage": (MARKET_UNPROTECTED, MARKET_SLIPPAGE),
+    "order_rate": (RATE_PER_SECOND, RATE_PER_MINUTE),
+    "duplicate": (DUPLICATE_ORDER,),
+    "self_trade": (SELF_TRADE,),
+    "reduce_only": (REDUCE_ONLY_NO_POSITION, REDUCE_ONLY_WRONG_SIDE, REDUCE_ONLY_EXCEEDS_POSITION),
+    "position_notional": (POSITION_NOTIONAL_HIGH,),
+    "account_notional": (ACCOUNT_NOTIONAL_HIGH,),
+    "leverage": (LEVERAGE_HIGH, POSITION_LEVERAGE_HIGH),
+    "margin_ratio": (MARGIN_RATIO_HIGH,),
+    "liq_distance": (LIQUIDATION_NEAR,),
+}
+UNSWITCHABLE = frozenset(CHECKS["trading_state"] + CHECKS["profile"])
+ALL_CODES = tuple(code for codes in CHECKS.values() for code in codes)
+# Aliases: the limit names of rules/limits.py switch the check that enforces them.
+CHECK_ALIASES = {
+    "order_rate_per_second": (RATE_PER_SECOND,),
+    "order_rate_per_minute": (RATE_PER_MINUTE,),
+    "duplicate_window_s": (DUPLICATE_ORDER,),
+    "symbol_allowlist": (SYMBOL_NOT_ALLOWED,),
+    "symbol_denylist": (SYMBOL_DENIED,),
+    "max_position_notional": (POSITION_NOTIONAL_HIGH,),
+    "max_account_notional": (ACCOUNT_NOTIONAL_HIGH,),
+    "max_leverage": (LEVERAGE_HIGH, POSITION_LEVERAGE_HIGH),
+}
+
+MESSAGES: dict[str, str] = {
+    TRADING_HALTED: "The account is HALTED: only reduce-only exits are accepted.",
+    TRADING_REDUCING: "The account is REDUCING: orders that would increase exposure are refused.",
+    PROFILE_MISSING: "No risk profile governs this account (and there is no default profile).",
+    SYMBOL_UNKNOWN: "The symbol is not known to the desk.",
+    FEED_STALE: "The market data feed is stale; new orders are refused until it recovers.",
+    MARK_MISSING: "There is no mark price for the symbol.",
+    MARK_STALE: "The symbol's mark price is older than the staleness limit (seconds).",
+    BRACKETS_MISSING: "There is no leverage bracket table for the symbol.",
+    ACCOUNT_STATE_MISSING: "There is no live risk state for the account.",
+    ACCOUNT_STATE_STALE: "The account's live state is older than the staleness limit and its user stream "
+    "is not connected (seconds).",
+    ACCOUNT_STATE_INCOMPLETE: "The account's figures are incomplete (a mark, bracket table or wallet is missing).",
+    SYMBOL_NOT_TRADING: "The symbol is not in TRADING status on the exchange.",
+    POSITION_SIDE_INVALID: "positionSide must be BOTH in one-way mode and LONG or SHORT in hedge mode.",
+    REDUCE_ONLY_IN_HEDGE_MODE: "reduceOnly is not accepted in hedge mode; close a leg with its positionSide.",
+    PRICE_TICK: "The price is not a multiple of the symbol's tick size.",
+    QTY_STEP: "The quantity is not a multiple of the symbol's step size.",
+    QTY_BELOW_MIN: "The quantity is below the symbol's minimum quantity.",
+    QTY_ABOVE_MAX: "The quantity is above the symbol's maximum quantity for limit orders.",
+    MARKET_QTY_ABOVE_MAX: "The quantity is above the symbol's maximum quantity for market orders.",
+    NOTIONAL_BELOW_MIN: "The order's notional is below the symbol's minimum (reduce-only orders are exempt).",
+    ORDER_QTY_HIGH: "The quantity is above the profile's maximum per order.",
+    ORDER_NOTIONAL_HIGH: "The order's notional is above the profile's maximum per order.",
+    OPEN_ORDERS_CAP: "The account would have more open orders than the profile allows.",
+    DAILY_ORDERS_CAP: "The account has reached the profile's orders per trading day.",
+    DAILY_CANCELS_CAP: "The account has passed the profile's cancels per trading day; new orders are refused.",
+    DAILY_FILLS_CAP: "The account has passed the profile's fills per trading day; new orders are refused.",
+    SYMBOL_NOT_ALLOWED: "The symbol is not on the profile's allow list.",
+    SYMBOL_DENIED: "The symbol is on the profile's deny list.",
+    PRICE_COLLAR: "The limit price deviates from the mark price by more than the profile allows.",
+    MARKET_UNPROTECTED: "A market order needs a protective price (`price`): the gate cannot see the book, "
+    "so it cannot bound the fill otherwise.",
+    MARKET_SLIPPAGE: "The market order's protective price is further from the mark than the profile allows.",
+    RATE_PER_SECOND: "The account has sent more orders in the last second than the profile allows.",
+    RATE_PER_MINUTE: "The account has sent more orders in the last minute than the profile allows.",
+    DUPLICATE_ORDER: "The same order (symbol, side, type, quantity, price) was sent within the duplicate window.",
+    SELF_TRADE: "The order would cross the account's own resting order on the other side.",
+    REDUCE_ONLY_NO_POSITION: "The reduce-only order has no position to reduce.",
+    REDUCE_ONLY_WRONG_SIDE: "The reduce-only order is on the same side as the position; it would increase it.",
+    REDUCE_ONLY_EXCEEDS_POSITION: "The reduce-only order is larger than the position.",
+    POSITION_NOTIONAL_HIGH: "The position's notional after the order would be above the limit.",
+    ACCOUNT_NOTIONAL_HIGH: "The account's gross notional after the order would be above the limit.",
+    LEVERAGE_HIGH: "The account's effective leverage (gross notional / margin balance) after the order "
+    "would be above the limit.",
+    POSITION_LEVERAGE_HIGH: "The symbol's leverage setting is above the profile's maximum leverage.",
+    MARGIN_RATIO_HIGH: "The margin ratio (maintenance margin / margin balance) after the order would be "
+    "above the limit.",
+    LIQUIDATION_NEAR: "The distance to liquidation after the order would be below the limit.",
+}
+
+# How a float value of a code is rendered (money with 8 decimals, ratios with 12, like the book).
+_RATIO_CODES = frozenset({LEVERAGE_HIGH, MARGIN_RATIO_HIGH, LIQUIDATION_NEAR})
+_MS_CODES = frozenset({FEED_STALE, MARK_STALE, ACCOUNT_STATE_STALE})
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def to_units(value: Decimal, name: str = "value") -> int:
+    """An exact integer of 1e-8 units; more than 8 decimals raises (never round an order)."""
+    scaled = value.scaleb(UNIT_EXP)
+    units = int(scaled)
+    if units != scaled:
+        raise ValueError(f"{name} has more than {UNIT_EXP} decimals: {value}")
+    return units
+
+
+def _units_floor(value: Decimal, exp: int = UNIT_EXP) -> int:
+    # Limits: x <= L  <=>  x_units <= floor(L * 10^exp) for integer x_units.
+    return math.floor(value.scaleb(exp))
+
+
+def _units_ceil(value: Decimal, exp: int = UNIT_EXP) -> int:
+    # Minimums: x >= M  <=>  x_units >= ceil(M * 10^exp).
+    return math.ceil(value.scaleb(exp))
+
+
+def _mark_units(value: Decimal) -> int:
+    # Marks from the exchange carry at most 8 decimals; quantize defensively if one ever has more.
+    return int(value.quantize(_UNIT_Q, rounding=ROUND_HALF_EVEN).scaleb(UNIT_EXP))
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class Order:
+    """An order as the gate sees it. Build with ``Order.make``; the hot path reads the
+    precomputed integer units and floats. For MARKET orders ``price`` is the optional
+    protective price (the worst acceptable fill)."""
+
+    __slots__ = (
+        "symbol",
+        "side",
+        "type",
+        "qty",
+        "price",
+        "reduce_only",
+        "position_side",
+        "time_in_force",
+        "client_order_id",
+        "buy",
+        "market",
+        "resting",
+        "qty_u",
+        "price_u",
+        "qty_f",
+        "price_f",
+    )
+
+    symbol: str
+    side: str
+    type: str
+    qty: Decimal
+    price: Decimal | None
+    reduce_only: bool
+    position_side: str
+    time_in_force: str
+    client_order_id: str
+    buy: bool
+    market: bool
+    resting: bool
+    qty_u: int
+    price_u: int | None
+    qty_f: float
+    price_f: float | None
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        symbol: str,
+        side: str,
+        type: str,
+        qty: Decimal,
+        price: Decimal | None = None,
+        reduce_only: bool = False,
+        position_side: str = "BOTH",
+        time_in_force: str | None = None,
+        client_order_id: str = "",
+    ) -> Order:
+        if side not in SIDES or type not in TYPES or position_side not in POSITION_SIDES:
+            raise ValueError(f"bad side/type/positionSide: {side!r} {type!r} {position_side!r}")
+        for name, value in (("qty", qty), ("price", price)):
+            if value is not None and (not isinstance(value, Decimal) or not value.is_finite() or value <= 0):
+                raise ValueError(f"{name} must be a positive finite Decimal, got {value!r}")
+        if type == "LIMIT" and price is None:
+            raise ValueError("a LIMIT order needs a price")
+        tif = time_in_force or ("GTC" if type == "LIMIT" else "")
+        if type == "LIMIT" and tif not in TIME_IN_FORCE:
+            raise ValueError(f"bad timeInForce {tif!r}")
+        o = cls()
+        o.symbol, o.side, o.type, o.qty, o.price = symbol, side, type, qty, price
+        o.reduce_only, o.position_side, o.time_in_force = bool(reduce_only), position_side, tif
+        o.client_order_id = client_order_id
+        o.buy, o.market = side == "BUY", type == "MARKET"
+        o.resting = type == "LIMIT" and tif not in NOT_RESTING
+        o.qty_u, o.qty_f = to_units(qty, "qty"), float(qty)
+        o.price_u = None if price is None else to_units(price, "price")
+        o.price_f = None if price is None else float(price)
+        return o
+
+    def fingerprint(self) -> str:
+        """What makes two orders duplicates (same account is the caller's key)."""
+        return f"{self.symbol}|{self.side}|{self.type}|{self.qty_u}|{self.price_u or 0}"
+
+
+class BracketTable:
+    """A bracket table as floats: tier lines for maintenance margin and liquidation roots."""
+
+    __slots__ = ("floors", "rows", "max_leverage")
+
+    def __init__(self, brackets: Sequence[Bracket]):
+        rows = []
+        for i, b in enumerate(brackets):
+            cap = float(b.cap) if i + 1 < len(brackets) else _INF  # the last tier keeps going (margin.py)
+            rows.append((float(b.floor), cap, float(b.mmr), float(b.cum)))
+        self.rows = tuple(rows)
+        self.floors = tuple(r[0] for r in rows)
+        self.max_leverage = brackets[0].max_leverage if brackets else 0
+
+    def maint_margin(self, notional: float) -> float:
+        _floor, _cap, mmr, cum = self.rows[bisect_right(self.floors, notional) - 1]
+        return notional * mmr - cum
+
+
+class SymbolView:
+    """One symbol's exchange filters (integer units) and its default bracket table."""
+
+    __slots__ = (
+        "name",
+        "trading",
+        "tick",
+        "step",
+        "min_qty",
+        "max_qty",
+        "market_max_qty",
+        "min_notional",
+        "tick_u",
+        "step_u",
+        "min_qty_u",
+        "max_qty_u",
+        "market_max_u",
+        "min_notional_u16",
+        "table",
+    )
+
+
+def symbol_view(
+    *,
+    name: str,
+    status: str,
+    tick_size: Decimal,
+    step_size: Decimal,
+    min_qty: Decimal,
+    max_qty: Decimal,
+    market_max_qty: Decimal | None,
+    min_notional: Decimal,
+    brackets: Sequence[Bracket] | None,
+) -> SymbolView:
+    s = SymbolView()
+    s.name, s.trading = name, status == "TRADING"
+    s.tick, s.step, s.min_qty, s.max_qty = tick_size, step_size, min_qty, max_qty
+    s.market_max_qty, s.min_notional = market_max_qty, min_notional
+    # A tick or step finer than 1e-8 cannot be expressed in units; every 8-decimal value is then a multiple.
+    s.tick_u = max(1, _units_floor(tick_size)) if tick_size > 0 else 1
+    s.step_u = max(1, _units_floor(step_size)) if step_size > 0 else 1
+    s.min_qty_u, s.max_qty_u = _units_ceil(min_qty), _units_floor(max_qty)
+    s.market_max_u = None if market_max_qty is None else _units_floor(market_max_qty)
+    s.min_notional_u16 = _units_ceil(min_notional, 2 * UNIT_EXP)
+    s.table = BracketTable(brackets) if brackets else None
+    return s
+
+
+class Leg:
+    """One position (one-way BOTH or a hedge leg) from the live state, at its published mark."""
+
+    __slots__ = ("qty_u", "qty", "entry", "leverage", "isolated", "iso_wallet", "notional", "upnl", "mm")
+
+    def __init__(
+        self,
+        *,
+        qty_u: int,
+        entry: float,
+        leverage: int,
+        isolated: bool,
+        iso_wallet: float,
+        notional: float,
+        upnl: float,
+        mm: float,
+    ):
+        self.qty_u, self.qty = qty_u, qty_u / UNIT  # signed for BOTH, > 0 for a hedge leg
+        self.entry, self.leverage, self.isolated, self.iso_wallet = entry, leverage, isolated, iso_wallet
+        self.notional, self.upnl, self.mm = notional, upnl, mm
+
+
+class AccountView:
+    """What the gate knows about one account: trading state and mode (from the catalogue) and
+    the live figures the stream publishes, compiled to floats once per published state."""
+
+    __slots__ = (
+        "account_id",
+        "trading_state",
+        "hedge",
+        "has_state",
+        "complete",
+        "published_ms",
+        "user_feed_connected",
+        "wallet",
+        "cross_wallet",
+        "upnl",
+        "mm",
+        "gross",
+        "cross_mm",
+        "cross_upnl",
+        "legs",
+        "open_count",
+        "own_books",
+        "tables",
+    )
+
+    def fresh(self, now_ms: int, stale_ms: int) -> bool:
+        # An account with no positions is republished only when something happens to it, so an
+        # old state is still current while its user stream is connected (it would have said).
+        return self.user_feed_connected or now_ms - self.published_ms <= stale_ms
+
+
+def _f(value: Any) -> float:
+    return float(value) if value is not None else math.nan
+
+
+def _leg_from(row: Mapping[str, Any]) -> tuple[tuple[str, str], Leg]:
+    qty = Decimal(str(row["qty"]))
+    leg = Leg(
+        qty_u=_mark_units(qty),
+        entry=float(row["entry_price"]),
+        leverage=int(row.get("leverage") or 1),
+        isolated=row.get("margin_type") == "isolated",
+        iso_wallet=float(row.get("isolated_wallet") or 0),
+        notional=_f(row.get("notional")),
+        upnl=_f(row.get("unrealized_pnl")),
+        mm=_f(row.get("maint_margin")),
+    )
+    return (row["symbol"], row.get("side", "BOTH")), leg
+
+
+def _own_books(open_orders: Iterable[Mapping[str, Any]]) -> tuple[int, dict[str, tuple[int | None, int | None]]]:
+    """Open-order count and, per symbol, the account's best resting bid and ask (units)."""
+    count, books = 0, {}
+    for o in open_orders:
+        count += 1
+        price = Decimal(str(o.get("price") or 0))
+        if price <= 0:
+            continue  # a resting order without a price (stop-market…) cannot be crossed by price
+        units = _mark_units(price)
+        bid, ask = books.get(o["symbol"], (None, None))
+        if o.get("side") == "BUY":
+            bid = units if bid is None else max(bid, units)
+        else:
+            ask = units if ask is None else min(ask, units)
+        books[o["symbol"]] = (bid, ask)
+    return count, books
+
+
+def account_view(
+    *,
+    account_id: int,
+    trading_state: str,
+    hedge: bool,
+    state: Mapping[str, Any] | None,
+    user_feed_connected: bool = False,
+    tables: Mapping[str, BracketTable] | None = None,
+) -> AccountView:
+    """Compile one account's live state (marketdata.live ``live:acct:<id>``, Decimals as strings)."""
+    a = AccountView()
+    a.account_id, a.trading_state, a.hedge = account_id, TRADING_STATES[trading_state], hedge
+    a.tables = dict(tables or {})
+    a.user_feed_connected = bool(user_feed_connected)
+    a.has_state = state is not None
+    a.legs, a.own_books, a.open_count = {}, {}, 0
+    a.published_ms, a.complete = 0, False
+    a.wallet = a.cross_wallet = a.upnl = a.mm = a.gross = a.cross_mm = a.cross_upnl = math.nan
+    if state is None:
+        return a
+    figures = state.get("figures") or {}
+    a.published_ms = int(state.get("published_ms") or 0)
+    a.complete = bool(figures.get("complete"))
+    a.legs = dict(_leg_from(row) for row in state.get("positions") or [])
+    a.open_count, a.own_books = _own_books(state.get("open_orders") or [])
+    if a.complete:
+        _account_totals(a, figures)
+    return a
+
+
+def _account_totals(a: AccountView, figures: Mapping[str, Any]) -> None:
+    legs = a.legs.values()
+    a.wallet, a.upnl = float(figures["wallet_balance"]), float(figures["unrealized_pnl"])
+    a.mm, a.gross = float(figures["maint_margin"]), float(figures["gross_exposure"])
+    # Single-asset mode: the cross wallet is the wallet less the isolated wallets (figures.py).
+    a.cross_wallet = a.wallet - sum(leg.iso_wallet for leg in legs if leg.isolated)
+    a.cross_mm = sum(leg.mm for leg in legs if not leg.isolated)
+    a.cross_upnl = sum(leg.upnl for leg in legs if not leg.isolated)
+
+
+class MarketState:
+    """Symbols (static, from the catalogue), marks and the feed, as of ``now_ms``."""
+
+    __slots__ = ("symbols", "marks", "feed_last_ms", "now_ms", "stale_ms")
+
+
+def market_state(
+    *,
+    symbols: Mapping[str, SymbolView],
+    marks: Mapping[str, tuple[int, float, int]],
+    feed_last_ms: int | None,
+    now_ms: int,
+    stale_ms: int,
+) -> MarketState:
+    """``marks``: symbol -> (mark units, mark float, mark time ms), see ``compile_marks``;
+    ``feed_last_ms``: the market feed's last message, None when the feed says it is stale."""
+    m = MarketState()
+    m.symbols, m.marks, m.feed_last_ms, m.now_ms, m.stale_ms = symbols, marks, feed_last_ms, now_ms, stale_ms
+    return m
+
+
+def compile_marks(raw: Mapping[str, Sequence[Any]]) -> dict[str, tuple[int, float, int]]:
+    """``live:marks`` ({symbol: [price_str, ts_ms]}) to the form ``market_state`` takes."""
+    out = {}
+    for symbol, (price, ts) in raw.items():
+        value = Decimal(str(price))
+        if value.is_finite() and value > 0:
+            out[symbol] = (_mark_units(value), float(value), int(ts))
+    return out
+
+
+class Counters:
+    """Per-account counts the store read in the same round trip as the state.
+    ``rate_1s``/``rate_1m``/``daily_orders`` include this order."""
+
+    __slots__ = ("rate_1s", "rate_1m", "duplicate", "daily_orders", "daily_cancels", "daily_fills")
+
+    def __init__(
+        self,
+        *,
+        rate_1s: int = 0,
+        rate_1m: int = 0,
+        duplicate: bool = False,
+        daily_orders: int = 0,
+        daily_cancels: int = 0,
+        daily_fills: int = 0,
+    ):
+        self.rate_1s, self.rate_1m, self.duplicate = rate_1s, rate_1m, duplicate
+        self.daily_orders, self.daily_cancels, self.daily_fills = daily_orders, daily_cancels, daily_fills
+
+
+class GateProfile:
+    """A RiskProfile compiled for the gate: None = not enforced (unset or disabled)."""
+
+    __slots__ = (
+        "off",
+        "fresh",
+        "status",
+        "pside",
+        "filters",
+        "reduce",
+        "self_trade",
+        "lists",
+        "allow",
+        "deny",
+        "max_qty_u",
+        "max_notional_u16",
+        "max_open",
+        "daily_orders",
+        "daily_cancels",
+        "daily_fills",
+        "collar",
+        "slippage",
+        "rate_s",
+        "rate_m",
+        "dup_window_s",
+        "exposure",
+        "pos_notional",
+        "acct_notional",
+        "leverage",
+        "margin_ratio",
+        "liq_distance",
+        "pos_leverage",
+        "values",
+    )
+
+
+def _fraction(value: Any) -> tuple[int, int] | None:
+    return None if value is None else Decimal(str(value)).as_integer_ratio()
+
+
+def _pair(values: Mapping[str, Any], name: str) -> tuple[float, float] | None:
+    """(warning, critical) as floats, inf/-inf where a level is unset; None when neither is."""
+    warning, critical = values.get(f"{name}_warning"), values.get(f"{name}_critical")
+    if warning is None and critical is None:
+        return None
+    lower = name == "liq_distance"
+    blank = -_INF if lower else _INF
+    return (blank if warning is None else float(warning), blank if critical is None else float(critical))
+
+
+def disabled_codes(names: Iterable[str]) -> frozenset[str]:
+    """The reason codes a ``disabled_checks`` list switches off (unknown names are ignored)."""
+    off: set[str] = set()
+    for name in names or ():
+        off.update(CHECKS.get(name, ()) or CHECK_ALIASES.get(name, ()))
+        if name in ALL_CODES:
+            off.add(name)
+    return frozenset(off - UNSWITCHABLE)
+
+
+def compile_profile(values: Mapping[str, Any]) -> GateProfile:
+    """From ``RiskProfile.limit_values()`` (Decimals, ints, lists, None)."""
+    p = GateProfile()
+    off = disabled_codes(values.get("disabled_checks") or ())
+    p.off, p.values = off, dict(values)
+
+    def on(*codes: str) -> bool:
+        return not all(code in off for code in codes)
+
+    def limit(name: str, codes: tuple[str, ...]) -> Any:
+        return values.get(name) if on(*codes) else None
+
+    p.fresh, p.status = on(*CHECKS["freshness"]), on(SYMBOL_NOT_TRADING)
+    p.pside, p.filters = on(*CHECKS["position_side"]), on(*CHECKS["filters"])
+    p.reduce, p.self_trade = on(*CHECKS["reduce_only"]), on(SELF_TRADE)
+    allow, deny = values.get("symbol_allowlist") or (), values.get("symbol_denylist") or ()
+    p.allow = frozenset(allow) if allow and SYMBOL_NOT_ALLOWED not in off else None
+    p.deny = frozenset(deny) if deny and SYMBOL_DENIED not in off else None
+    p.lists = p.allow is not None or p.deny is not None
+    qty, notional = limit("max_order_qty", (ORDER_QTY_HIGH,)), limit("max_order_notional", (ORDER_NOTIONAL_HIGH,))
+    p.max_qty_u = None if qty is None else _units_floor(Decimal(str(qty)))
+    p.max_notional_u16 = None if notional is None else _units_floor(Decimal(str(notional)), 2 * UNIT_EXP)
+    p.max_open = limit("max_open_orders", (OPEN_ORDERS_CAP,))
+    p.daily_orders = limit("max_daily_orders", (DAILY_ORDERS_CAP,))
+    p.daily_cancels = limit("max_daily_cancels", (DAILY_CANCELS_CAP,))
+    p.daily_fills = limit("max_daily_fills", (DAILY_FILLS_CAP,))
+    p.collar = _fraction(limit("max_price_deviation", (PRICE_COLLAR,)))
+    p.slippage = _fraction(limit("max_market_slippage", (MARKET_UNPROTECTED, MARKET_SLIPPAGE)))
+    p.rate_s = limit("order_rate_per_second", (RATE_PER_SECOND,))
+    p.rate_m = limit("order_rate_per_minute", (RATE_PER_MINUTE,))
+    p.dup_window_s = limit("duplicate_window_s", (DUPLICATE_ORDER,))
+    _compile_exposure(p, values, on)
+    return p
+
+
+def _compile_exposure(p: GateProfile, values: Mapping[str, Any], on: Any) -> None:
+    p.pos_notional = _pair(values, "max_position_notional") if on(POSITION_NOTIONAL_HIGH) else None
+    p.acct_notional = _pair(values, "max_account_notional") if on(ACCOUNT_NOTIONAL_HIGH) else None
+    p.leverage = _pair(values, "max_leverage") if on(LEVERAGE_HIGH) else None
+    p.pos_leverage = _pair(values, "max_leverage") if on(POSITION_LEVERAGE_HIGH) else None
+    p.margin_ratio = _pair(values, "margin_ratio") if on(MARGIN_RATIO_HIGH) else None
+    p.liq_distance = _pair(values, "liq_distance") if on(LIQUIDATION_NEAR) else None
+    p.exposure = any(
+        x is not None
+        for x in (p.pos_notional, p.acct_notional, p.leverage, p.pos_leverage, p.margin_ratio, p.liq_distance)
+    )
+
+
+# --------------------------------------------------------------------------- decision
+
+
+class Projection:
+    """The order's position and account after a fill at the conservative fill price.
+    Floats; None where there is nothing (no liquidation price: Binance's "--")."""
+
+    __slots__ = (
+        "position_qty",
+        "entry_price",
+        "fill_price",
+        "position_notional",
+        "account_gross_notional",
+        "margin_balance",
+        "leverage",
+        "margin_ratio",
+        "liquidation_price",
+        "liquidation_distance",
+    )
+
+
+class Decision:
+    __slots__ = ("allowed", "failures", "warnings", "projection", "is_exit", "reduces")
+
+    def __init__(
+        self,
+        allowed: bool,
+        failures: list,
+        warnings: list | None,
+        projection: Projection | None,
+        is_exit: bool,
+        reduces: bool,
+    ):
+        self.allowed, self.failures, self.warnings = allowed, failures, warnings or []
+        self.projection, self.is_exit, self.reduces = projection, is_exit, reduces
+
+    @property
+    def codes(self) -> list[str]:
+        return [f[0] for f in self.failures]
+
+
+_EMPTY = compile_profile({})
+
+
+def check_order(
+    order: Order, account: AccountView, market: MarketState, profile: GateProfile | None, counters: Counters
+) -> Decision:
+    """Every check on one order; the decision lists every failed check, not only the first.
+
+    One function on purpose: at ~3 µs per order a call per check would cost as much as
+    the checks. Sections follow docs/ORDER_GATE.md. An *exit* (reduceOnly, or a hedge order
+    that closes its leg) can never add exposure, so it skips freshness, the profile's order
+    limits and exposure; an order that *reduces* the position (exits, and one-way orders
+    opposite to and not larger than the position) skips the exposure checks only.
+    """
+    fails: list = []
+    add = fails.append
+    symbol = order.symbol
+    sym = market.symbols.get(symbol)
+    if sym is None:
+        return Decision(False, [(SYMBOL_UNKNOWN, symbol, None)], None, None, False, False)
+    p = profile
+    if p is None:
+        add((PROFILE_MISSING, None, None))
+        p = _EMPTY
+    buy, qty_u = order.buy, order.qty_u
+
+    # -- position side, exit or reduce ---------------------------------------------------------------
+    ps = order.position_side
+    if account.hedge:
+        if p.pside:
+            if ps == "BOTH":
+                add((POSITION_SIDE_INVALID, ps, "LONG|SHORT"))
+            if order.reduce_only:
+                add((REDUCE_ONLY_IN_HEDGE_MODE, True, None))
+        leg = account.legs.get((symbol, ps))
+        held = leg.qty_u if leg is not None else 0
+        is_exit = ps != "BOTH" and (ps == "LONG") != buy  # SELL LONG / BUY SHORT close the leg
+        reduces = is_exit
+        if is_exit and p.reduce:
+            if held == 0:
+                add((REDUCE_ONLY_NO_POSITION, order.qty, Decimal(0)))
+            elif qty_u > held:
+                add((REDUCE_ONLY_EXCEEDS_POSITION, order.qty, Decimal(held).scaleb(-UNIT_EXP)))
+    else:
+        if ps != "BOTH" and p.pside:
+            add((POSITION_SIDE_INVALID, ps, "BOTH"))
+        leg = account.legs.get((symbol, "BOTH"))
+        held = leg.qty_u if leg is not None else 0
+        opposite = held < 0 if buy else held > 0
+        size = held if held > 0 else -held
+        is_exit = order.reduce_only
+        if is_exit and p.reduce:
+            if held == 0:
+                add((REDUCE_ONLY_NO_POSITION, order.qty, Decimal(0)))
+            elif not opposite:
+                add((REDUCE_ONLY_WRONG_SIDE, order.side, "SELL" if held > 0 else "BUY"))
+            elif qty_u > size:
+                add((REDUCE_ONLY_EXCEEDS_POSITION, order.qty, Decimal(size).scaleb(-UNIT_EXP)))
+        reduces = is_exit or (opposite and qty_u <= size)
+
+    # -- trading state (not switchable) -----------------------------------------------------------
+    state = account.trading_state
+    if state:
+        if state == HALTED:
+            if not is_exit:
+                add((TRADING_HALTED, "HALTED", None))
+        elif not reduces:
+            add((TRADING_REDUCING, "REDUCING", None))
+
+    # -- freshness: fail closed -------------------------------------------------------------------
+    now, stale = market.now_ms, market.stale_ms
+    mk = market.marks.get(symbol)
+    table = account.tables.get(symbol) or sym.table if account.tables else sym.table
+    if not is_exit and p.fresh:
+        feed = market.feed_last_ms
+        if feed is None or now - feed > stale:
+            add((FEED_STALE, None if feed is None else now - feed, stale))
+        if mk is None:
+            add((MARK_MISSING, None, None))
+        elif now - mk[2] > stale:
+            add((MARK_STALE, now - mk[2], stale))
+        if table is None:
+            add((BRACKETS_MISSING, None, None))
+        if not account.has_state:
+            add((ACCOUNT_STATE_MISSING, None, None))
+        else:
+            if not account.complete:
+                add((ACCOUNT_STATE_INCOMPLETE, None, None))
+            if not account.user_feed_connected and now - account.published_ms > stale:
+                add((ACCOUNT_STATE_STALE, now - account.published_ms, stale))
+    if not sym.trading and p.status and not is_exit:
+        add((SYMBOL_NOT_TRADING, None, "TRADING"))
+
+    # -- exchange filters (exits too: the exchange would refuse them) -----------------------------
+    price_u = order.price_u
+    mark_u = mk[0] if mk is not None else None
+    market_order = order.market
+    # Reference price of the notional: the limit price, or for a market order the mark (as Binance).
+    ref_u = mark_u if market_order else price_u
+    if p.filters:
+        if price_u is not None and price_u % sym.tick_u:
+            add((PRICE_TICK, order.price, sym.tick))
+        if qty_u % sym.step_u:
+            add((QTY_STEP, order.qty, sym.step))
+        if qty_u < sym.min_qty_u:
+            add((QTY_BELOW_MIN, order.qty, sym.min_qty))
+        if market_order:
+            if sym.market_max_u is not None and qty_u > sym.market_max_u:
+                add((MARKET_QTY_ABOVE_MAX, order.qty, sym.market_max_qty))
+        elif qty_u > sym.max_qty_u:
+            add((QTY_ABOVE_MAX, order.qty, sym.max_qty))
+        if not order.reduce_only and ref_u is not None and qty_u * ref_u < sym.min_notional_u16:
+            add((NOTIONAL_BELOW_MIN, Decimal(qty_u * ref_u).scaleb(-2 * UNIT_EXP), sym.min_notional))
+
+    # -- the profile's order limits (not for exits) -----------------------------------------------
+    if not is_exit:
+        if p.max_qty_u is not None and qty_u > p.max_qty_u:
+            add((ORDER_QTY_HIGH, order.qty, Decimal(p.max_qty_u).scaleb(-UNIT_EXP)))
+        if p.max_notional_u16 is not None:
+            worst_u = price_u if price_u is not None else mark_u  # a protected market order: its bound
+            if worst_u is not None and qty_u * worst_u > p.max_notional_u16:
+                add(
+                    (
+                        ORDER_NOTIONAL_HIGH,
+                        Decimal(qty_u * worst_u).scaleb(-2 * UNIT_EXP),
+                        Decimal(p.max_notional_u16).scaleb(-2 * UNIT_EXP),
+                    )
+                )
+        if p.max_open is not None and order.resting and account.open_count + 1 > p.max_open:
+            add((OPEN_ORDERS_CAP, account.open_count + 1, p.max_open))
+        c = counters
+        if p.daily_orders is not None and c.daily_orders > p.daily_orders:
+            add((DAILY_ORDERS_CAP, c.daily_orders, p.daily_orders))
+        if p.daily_cancels is not None and c.daily_cancels > p.daily_cancels:
+            add((DAILY_CANCELS_CAP, c.daily_cancels, p.daily_cancels))
+        if p.daily_fills is not None and c.daily_fills > p.daily_fills:
+            add((DAILY_FILLS_CAP, c.daily_fills, p.daily_fills))
+        if p.lists:
+            if p.allow is not None and symbol not in p.allow:
+                add((SYMBOL_NOT_ALLOWED, symbol, None))
+            if p.deny is not None and symbol in p.deny:
+                add((SYMBOL_DENIED, symbol, None))
+        if mark_u is not None:
+            if not market_order:
+                if p.collar is not None:
+                    n, d = p.collar
+                    gap = price_u - mark_u
+                    if (gap if gap > 0 else -gap) * d > n * mark_u:
+                        add((PRICE_COLLAR, _ratio_value(abs(gap), mark_u), Decimal(n) / d))
+            elif p.slippage is not None:
+                if price_u is None:
+                    add((MARKET_UNPROTECTED, None, Decimal(p.slippage[0]) / p.slippage[1]))
+                else:
+                    n, d = p.slippage
+                    adverse = price_u - mark_u if buy else mark_u - price_u
+                    if adverse * d > n * mark_u:
+                        add((MARKET_SLIPPAGE, _ratio_value(adverse, mark_u), Decimal(n) / d))
+        if p.rate_s is not None and c.rate_1s > p.rate_s:
+            add((RATE_PER_SECOND, c.rate_1s, p.rate_s))
+        if p.rate_m is not None and c.rate_1m > p.rate_m:
+            add((RATE_PER_MINUTE, c.rate_1m, p.rate_m))
+        if c.duplicate and p.dup_window_s:
+            add((DUPLICATE_ORDER, True, p.dup_window_s))
+
+    # -- self-trade: against the account's own resting orders ----------------------------------
+    if p.self_trade and account.own_books:
+        book = account.own_books.get(symbol)
+        if book is not None:
+            worst_u = price_u if price_u is not None else mark_u
+            if buy:
+                ask = book[1]
+                if ask is not None and (worst_u is None or worst_u >= ask):
+                    add((SELF_TRADE, order.price, Decimal(ask).scaleb(-UNIT_EXP)))
+            else:
+                bid = book[0]
+                if bid is not None and (worst_u is None or worst_u <= bid):
+                    add((SELF_TRADE, order.price, Decimal(bid).scaleb(-UNIT_EXP)))
+
+    # -- the position and account after the order -----------------------------------------------
+    projection = None
+    warnings = None
+    if mk is not None and table is not None and account.complete:
+        projection = _project(order, account, leg, mk[1], table)
+        if not reduces and p.exposure:
+            warnings = _exposure(p, projection, leg, add)
+
+    if fails and p.off:
+        fails = [f for f in fails if f[0] not in p.off]
+    return Decision(not fails, fails, warnings, projection, is_exit, reduces)
+
+
+def _ratio_value(numerator_u: int, mark_u: int) -> Decimal:
+    return Decimal(numerator_u) / Decimal(mark_u)
+
+
+def _exposure(p: GateProfile, pr: Projection, leg: Leg | None, add: Any) -> list | None:
+    """Critical levels deny; warning levels let the order through with a warning."""
+    warnings: list = []
+    for code, pair, value in (
+        (POSITION_NOTIONAL_HIGH, p.pos_notional, pr.position_notional),
+        (ACCOUNT_NOTIONAL_HIGH, p.acct_notional, pr.account_gross_notional),
+        (LEVERAGE_HIGH, p.leverage, pr.leverage),
+        (MARGIN_RATIO_HIGH, p.margin_ratio, pr.margin_ratio),
+    ):
+        if pair is not None:
+            if value > pair[1]:
+                add((code, value, pair[1]))
+            elif value > pair[0]:
+                warnings.append((code, value, pair[0]))
+    pair = p.liq_distance
+    distance = pr.liquidation_distance
+    if pair is not None and distance is not None:
+        if distance < pair[1]:
+            add((LIQUIDATION_NEAR, distance, pair[1]))
+        elif distance < pair[0]:
+            warnings.append((LIQUIDATION_NEAR, distance, pair[0]))
+    pair = p.pos_leverage
+    if pair is not None and leg is not None:
+        if leg.leverage > pair[1]:
+            add((POSITION_LEVERAGE_HIGH, leg.leverage, pair[1]))
+        elif leg.leverage > pair[0]:
+            warnings.append((POSITION_LEVERAGE_HIGH, leg.leverage, pair[0]))
+    return warnings
+
+
+# --------------------------------------------------------------------------- projection
+
+
+def fill_price(order: Order, mark: float) -> float:
+    """The price the projection assumes: never better than the mark for the trader.
+    A limit buy fills at max(price, mark), a sell at min(price, mark); a market order at
+    its protective price, or at the mark when it has none (the gate cannot see the book)."""
+    price = order.price_f
+    if price is None:
+        return mark
+    if order.market:
+        return price
+    if order.buy:
+        return price if price > mark else mark
+    return price if price < mark else mark
+
+
+def _project(order: Order, a: AccountView, leg: Leg | None, mark: float, table: BracketTable) -> Projection:
+    f = fill_price(order, mark)
+    qty_u = order.qty_u
+    if leg is None:
+        held_u, entry, lev, isolated, iso_w = 0, 0.0, 0, False, 0.0
+        n_pub = u_pub = mm_pub = 0.0
+    else:
+        held_u, entry, lev, isolated, iso_w = leg.qty_u, leg.entry, leg.leverage, leg.isolated, leg.iso_wallet
+        n_pub, u_pub, mm_pub = leg.notional, leg.upnl, leg.mm
+    if a.hedge:
+        long = order.position_side == "LONG"
+        signed_held = held_u if long else -held_u
+    else:
+        signed_held = held_u
+    delta = qty_u if order.buy else -qty_u
+    new_u = signed_held + delta
+    held, new, qty = signed_held / UNIT, new_u / UNIT, qty_u / UNIT
+    if signed_held == 0 or (signed_held > 0) == order.buy:  # open or increase
+        new_entry = (abs(held) * entry + qty * f) / abs(new)
+        realized = 0.0
+        iso_new = iso_w + qty * f / (lev or 1) if isolated else 0.0
+    elif abs(delta) <= abs(signed_held):  # reduce or close
+        new_entry = entry
+        realized = (f - entry) * (qty if held > 0 else -qty)
+        iso_new = iso_w * abs(new) / abs(held) if isolated else 0.0
+    else:  # flip through zero
+        realized = (f - entry) * held
+        new_entry = f
+        iso_new = abs(new) * f / (lev or 1) if isolated else 0.0
+    notional = abs(new) * mark
+    upnl = new * (mark - new_entry)
+    mm = table.maint_margin(notional) if new_u else 0.0
+    pr = Projection()
+    pr.position_qty, pr.entry_price, pr.fill_price = new, new_entry if new_u else None, f
+    pr.position_notional = notional
+    pr.account_gross_notional = a.gross - n_pub + notional
+    mb = a.wallet + realized + a.upnl - u_pub + upnl
+    pr.margin_balance = mb
+    pr.leverage = pr.account_gross_notional / mb if mb > 0 else _CAP if pr.account_gross_notional else 0.0
+    if isolated:
+        pool_mm, pool_mb = mm, iso_new + upnl
+        wallet_other = iso_new
+    else:
+        cross_wallet = a.cross_wallet + realized - (iso_new - iso_w)
+        pool_mm = a.cross_mm - mm_pub + mm
+        pool_mb = cross_wallet + a.cross_upnl - u_pub + upnl
+        wallet_other = cross_wallet - (a.cross_mm - mm_pub) + (a.cross_upnl - u_pub)
+    pr.margin_ratio = _capped(pool_mm, pool_mb)
+    _liquidation(pr, a, order, leg, new, new_entry, wallet_other, isolated, mark, table)
+    return pr
+
+
+def _capped(numerator: float, denominator: float) -> float:
+    if numerator == 0:
+        return 0.0
+    if denominator <= 0:
+        return _CAP
+    ratio = numerator / denominator
+    return ratio if ratio < _CAP else _CAP
+
+
+def _liquidation(
+    pr: Projection,
+    a: AccountView,
+    order: Order,
+    leg: Leg | None,
+    new: float,
+    entry: float,
+    wallet: float,
+    isolated: bool,
+    mark: float,
+    table: BracketTable,
+) -> None:
+    other = None
+    if a.hedge and not isolated:
+        other = a.legs.get((order.symbol, "SHORT" if order.position_side == "LONG" else "LONG"))
+    if other is not None:
+        # Both legs of a cross hedge share one price: the other leg's published margin leaves W'.
+        wallet += other.mm - other.upnl
+        legs = [(abs(new), entry, 1 if new > 0 else -1)] if new else []
+        legs.append((other.qty, other.entry, -1 if order.position_side == "LONG" else 1))
+        point = liquidation_root(wallet, legs, table)
+    elif new:
+        point = liquidation_root(wallet, [(abs(new), entry, 1 if new > 0 else -1)], table)
+    else:
+        point = None
+    if point is None:
+        pr.liquidation_price = pr.liquidation_distance = None
+        return
+    price, on_fall = point
+    pr.liquidation_price = price
+    pr.liquidation_distance = (mark - price) / mark if on_fall else (price - mark) / mark
+
+
+def liquidation_root(
+    wallet: float, legs: Sequence[tuple[float, float, int]], table: BracketTable
+) -> tuple[float, bool] | None:
+    """Float port of positions.margin._solve: the lowest positive price where equity equals
+    maintenance margin, for one leg or a cross hedge pair; (price, on_fall) or None ("--").
+    ``legs``: (absolute qty, entry, +1 long / −1 short); ``wallet`` is W' = WB − TMM1 + UPNL1."""
+    rows = table.rows
+    if len(legs) == 1:
+        q, e, sign = legs[0]
+        for floor, cap, mmr, cum in rows:  # one leg: the tiers are the intervals
+            slope = q * (sign - mmr)
+            root = -(wallet + cum - sign * q * e) / slope
+            if root > 0 and floor * (1 - 1e-12) <= root * q <= cap * (1 + 1e-12):
+                return root, slope > 0
+        return None
+    return _pair_root(wallet, legs, rows)
+
+
+def _pair_root(
+    wallet: float, legs: Sequence[tuple[float, float, int]], rows: Sequence[tuple]
+) -> tuple[float, bool] | None:
+    events = sorted((rows[k][0] / q, i, k) for i, (q, _e, _s) in enumerate(legs) for k in range(1, len(rows)))
+    tiers = [0] * len(legs)
+    low = 0.0
+    intervals = []
+    for price, i, k in events:
+        if price > low:
+            intervals.append((low, price, list(tiers)))
+            low = price
+        tiers[i] = k
+    intervals.append((low, _INF, list(tiers)))
+    for low, high, ks in intervals:
+        slope = const = 0.0
+        for (q, e, sign), k in zip(legs, ks, strict=True):
+            _floor, _cap, mmr, cum = rows[k]
+            slope += q * (sign - mmr)
+            const += cum - sign * q * e
+        if slope == 0:
+            continue
+        root = -(wallet + const) / slope
+        slack = 1e-12 * (abs(root) + 1)
+        if root > 0 and low - slack <= root <= high + slack:
+            return root, slope > 0
+    return None
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _render(code: str, value: Any) -> Any:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return Decimal(format(value, ".12f" if code in _RATIO_CODES else ".8f"))
+    if code in _MS_CODES and isinstance(value, int):
+        return Decimal(value).scaleb(-3)  # milliseconds -> seconds
+    return value
+
+
+def failure_rows(rows: Iterable[tuple[str, Any, Any]]) -> list[dict[str, Any]]:
+    """[{code, message, value, limit}] with Decimals (the serializer makes them strings)."""
+    return [
+        {"code": code, "message": MESSAGES[code], "value": _render(code, value), "limit": _render(code, limit)}
+        for code, value, limit in rows
+    ]
+
+
+def projection_row(pr: Projection | None) -> dict[str, Any] | None:
+    if pr is None:
+        return None
+
+    def money(x: float | None) -> Decimal | None:
+        return None if x is None or not math.isfinite(x) else Decimal(format(x, ".8f"))
+
+    def ratio(x: float | None) -> Decimal | None:
+        return None if x is None or not math.isfinite(x) else Decimal(format(x, ".12f"))
+
+    return {
+        "position_qty": money(pr.position_qty),
+        "entry_price": money(pr.entry_price),
+        "fill_price": money(pr.fill_price),
+        "position_notional": money(pr.position_notional),
+        "account_gross_notional": money(pr.account_gross_notional),
+        "margin_balance": money(pr.margin_balance),
+        "leverage": ratio(pr.leverage),
+        "margin_ratio": ratio(pr.margin_ratio),
+        "liquidation_price": money(pr.liquidation_price),
+        "liquidation_distance": ratio(pr.liquidation_distance),
+    }
