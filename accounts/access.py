@@ -46,6 +46,14 @@ def is_desk_member(user: User) -> bool:
     return user.is_superuser or user.role in (Role.RISK_MANAGER, Role.TRADER, Role.VIEWER)
 
 
+def can_trade(user: User) -> bool:
+    """May send and cancel orders on the accounts they can see: risk managers and traders.
+    Viewers are read-only; which accounts a trader may trade on is `get_account_for_user`'s answer."""
+    if not is_desk_member(user):
+        return False
+    return is_risk_manager(user) or user.role == Role.TRADER
+
+
 def profiles_visible_to(user: User) -> QuerySet:
     """Risk managers and viewers see every profile; a trader sees the profiles that
     govern their accounts (including the default when one of them has none)."""
