@@ -277,6 +277,10 @@ class BinanceFutures:
         params = {"symbol": symbol} if symbol else {}
         return await self._call(self.client.futures_get_open_orders, **params)
 
+    async def query_order(self, *, symbol: str, client_order_id: str) -> dict:
+        """GET /fapi/v1/order by clientOrderId: how an order in doubt is reconciled (-2013: never placed)."""
+        return await self._call(self.client.futures_get_order, symbol=symbol, origClientOrderId=client_order_id)
+
     async def position_mode_is_hedge(self) -> bool:
         return bool((await self._call(self.client.futures_get_position_mode))["dualSidePosition"])
 
