@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from accounts import crypto
 from accounts.models import ExchangeAccount, Role, TradingState, User
+from marketdata import live
 
 # Admin permissions per role. Traders do not use the admin: their desk is the dashboard and the API.
 VIEWER_GROUP = "Viewers"
@@ -77,4 +78,7 @@ def account_set_trading_state(
     account.trading_state_changed_at = timezone.now()
     account._history_user = by  # simple-history records who did it
     account.save(update_fields=["trading_state", "trading_state_reason", "trading_state_changed_at", "updated_at"])
+    # The order gate reads the state from the live cache, not the database: publish it once committed.
+    changed_ms = int(account.trading_state_changed_at.timestamp() * 1000)
+    transaction.on_commit(lambda: live.trading_state_set(account.pk, state, changed_ms))
     return account

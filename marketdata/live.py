@@ -5,7 +5,9 @@ reader can judge its freshness and fail closed."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.cache import cache
@@ -14,7 +16,10 @@ FEED_KEY = "live:feed:{name}"
 ACCOUNT_KEY = "live:acct:{id}"
 MARKS_KEY = "live:marks"
 RESYNC_KEY = "live:resync"
+TRADING_KEY = "live:trading:{id}"
+FILLS_KEY = "live:fills:{id}:{day}"
 TTL_S = 24 * 3600
+FILLS_TTL_S = 2 * 24 * 3600  # a trading day's count outlives the day by one, then expires
 
 
 def now_ms() -> int:
@@ -66,3 +71,25 @@ def resync_take() -> list[int]:
     if pending:
         cache.delete(RESYNC_KEY)
     return list(pending)
+
+
+def trading_day(at_ms: int | None = None) -> str:
+    """The trading day (settings.TRADING_DAY_TZ) that daily order, cancel and fill caps count in."""
+    zone = ZoneInfo(settings.TRADING_DAY_TZ)
+    return datetime.fromtimestamp((at_ms or now_ms()) / 1000, tz=zone).date().isoformat()
+
+
+def trading_state_set(account_id: int, state: str, changed_ms: int) -> None:
+    """Published on every trading-state change so every web process's order gate sees a halt at
+    once, without reading the database per order. No TTL: the newest of this and the database wins."""
+    cache.set(TRADING_KEY.format(id=account_id), {"state": state, "changed_ms": changed_ms}, None)
+
+
+def fills_add(account_id: int, count: int = 1) -> None:
+    """Count fills per account and trading day (the gate's max_daily_fills reads it)."""
+    key = FILLS_KEY.format(id=account_id, day=trading_day())
+    cache.add(key, 0, FILLS_TTL_S)
+    try:
+        cache.incr(key, count)
+    except ValueError:  # expired between add and incr: start again
+        cache.set(key, count, FILLS_TTL_S)

@@ -105,6 +105,8 @@ class DjangoSink:
 
     async def exchange_event(self, account_id: int, event: dict) -> None:
         if event.get("e") == "ORDER_TRADE_UPDATE":
+            if (event.get("o") or {}).get("x") == "TRADE":
+                live.fills_add(account_id)  # the order gate's daily fill cap
             await sync_to_async(order_event_record)(account_id=account_id, event=event)
         elif event.get("e") == "MARGIN_CALL":
             await sync_to_async(self._margin_call)(account_id, event)
