@@ -9,6 +9,7 @@ from accounts import api as accounts_api
 from riskdesk.health import health
 from riskdesk.views import home
 from rules import api as rules_api
+from rules import api_orders
 
 api_v1 = [
     path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain"),
@@ -20,6 +21,11 @@ api_v1 = [
     path("profiles/<int:profile_id>/", rules_api.ProfileDetailApi.as_view(), name="profile_detail"),
     path("profiles/<int:profile_id>/accounts/", rules_api.ProfileAccountsApi.as_view(), name="profile_accounts"),
     path("profiles/<int:profile_id>/history/", rules_api.ProfileHistoryApi.as_view(), name="profile_history"),
+    path("orders/check", api_orders.OrderCheckApi.as_view(), name="orders_check"),
+    path("orders", api_orders.OrdersApi.as_view(), name="orders"),
+    path("accounts/<int:account_id>/risk", api_orders.AccountRiskApi.as_view(), name="account_risk"),
+    path("accounts/<int:account_id>/trading-state", api_orders.TradingStateApi.as_view(), name="account_trading_state"),
+    path("accounts/<int:account_id>/kill", api_orders.KillApi.as_view(), name="account_kill"),
 ]
 
 urlpatterns = [

@@ -1,0 +1,228 @@
+"""The order gate's API: check, submit, cancel, account risk, trading state, kill switch.
+
+Thin views: parse → access check → service (rules/gate.py) → render. Access is decided in
+accounts/access.py: outsiders 403, accounts a user cannot see 404, viewers may check and read
+but not send, cancel or kill (403), only risk managers change the trading state or kill.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.access import can_trade, get_account_for_user
+from accounts.models import ExchangeAccount
+from accounts.permissions import IsDeskMember, RiskManagerWrites
+from rules import gate
+from rules.checks import Order
+from rules.serializers_orders import (
+    CancelInputSerializer,
+    CancelOutputSerializer,
+    DecisionSerializer,
+    KillInputSerializer,
+    KillOutputSerializer,
+    OrderInputSerializer,
+    RiskOutputSerializer,
+    SubmitOutputSerializer,
+    TradingStateInputSerializer,
+    TradingStateOutputSerializer,
+)
+
+# Answers to a submission, by outcome: 201 on the exchange's book, 422 refused (by the gate or
+# the exchange), 202 in doubt (reconciled, see `reconciliation`), 503 never sent.
+SUBMIT_STATUS = {"submitted": 201, "denied": 422, "rejected": 422, "unknown": 202, "not_sent": 503}
+CANCEL_STATUS = {"cancelled": 200, "rejected": 422, "unknown": 202, "not_sent": 503}
+REFUSALS = {
+    400: OpenApiResponse(description="bad input: field errors"),
+    401: OpenApiResponse(description="no or expired token"),
+    403: OpenApiResponse(description="no desk role, or not allowed to act"),
+    404: OpenApiResponse(description="no such account (or not yours)"),
+}
+
+
+class CanTrade(BasePermission):
+    message = "Viewers are read-only: only traders and risk managers send and cancel orders."
+
+    def has_permission(self, request, view) -> bool:
+        return can_trade(request.user)
+
+
+def _actor(request) -> gate.Actor:
+    token = request.auth
+    jti = token.get("jti", "") if hasattr(token, "get") else ""
+    return gate.Actor(user=request.user, token_id=str(jti or ""))
+
+
+def _account(request, account_id: int, *, write: bool = False) -> ExchangeAccount:
+    """400 for an id no account has, 404 for one the user may not see (accounts.access)."""
+    if gate.account_meta(account_id) is None:
+        raise ValidationError({"account": ["Unknown account."]})
+    return get_account_for_user(request.user, account_id, write=write)
+
+
+def _order(data: dict[str, Any]) -> Order:
+    return Order.make(
+        symbol=data["symbol"],
+        side=data["side"],
+        type=data["type"],
+        qty=data["quantity"],
+        price=data.get("price"),
+        reduce_only=data["reduce_only"],
+        position_side=data["position_side"],
+        time_in_force=data.get("time_in_force"),
+        client_order_id=data.get("client_order_id", ""),
+    )
+
+
+def _parsed(serializer_class: type, data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _gate_errors(exc: gate.GateError) -> ValidationError:
+    return ValidationError({exc.field: [exc.message]})
+
+
+class OrderCheckApi(APIView):
+    """POST /api/v1/orders/check: the decision only; nothing is sent or reserved."""
+
+    permission_classes = [IsDeskMember]
+    InputSerializer = OrderInputSerializer
+    OutputSerializer = DecisionSerializer
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **REFUSALS}, operation_id="orders_check")
+    def post(self, request):
+        data = _parsed(OrderCheckApi.InputSerializer, request.data)
+        account = _account(request, data["account"])
+        try:
+            result = gate.order_check(account=account, order=_order(data), actor=_actor(request))
+        except gate.GateError as exc:
+            raise _gate_errors(exc) from exc
+        return Response(OrderCheckApi.OutputSerializer(result.body()).data)
+
+
+class OrderSubmitApi(APIView):
+    """POST /api/v1/orders: check, then forward what passed to the exchange."""
+
+    permission_classes = [IsDeskMember, CanTrade]
+    InputSerializer = OrderInputSerializer
+    OutputSerializer = SubmitOutputSerializer
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: OutputSerializer,
+            202: OutputSerializer,
+            422: OutputSerializer,
+            503: OutputSerializer,
+            **REFUSALS,
+        },
+        operation_id="orders_submit",
+    )
+    def post(self, request):
+        # Named, not self.: OrdersApi inherits both operations and their serializers would clash.
+        data = _parsed(OrderSubmitApi.InputSerializer, request.data)
+        account = _account(request, data["account"])
+        try:
+            result = gate.order_submit(account=account, order=_order(data), actor=_actor(request))
+        except gate.GateError as exc:
+            raise _gate_errors(exc) from exc
+        return Response(OrderSubmitApi.OutputSerializer(result.body()).data, status=SUBMIT_STATUS[result.outcome])
+
+
+class OrderCancelApi(APIView):
+    """DELETE /api/v1/orders: cancel one order (order_id or client_order_id) or all of a symbol.
+    Never blocked by a check: only access decides."""
+
+    permission_classes = [IsDeskMember, CanTrade]
+    InputSerializer = CancelInputSerializer
+    OutputSerializer = CancelOutputSerializer
+
+    @extend_schema(
+        parameters=[InputSerializer],
+        responses={
+            200: OutputSerializer,
+            202: OutputSerializer,
+            422: OutputSerializer,
+            503: OutputSerializer,
+            **REFUSALS,
+        },
+        operation_id="orders_cancel",
+    )
+    def delete(self, request):
+        # Query parameters (the documented form) or a JSON body, for clients that send one.
+        data = _parsed(OrderCancelApi.InputSerializer, request.data or request.query_params.dict())
+        account = _account(request, data["account"])
+        result = gate.order_cancel(
+            account=account,
+            symbol=data["symbol"],
+            order_id=data.get("order_id"),
+            client_order_id=data.get("client_order_id"),
+            actor=_actor(request),
+        )
+        one = "order_id" in data or "client_order_id" in data
+        body = {"account": account.id, "symbol": data["symbol"], "scope": "one" if one else "all", **result.body()}
+        return Response(OrderCancelApi.OutputSerializer(body).data, status=CANCEL_STATUS[result.outcome])
+
+
+class OrdersApi(OrderSubmitApi, OrderCancelApi):
+    """/api/v1/orders: POST submits, DELETE cancels (two operations, one path)."""
+
+
+class AccountRiskApi(APIView):
+    """GET /api/v1/accounts/{id}/risk: the live figures and how old they are."""
+
+    permission_classes = [IsDeskMember]
+    OutputSerializer = RiskOutputSerializer
+
+    @extend_schema(responses={200: OutputSerializer, **REFUSALS})
+    def get(self, request, account_id: int):
+        account = get_account_for_user(request.user, account_id)
+        return Response(self.OutputSerializer(gate.account_risk(account=account)).data)
+
+
+class TradingStateApi(APIView):
+    """POST /api/v1/accounts/{id}/trading-state: ACTIVE, REDUCING or HALTED, with a reason."""
+
+    permission_classes = [RiskManagerWrites]
+    InputSerializer = TradingStateInputSerializer
+    OutputSerializer = TradingStateOutputSerializer
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **REFUSALS})
+    def post(self, request, account_id: int):
+        data = _parsed(self.InputSerializer, request.data)
+        account = get_account_for_user(request.user, account_id, write=True)
+        account = gate.account_trading_state_set(
+            account=account, state=data["state"], reason=data["reason"], by=request.user
+        )
+        return Response(self.OutputSerializer(account).data)
+
+
+class KillApi(APIView):
+    """POST /api/v1/accounts/{id}/kill: HALTED, cancel every open order, and with flatten=true close
+    every position with reduce-only MARKET orders; dry_run=true returns the plan only."""
+
+    permission_classes = [RiskManagerWrites]
+    InputSerializer = KillInputSerializer
+    OutputSerializer = KillOutputSerializer
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **REFUSALS})
+    def post(self, request, account_id: int):
+        data = _parsed(self.InputSerializer, request.data)
+        account = get_account_for_user(request.user, account_id, write=True)
+        body = gate.account_kill(
+            account=account,
+            by=request.user,
+            flatten=data["flatten"],
+            dry_run=data["dry_run"],
+            reason=data["reason"],
+            token_id=_actor(request).token_id,
+        )
+        return Response(self.OutputSerializer(gate.plain(body)).data, status=status.HTTP_200_OK)

@@ -1,0 +1,268 @@
+"""Serializers of the order gate's API (rules/api_orders.py).
+
+Input is strict: a JSON number where a string belongs, a string where a boolean belongs,
+unknown keys, NaN, infinities, zero, negatives, absurd magnitudes and more than 8 decimals
+are all 400 with the field named. Money, prices and quantities go out as decimal strings.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.models import TradingState
+from rules import gate
+from rules.checks import POSITION_SIDES, SIDES, TIME_IN_FORCE, TYPES
+
+MAX_NUMBER = Decimal("1e10")  # far above any quantity or price Binance lists; above is a typo, not an order
+MIN_NUMBER = Decimal("1e-8")
+SYMBOL_PATTERN = r"^[A-Z0-9]{2,32}$"
+CLIENT_ORDER_ID_PATTERN = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"  # Binance's own rule for newClientOrderId
+
+
+class StrictCharField(serializers.CharField):
+    """DRF's CharField turns 123 into "123"; an order field of the wrong type is a client bug."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictRegexField(serializers.RegexField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """Only JSON true/false (and "true"/"false" in a query string): not 1, "yes" or "on"."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        if data in ("true", "false"):
+            return data == "true"
+        self.fail("invalid", input=data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer, or a string of digits from a query string; not 1.0, not true."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not (isinstance(data, int) or (isinstance(data, str) and data.isdigit())):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictDecimalField(serializers.DecimalField):
+    """A positive decimal with at most 8 decimals, as a string (preferred) or a JSON number."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("max_digits", 20)
+        kwargs.setdefault("decimal_places", 8)
+        kwargs.setdefault("min_value", MIN_NUMBER)
+        kwargs.setdefault("max_value", MAX_NUMBER)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, bool) or not isinstance(data, (str, int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class ValueField(serializers.Field):
+    """A value or limit behind a decision: a decimal string, a count, a symbol, true/false or null."""
+
+    def to_representation(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, Decimal):
+            return format(value.normalize(), "f")  # 0.01050000 -> 0.0105, 2.55E+4 -> 25500
+        return str(value)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Unknown keys are an error: a misspelt `reduce_only` must not silently mean False."""
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return attrs
+
+
+# --------------------------------------------------------------------------- orders
+
+
+class OrderInputSerializer(StrictSerializer):
+    account = StrictIntegerField(min_value=1, max_value=2**62)
+    symbol = StrictRegexField(SYMBOL_PATTERN, max_length=32)
+    side = serializers.ChoiceField(choices=SIDES)
+    type = serializers.ChoiceField(choices=TYPES)
+    quantity = StrictDecimalField()
+    price = StrictDecimalField(
+        required=False,
+        allow_null=True,
+        help_text="LIMIT: the limit price. MARKET: optional protective price (worst acceptable fill); "
+        "the order is then sent as LIMIT IOC at that price.",
+    )
+    time_in_force = serializers.ChoiceField(choices=TIME_IN_FORCE, required=False)
+    reduce_only = StrictBooleanField(required=False, default=False)
+    position_side = serializers.ChoiceField(choices=POSITION_SIDES, required=False, default="BOTH")
+    client_order_id = StrictRegexField(CLIENT_ORDER_ID_PATTERN, required=False)
+
+    def validate_symbol(self, value: str) -> str:
+        if not gate.symbol_known(value):
+            raise serializers.ValidationError("Unknown symbol.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if attrs["type"] == "LIMIT" and attrs.get("price") is None:
+            raise serializers.ValidationError({"price": ["A LIMIT order needs a price."]})
+        if attrs["type"] == "MARKET" and attrs.get("time_in_force"):
+            raise serializers.ValidationError({"time_in_force": ["A MARKET order takes no time in force."]})
+        return attrs
+
+
+class FailureSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    value = ValueField(allow_null=True)
+    limit = ValueField(allow_null=True)
+
+
+class ProjectionSerializer(serializers.Serializer):
+    position_qty = ValueField(allow_null=True, help_text="signed for one-way; the leg for hedge")
+    entry_price = ValueField(allow_null=True)
+    fill_price = ValueField(allow_null=True, help_text="assumed fill: never better than the mark")
+    position_notional = ValueField(allow_null=True)
+    account_gross_notional = ValueField(allow_null=True)
+    margin_balance = ValueField(allow_null=True)
+    leverage = ValueField(allow_null=True, help_text="account gross notional / margin balance")
+    margin_ratio = ValueField(allow_null=True, help_text="of the position's pool: cross, or its isolated margin")
+    liquidation_price = ValueField(allow_null=True, help_text='null: no liquidation price (Binance shows "--")')
+    liquidation_distance = ValueField(allow_null=True)
+
+
+class DecisionSerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+    allowed = serializers.BooleanField()
+    decision = serializers.ChoiceField(choices=["allowed", "denied"])
+    exit = serializers.BooleanField(help_text="reduceOnly, or a hedge order closing its leg")
+    reduces = serializers.BooleanField()
+    failures = FailureSerializer(many=True, help_text="every failed check, not only the first")
+    warnings = FailureSerializer(many=True, help_text="warning levels crossed; the order is still allowed")
+    projected = ProjectionSerializer(allow_null=True)
+    checked_at_ms = serializers.IntegerField()
+
+
+class ExchangeErrorSerializer(serializers.Serializer):
+    code = serializers.IntegerField(help_text="Binance's code, e.g. -2019")
+    message = serializers.CharField()
+    status = serializers.IntegerField()
+    kind = serializers.CharField()
+
+
+class SubmitOutputSerializer(DecisionSerializer):
+    outcome = serializers.ChoiceField(choices=["denied", "submitted", "rejected", "unknown", "not_sent"])
+    exchange = serializers.JSONField(allow_null=True, help_text="the exchange's answer (or the reconciled order)")
+    error = ExchangeErrorSerializer(allow_null=True)
+    reconciliation = serializers.JSONField(
+        allow_null=True, help_text="for outcome unknown: resolution placed | not_placed | unresolved"
+    )
+
+
+class CancelInputSerializer(StrictSerializer):
+    account = StrictIntegerField(min_value=1, max_value=2**62)
+    symbol = StrictRegexField(SYMBOL_PATTERN, max_length=32)
+    order_id = StrictIntegerField(required=False, min_value=1, help_text="cancel this order")
+    client_order_id = StrictRegexField(CLIENT_ORDER_ID_PATTERN, required=False, help_text="or this one")
+
+    def validate_symbol(self, value: str) -> str:
+        if not gate.symbol_known(value):
+            raise serializers.ValidationError("Unknown symbol.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if "order_id" in attrs and "client_order_id" in attrs:
+            raise serializers.ValidationError({"order_id": ["Give order_id or client_order_id, not both."]})
+        return attrs
+
+
+class CancelOutputSerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+    symbol = serializers.CharField()
+    scope = serializers.ChoiceField(choices=["one", "all"])
+    outcome = serializers.ChoiceField(choices=["cancelled", "rejected", "unknown", "not_sent"])
+    exchange = serializers.JSONField(allow_null=True)
+    error = ExchangeErrorSerializer(allow_null=True)
+
+
+# --------------------------------------------------------------------------- account risk, state, kill
+
+
+class FeedSerializer(serializers.Serializer):
+    stale = serializers.BooleanField()
+    last_message_ms = serializers.IntegerField(allow_null=True)
+    age_s = ValueField(allow_null=True)
+
+
+class DailySerializer(serializers.Serializer):
+    cancels = serializers.IntegerField()
+    fills = serializers.IntegerField()
+
+
+class RiskOutputSerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+    trading_state = serializers.CharField()
+    published_ms = serializers.IntegerField(allow_null=True, help_text="when the stream computed these figures")
+    age_s = ValueField(allow_null=True)
+    stale_after_s = ValueField()
+    stale = serializers.BooleanField()
+    stale_reasons = serializers.ListField(child=serializers.CharField())
+    feed = FeedSerializer()
+    user_stream_connected = serializers.BooleanField()
+    figures = serializers.JSONField(allow_null=True, help_text="AccountRisk, decimals as strings")
+    positions = serializers.JSONField(help_text="PositionRisk rows, decimals as strings")
+    open_orders = serializers.IntegerField()
+    daily = DailySerializer()
+
+
+class TradingStateInputSerializer(StrictSerializer):
+    state = serializers.ChoiceField(choices=TradingState.values)
+    reason = StrictCharField(max_length=255)
+
+
+class TradingStateOutputSerializer(serializers.Serializer):
+    account = serializers.IntegerField(source="id")
+    trading_state = serializers.CharField()
+    trading_state_reason = serializers.CharField()
+    trading_state_changed_at = serializers.DateTimeField()
+
+
+class KillInputSerializer(StrictSerializer):
+    flatten = StrictBooleanField(required=False, default=False)
+    dry_run = StrictBooleanField(required=False, default=False)
+    reason = StrictCharField(required=False, max_length=200, default="kill switch")
+
+
+class KillOutputSerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+    halted = serializers.BooleanField()
+    dry_run = serializers.BooleanField()
+    flatten = serializers.BooleanField()
+    plan = serializers.JSONField(help_text="cancel: [{symbol, open_orders}], close: [{symbol, side, quantity, ...}]")
+    cancelled = serializers.JSONField(required=False)
+    orders = serializers.JSONField(required=False)
+    remaining = serializers.JSONField(required=False, help_text="open orders and positions left afterwards")
