@@ -193,7 +193,8 @@ class StreamEngine:
         positions = await adapter.positions()
         self.open_orders[account_id] = {_order_key(o): _open_order(o) for o in await adapter.open_orders()}
         state = await adapter.account()
-        held = {(p.symbol, p.side): p for p in self.book.positions(account_id)}
+        known = account_id in set(self.book.account_ids())
+        held = {(p.symbol, p.side): p for p in self.book.positions(account_id)} if known else {}
         seen: set[tuple[str, str]] = set()
         differences: list[dict] = []
         changed = self.book.set_wallet(account_id, state.cross_wallet_balance)
@@ -263,7 +264,7 @@ class StreamEngine:
     async def _market_session(self) -> None:
         socket = self.adapter(self._market_spec.id).socket_manager().all_mark_price_socket()
         _skip_bad_json(socket)
-        async with socket:
+        async with opened(socket):
             await self._set_market_connected(True)
             with contextlib.suppress(ExchangeError):
                 await self.resync_marks()  # fill the gap the reconnect left
@@ -339,7 +340,7 @@ class StreamEngine:
         socket = self.adapter(account_id).socket_manager().futures_user_socket()
         socket._user_timeout = 30 * 60
         _skip_bad_json(socket)
-        async with socket:
+        async with opened(socket):
             feed.connected, feed.stale = True, False
             await self.sink.feed_changed(feed, became_stale=False, recovered=True)
             differences = await self.sync_account(account_id)
@@ -454,8 +455,9 @@ class StreamEngine:
         pending, self._pending = self._pending, _Pending()
         if pending.marks:
             await self.sink.marks_changed(pending.marks)
+        known = set(self.book.account_ids())
         for account_id in sorted(pending.accounts):
-            if account_id in self.accounts:
+            if account_id in self.accounts and account_id in known:
                 await self.sink.account_changed(
                     account_id,
                     self.book.account(account_id),
@@ -511,6 +513,34 @@ def _parse_marks(rows: list) -> tuple[list[str], list[Decimal], int] | None:
     except (KeyError, TypeError, ValueError, ArithmeticError):
         return None
     return (symbols, prices, ts) if symbols else None
+
+
+@contextlib.asynccontextmanager
+async def opened(socket: Any):
+    """Open a python-binance socket and always get rid of it, even mid-reconnect.
+
+    Its own __aexit__ waits for the read loop to end, but a read loop that is
+    reconnecting (after a 1001 close, say) sets itself back to STREAMING and never
+    ends, so the exit would hang forever. We cancel that loop's task ourselves and
+    bound the library's exit with a timeout."""
+    await socket.__aenter__()
+    try:
+        yield socket
+    finally:
+        await close_socket(socket)
+
+
+async def close_socket(socket: Any) -> None:
+    from binance.ws.reconnecting_websocket import WSListenerState
+
+    socket.ws_state = WSListenerState.EXITING
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        if frame is not None and coro.__qualname__.endswith("_read_loop") and frame.f_locals.get("self") is socket:
+            task.cancel()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(socket.__aexit__(None, None, None), timeout=2.0)
 
 
 def _skip_bad_json(socket: Any) -> None:
