@@ -120,6 +120,8 @@ class StreamEngine:
         # Public market data needs no key; any account's client will do, or a keyless one.
         self._market_spec = market_key or next(iter(self.accounts.values()), AccountSpec(0, "market", "", ""))
         self._leverage: dict[tuple[int, str], int] = {}
+        self.brackets: dict[str, list] = {}  # symbol -> default bracket table the book uses
+        self.step_sizes: dict[str, Decimal] = {}  # symbol -> LOT_SIZE step, for planned orders
         self.open_orders: dict[int, dict[str, dict]] = {}  # account -> orderId -> resting order
         self.fills_seen: dict[int, int] = {}  # fills observed since start, per account
         self._pending = _Pending()
@@ -142,6 +144,9 @@ class StreamEngine:
         for step in self.startup:
             await step()
         await self._load_brackets()
+        with contextlib.suppress(ExchangeError):
+            filters = await self.adapter(self._market_spec.id).exchange_info()
+            self.step_sizes = {f.symbol: f.step_size for f in filters}
         for account_id in self.accounts:
             with contextlib.suppress(ExchangeError):
                 await self.sync_account(account_id)
@@ -179,7 +184,7 @@ class StreamEngine:
                 log.warning("brackets for account %s unavailable: %s", account_id, exc)
                 continue
             if defaults is None:
-                defaults = tables
+                defaults = self.brackets = tables
                 for symbol, table in tables.items():
                     self.book.set_brackets(symbol, table)
                 continue

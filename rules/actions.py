@@ -15,10 +15,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from decimal import ROUND_CEILING, Decimal
 
-from positions.figures import BracketTables, PositionInput, total_maint_margin, total_unrealized_pnl
+from positions.figures import (
+    BracketTables,
+    PositionInput,
+    position_liquidation,
+    total_maint_margin,
+    total_unrealized_pnl,
+)
 
 KINDS = ("reducing", "halted", "cancel_orders", "reduce_positions")
-TRIGGERS = ("daily_loss", "margin_ratio", "risk_degree")
+# A critical liquidation distance is a margin breach seen per position: it triggers too.
+TRIGGERS = ("daily_loss", "margin_ratio", "risk_degree", "liq_distance")
 BISECTION_STEPS = 40  # 2^-40 of a position: far below any exchange step size
 
 
@@ -64,6 +71,17 @@ def _scaled(positions: Sequence[PositionInput], keep: Decimal) -> list[PositionI
     return [replace(p, qty=p.qty * keep) for p in positions if p.margin_type == "cross" and p.qty * keep != 0]
 
 
+def _smallest_cut(ok) -> Decimal:
+    """Smallest f in [0, 1] with ok(f), for a predicate that is monotone in f (cutting more never hurts)."""
+    if ok(Decimal(0)):
+        return Decimal(0)
+    low, high = Decimal(0), Decimal(1)
+    for _ in range(BISECTION_STEPS):
+        mid = (low + high) / 2
+        low, high = (low, mid) if ok(mid) else (mid, high)
+    return high
+
+
 def fraction_to_cut(
     *, positions: Sequence[PositionInput], cross_wallet: Decimal, brackets: BracketTables, target: Decimal
 ) -> Decimal:
@@ -73,17 +91,30 @@ def fraction_to_cut(
     if balance <= 0:
         return Decimal(1)  # past liquidation: only closing everything helps
 
-    def ratio(f: Decimal) -> Decimal:
+    def ok(f: Decimal) -> bool:
         kept = _scaled(cross, Decimal(1) - f)
-        return total_maint_margin(positions=kept, brackets=brackets) / balance if kept else Decimal(0)
+        return not kept or total_maint_margin(positions=kept, brackets=brackets) / balance <= target
 
-    if ratio(Decimal(0)) <= target:
-        return Decimal(0)
-    low, high = Decimal(0), Decimal(1)
-    for _ in range(BISECTION_STEPS):
-        mid = (low + high) / 2
-        low, high = (low, mid) if ratio(mid) <= target else (mid, high)
-    return high
+    return _smallest_cut(ok)
+
+
+def fraction_for_distance(
+    *, positions: Sequence[PositionInput], cross_wallet: Decimal, brackets: BracketTables, target: Decimal
+) -> Decimal:
+    """Smallest f with every cross position's liquidation distance ≥ target after cutting f of each."""
+    cross = [p for p in positions if p.margin_type == "cross"]
+    upnl = total_unrealized_pnl(cross)
+
+    def ok(f: Decimal) -> bool:
+        kept = _scaled(cross, Decimal(1) - f)
+        wallet = cross_wallet + upnl * f  # the closed part's PnL is realised into the wallet
+        for p in kept:
+            point = position_liquidation(position=p, positions=kept, cross_wallet_balance=wallet, brackets=brackets)
+            if point is not None and abs(p.mark_price - point.price) / p.mark_price < target:
+                return False
+        return True
+
+    return _smallest_cut(ok)
 
 
 def _round_up(qty: Decimal, step: Decimal | None) -> Decimal:
@@ -101,6 +132,7 @@ def plan_action(
     brackets: BracketTables,
     target_ratio: Decimal | None,
     step_sizes: Mapping[str, Decimal],
+    target_distance: Decimal | None = None,
 ) -> ActionPlan:
     """The plan for one action. Nothing here talks to the exchange."""
     if kind not in KINDS:

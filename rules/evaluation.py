@@ -25,13 +25,15 @@ from django.db.models import Max, Min
 
 from accounts.models import ExchangeAccount
 from positions.book import PositionRisk
-from rules.actions import TRIGGERS
+from positions.figures import PositionInput
+from rules.actions import TRIGGERS, plan_action
 from rules.evaluate import CRITICAL, NORMAL, RULES, Change, DayState, Latch, Limits, evaluate
-from rules.services import profile_for_account
+from rules.services import action_record, profile_for_account
 
 log = logging.getLogger(__name__)
 
 PROFILE_RELOAD_S = 30.0
+WRITE_ATTEMPTS = 8  # about two minutes of back-off before a change is given up (and logged)
 LEVEL_NAMES = {NORMAL: "normal", 20: "warning", CRITICAL: "critical"}
 
 
@@ -43,6 +45,8 @@ class Job:
     action: tuple[str, str] | None = None  # (kind, mode) when the profile acts on this breach
     positions: tuple[PositionRisk, ...] = ()  # the book's view when the breach latched, for the plan
     cross_wallet: Decimal | None = None
+    brackets: dict | None = None  # the tables the book used, so the plan matches its figures
+    step_sizes: dict | None = None
 
 
 def trading_day(now: datetime | None = None) -> str:
@@ -110,8 +114,49 @@ def write_alerts(jobs: list[Job]) -> None:
         with transaction.atomic():
             if job.change.level == NORMAL:
                 alert_services.alert_clear(account_id=job.account_id, rule=job.change.rule, subject=job.change.subject)
-            else:
-                alert_services.alert_raise(**alert_payload(job.account_id, job))
+                continue
+            alert, event = alert_services.alert_raise(**alert_payload(job.account_id, job))
+        if job.action and event in ("opened", "escalated"):
+            try:
+                with transaction.atomic():
+                    record_action(job, alert_id=alert.id)
+            except Exception:  # a plan that cannot be made must not cost the alert itself
+                log.exception("planning the automatic action for alert %s failed", alert.id)
+
+
+def record_action(job: Job, *, alert_id: int | None) -> None:
+    """Plan the profile's action on the book's positions and record it (proposed, or queued to act)."""
+    kind, mode = job.action
+    inputs = [
+        PositionInput(
+            symbol=p.symbol,
+            side=p.side,
+            qty=p.qty,
+            entry_price=p.entry_price,
+            mark_price=p.mark,
+            leverage=p.leverage,
+            margin_type=p.margin_type,
+            isolated_wallet=p.isolated_wallet,
+            margin_asset=p.margin_asset,
+        )
+        for p in job.positions
+        if p.mark is not None
+    ]
+    critical = job.change.thresholds.critical
+    # Aim a little inside the limit, not on it, so the next tick does not re-trigger.
+    ratio = critical * Decimal("0.95") if job.change.rule in ("margin_ratio", "risk_degree") and critical else None
+    distance = critical * Decimal("1.05") if job.change.rule == "liq_distance" and critical else None
+    plan = plan_action(
+        kind=kind,
+        trigger=job.change.rule,
+        positions=inputs,
+        cross_wallet=job.cross_wallet or Decimal(0),
+        brackets=job.brackets or {},
+        target_ratio=ratio,
+        target_distance=distance,
+        step_sizes=job.step_sizes or {},
+    )
+    action_record(account_id=job.account_id, alert_id=alert_id, plan=plan.as_json(), act=mode == "act")
 
 
 class Evaluator:
@@ -164,6 +209,8 @@ class Evaluator:
             action=(limits.auto_action, limits.auto_action_mode),
             positions=tuple(self.engine.book.positions(account_id)),
             cross_wallet=usdt.cross_wallet_balance if usdt is not None else None,
+            brackets=dict(self.engine.brackets),
+            step_sizes=dict(self.engine.step_sizes),
         )
 
     def _day_state(self, account_id: int, day: str, equity: Decimal | None) -> DayState | None:
@@ -176,14 +223,16 @@ class Evaluator:
         return state
 
     async def writer(self) -> None:
+        """One writer, in order. A failed write (database away) is retried with back-off, not dropped."""
         while True:
-            jobs = [await self.queue.get()]
-            while not self.queue.empty():
-                jobs.append(self.queue.get_nowait())
-            try:
-                await sync_to_async(write_alerts)(jobs)
-            except Exception:
-                log.exception("writing %d alert changes failed", len(jobs))
+            job = await self.queue.get()
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    await sync_to_async(write_alerts)([job])
+                    break
+                except Exception:
+                    log.exception("writing an alert change failed (attempt %d)", attempt + 1)
+                    await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
 
     async def reloader(self) -> None:
         while True:
