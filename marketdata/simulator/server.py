@@ -83,7 +83,7 @@ class Simulator:
         """Listen on host:port (0 = any free port) and start the clocks; returns the actual port."""
         self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         server = site._server  # aiohttp exposes no public accessor for the bound port
         self.host, self.port = host, server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

@@ -27,6 +27,7 @@ from decimal import Decimal
 from aiohttp import WSMsgType, web
 
 from .clock import now_ms
+from .errors import LISTEN_KEY
 from .faults import Faults
 from .numbers import fmt
 from .symbols import SymbolSpec
@@ -99,8 +100,9 @@ class Subscriber:
                 self.dropped += 1
         self.queue.put_nowait(payload)
 
-    def close(self, code: int, message: str) -> None:
-        while not self.queue.empty():
+    def close(self, code: int, message: str, *, flush: bool = True) -> None:
+        """Close after the queued frames (``flush``) or at once, dropping them (a network drop)."""
+        while not flush and not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait((_CLOSE, code, message))
 
@@ -162,12 +164,12 @@ class Hub:
 
     def close_listen_key(self, listen_key: str) -> None:
         for sub in self.user_subs.pop(listen_key, set()):
-            sub.close(1000, "listen key expired")
+            sub.close(1000, "listen key expired")  # after listenKeyExpired, which is queued first
 
     def drop_all(self, code: int = 1001, message: str = "going away") -> int:
         subs = [*self.market_subs, *(s for group in self.user_subs.values() for s in group)]
         for sub in subs:
-            sub.close(code, message)
+            sub.close(code, message, flush=False)
         return len(subs)
 
     # ----------------------------------------------------------------------- connections
@@ -176,7 +178,7 @@ class Hub:
         names = [n for n in request.query.get("streams", "").split("/") if n]
         return await self._serve_market(request, names, wrapped=True)
 
-    async def ws_path(self, request: web.Request) -> web.WebSocketResponse:
+    async def ws_path(self, request: web.Request) -> web.StreamResponse:
         """/ws/<x>: a listen key (legacy user stream) or one raw market stream."""
         name = request.match_info["name"]
         if self.listen_key_valid(name) or canonical_stream(name, self.symbols) is None:
@@ -186,7 +188,7 @@ class Hub:
     async def market_ws(self, request: web.Request) -> web.WebSocketResponse:
         return await self._serve_market(request, [request.match_info["name"]], wrapped=False)
 
-    async def private_ws(self, request: web.Request) -> web.WebSocketResponse:
+    async def private_ws(self, request: web.Request) -> web.StreamResponse:
         key = request.match_info.get("name") or request.query.get("listenKey", "")
         return await self._serve_user(request, key)
 
@@ -205,12 +207,13 @@ class Hub:
             self.market_subs.discard(sub)
         return ws
 
-    async def _serve_user(self, request: web.Request, key: str) -> web.WebSocketResponse:
-        ws = await self._open(request)
+    async def _serve_user(self, request: web.Request, key: str) -> web.StreamResponse:
         if not self.listen_key_valid(key):
-            # Binance closes a stream whose listen key does not exist.
-            await ws.close(code=1008, message=b"invalid listen key")
-            return ws
+            # Refused before the upgrade. Accepting and then closing would look the same to a
+            # client, but python-binance's reconnect loop marks such a socket "streaming" again
+            # and can then never be closed; a failed handshake counts towards its 5 retries.
+            return web.json_response({"code": LISTEN_KEY[0], "msg": LISTEN_KEY[1]}, status=400)
+        ws = await self._open(request)
         sub = Subscriber(ws, wrapped=False, listen_key=key)
         self.user_subs.setdefault(key, set()).add(sub)
         try:
