@@ -200,6 +200,9 @@ class _CatalogHolder:
     def _run(self) -> None:
         while True:
             time.sleep(CATALOG_REFRESH_S)
+            if not BACKGROUND:  # switched off (tests): stop; the next get() starts a new thread
+                self.thread = None
+                return
             try:
                 close_old_connections()
                 self.reload()
@@ -621,6 +624,9 @@ class OrderLogBuffer:
         while True:
             self.wake.wait(ORDER_LOG_FLUSH_S)
             self.wake.clear()
+            if not BACKGROUND:  # switched off (tests flush by hand): stop; the next add() starts one
+                self.thread = None
+                return
             if self.rows:
                 close_old_connections()
                 self._flush_quietly()
