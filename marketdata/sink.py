@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +44,17 @@ def account_state(risk: AccountRisk, positions: list[PositionRisk], open_orders:
     }
 
 
+async def push_risk(account_id: int, state: dict[str, Any]) -> None:
+    """The account's live figures to the sockets allowed to see it (group naming: alerts.broadcast)."""
+    from channels.layers import get_channel_layer
+
+    from alerts.broadcast import account_group
+
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(account_group(account_id), {"type": "risk.changed", "account": state})
+
+
 def alert_raise(**kwargs: Any) -> None:
     from alerts import services as alert_services
 
@@ -55,14 +67,25 @@ def alert_clear(**kwargs: Any) -> None:
     alert_services.alert_clear(**kwargs)
 
 
+PERSIST_EVERY_S = 5.0  # Position rows and snapshots per account; the live state and the push are per flush
+
+
 class DjangoSink:
-    """Implements streams.Sink against the database and the cache."""
+    """Implements streams.Sink against the database, the cache and the channel layer."""
+
+    def __init__(self) -> None:
+        self._persisted_at: dict[int, float] = {}
 
     async def account_changed(
         self, account_id: int, risk: AccountRisk, positions: list[PositionRisk], open_orders: list[dict]
     ) -> None:
-        live.accounts_set({account_id: account_state(risk, positions, open_orders)})
-        await sync_to_async(self._persist_account)(account_id, risk, positions)
+        state = account_state(risk, positions, open_orders)
+        live.accounts_set({account_id: state})
+        await push_risk(account_id, state)
+        now = time.monotonic()
+        if now - self._persisted_at.get(account_id, 0.0) >= PERSIST_EVERY_S:
+            self._persisted_at[account_id] = now
+            await sync_to_async(self._persist_account)(account_id, risk, positions)
 
     @staticmethod
     def _persist_account(account_id: int, risk: AccountRisk, positions: list[PositionRisk]) -> None:
