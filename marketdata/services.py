@@ -159,8 +159,11 @@ def _any_account() -> ExchangeAccount | None:
 def symbols_sync() -> int:
     """Refresh every symbol's filters from exchangeInfo."""
 
+    account = _any_account()  # the database read stays out of the event loop
+
     async def fetch() -> list[SymbolFilters]:
-        async with exchange_for(_any_account()) as exchange:
+        # The adapter is built inside the loop: aiohttp binds its session to the loop it was made in.
+        async with exchange_for(account) as exchange:
             return await exchange.exchange_info()
 
     return symbols_refresh(filters=asyncio.run(fetch()))

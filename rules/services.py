@@ -176,7 +176,7 @@ def action_execute(*, action_id: int) -> RiskAction:
         account_set_trading_state(account=account, state=state, reason=f"automatic action on {action.trigger}")
         result["steps"].append({"trading_state": state})
     try:
-        result["steps"] += asyncio.run(_exchange_steps(exchange_for(account), plan))
+        result["steps"] += asyncio.run(_exchange_steps(lambda: exchange_for(account), plan))
         status = RiskAction.Status.EXECUTED
     except Exception as exc:  # the audit must say what failed, whatever it was
         result["error"] = f"{type(exc).__name__}: {exc}"[:500]
@@ -185,9 +185,9 @@ def action_execute(*, action_id: int) -> RiskAction:
     return RiskAction.objects.get(pk=action.pk)
 
 
-async def _exchange_steps(exchange, plan: dict) -> list[dict]:
+async def _exchange_steps(make_exchange, plan: dict) -> list[dict]:
     steps: list[dict] = []
-    async with exchange:
+    async with make_exchange() as exchange:  # built inside the loop: aiohttp binds to it
         if plan.get("cancel_orders"):
             for symbol in sorted({o["symbol"] for o in await exchange.open_orders()}):
                 await exchange.cancel_all(symbol=symbol)
