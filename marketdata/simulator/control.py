@@ -2,7 +2,7 @@
 
 ``GET    /_sim/state``   clocks, marks, faults, sockets, every account's figures
 ``POST   /_sim/fault``   {"mode": ..., "count": N, "seconds": S, "retry_after": S, "variant": ..., "execute": bool}
-``DELETE /_sim/fault``   clear all faults (``?mode=...`` clears one)
+``DELETE /_sim/fault``   clear all faults and --fault schedules (``?mode=...`` clears one mode)
 ``POST   /_sim/marks``   {"BTCUSDT": "30000", ...}: set marks now, run matching/liquidation, push a frame
 ``POST   /_sim/replay``  {"paused": bool, "speed": N, "at": "HH:MM" | ISO | epoch ms}
 
@@ -61,7 +61,7 @@ async def clear_fault(sim: Simulator, request: web.Request) -> object:
     mode = request.query.get("mode")
     if mode is not None and mode not in MODES:
         raise ControlError(f"unknown mode {mode!r}")
-    sim.faults.clear(mode)
+    sim.clear_faults(mode)
     return {"cleared": mode or "all"}
 
 
@@ -91,6 +91,8 @@ async def set_replay(sim: Simulator, request: web.Request) -> object:
     if speed is not None and (isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed <= 0):
         raise ControlError("speed must be a number > 0")
     at_ms = None
+    if at is not None and not sim.market.paths:
+        raise ControlError("no replay to move: start the simulator with --replay")
     if at is not None:
         first = sim.market.clock.start_ms
         try:

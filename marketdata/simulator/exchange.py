@@ -39,7 +39,7 @@ from .events import (
 )
 from .ledger import CROSS, ISOLATED, Account, AlgoOrder, Order, Position, apply_fill
 from .market import Market, MarkSnapshot
-from .numbers import ZERO
+from .numbers import ZERO, quantize
 from .orders import OrderRequest, check_min_notional, parse_order, symbol_spec, would_take
 from .risk import REARM_FRACTION, AccountView, Pool, account_view, make_screen, pools, screen_passes
 from .symbols import SymbolSpec
@@ -258,16 +258,16 @@ class Exchange:
         setting = account.setting(order.symbol)
         iw_before = position.isolated_wallet
         result = apply_fill(position, qty if order.side == "BUY" else -qty, price)
-        fee = qty * price * fee_rate
+        fee = quantize(qty * price * fee_rate)  # wallets move in 8-decimal steps, as Binance shows them
         asset = self.symbols[order.symbol].margin_asset
         cross = account.wallets.get(asset, ZERO) + result.realized - fee
         if setting.margin_type == ISOLATED:
-            released = iw_before * result.closed / result.size_before if result.closed else ZERO
+            released = quantize(iw_before * result.closed / result.size_before) if result.closed else ZERO
             if position.qty == 0:
                 released = iw_before  # no dust left behind in a closed isolated wallet
             # A liquidated isolated position can lose at most its isolated wallet (insurance fund takes the rest).
             cross += max(released + result.realized, ZERO) - result.realized if liquidation else released
-            opened_margin = result.opened * price / setting.leverage
+            opened_margin = quantize(result.opened * price / setting.leverage)
             position.isolated_wallet = iw_before - released + opened_margin
             cross -= opened_margin
         account.wallets[asset] = cross

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .config import DEFAULT_LEVERAGE, AccountSpec
-from .numbers import ZERO
+from .numbers import ZERO, quantize
 
 CROSS, ISOLATED = "cross", "isolated"
 
@@ -166,11 +166,13 @@ def apply_fill(position: Position, delta: Decimal, price: Decimal) -> FillResult
     size_before = abs(before)
     if before == 0 or (before > 0) == (delta > 0):
         after = before + delta
-        position.entry_price = (size_before * position.entry_price + abs(delta) * price) / abs(after)
+        # Stored at 8 decimals, as positionRisk prints it, so a client re-deriving figures from
+        # the strings works from exactly the simulator's state.
+        position.entry_price = quantize((size_before * position.entry_price + abs(delta) * price) / abs(after))
         _set_signed(position, after)
         return FillResult(ZERO, ZERO, abs(delta), size_before)
     closed = min(abs(delta), size_before)
-    realized = closed * (price - position.entry_price) * (1 if before > 0 else -1)
+    realized = quantize(closed * (price - position.entry_price) * (1 if before > 0 else -1))
     after = before + delta
     opened = ZERO
     if after == 0:

@@ -48,14 +48,15 @@ class Market:
         self.clock: ReplayClock = self._clock(config)
 
     def _initial_marks(self, config: SimConfig) -> dict[str, Decimal]:
-        marks = {s: quantize(spec.typical_price, MONEY_PLACES) for s, spec in config.symbols.items()}
-        for account in config.accounts:  # first entry price seen: a quiet desk starts flat
-            for p in account.positions:
-                marks.setdefault(f"_entry_{p.symbol}", p.entry_price)
-        for key in [k for k in marks if k.startswith("_entry_")]:
-            marks[key.removeprefix("_entry_")] = quantize(marks.pop(key), MONEY_PLACES)
-        marks.update({s: quantize(v, MONEY_PLACES) for s, v in config.marks.items()})
-        return marks
+        """--marks, else the first entry price an account holds (a quiet desk starts flat), else typical."""
+        marks = {s: spec.typical_price for s, spec in config.symbols.items()}
+        entries: dict[str, Decimal] = {}
+        for account in config.accounts:
+            for position in account.positions:
+                entries.setdefault(position.symbol, position.entry_price)
+        marks.update(entries)
+        marks.update(config.marks)
+        return {s: quantize(v, MONEY_PLACES) for s, v in marks.items()}
 
     def _clock(self, config: SimConfig) -> ReplayClock:
         if not self.paths:  # synthetic walks still honour speed and pause

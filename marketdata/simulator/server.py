@@ -62,6 +62,7 @@ class Simulator:
         self.host = "127.0.0.1"
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
+        self._fault_tasks: list[tuple[FaultSpec, asyncio.Task]] = []
         self.started_at = time.monotonic()
 
     # ----------------------------------------------------------------------- lifecycle
@@ -88,12 +89,12 @@ class Simulator:
         server = site._server  # aiohttp exposes no public accessor for the bound port
         self.host, self.port = host, server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._tasks = [asyncio.create_task(self._ticker()), asyncio.create_task(self._housekeeping())]
-        for spec in self.config.faults:
-            self._tasks.append(asyncio.create_task(self._scheduled_fault(spec)))
+        self._fault_tasks = [(spec, asyncio.create_task(self._scheduled_fault(spec))) for spec in self.config.faults]
         log.info("simulator listening on %s", self.base_url)
         return self.port
 
     async def stop(self) -> None:
+        self.clear_faults()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -162,6 +163,17 @@ class Simulator:
             return {"mode": spec.mode, "listen_keys": len(self.exchange.expire_listen_keys())}
         self.faults.arm(spec)  # every other mode is state the next requests/frames consume
         return {"mode": spec.mode, **{k: v for k, v in self.faults.describe().items() if v}}
+
+    def clear_faults(self, mode: str | None = None) -> None:
+        """Disarm faults (one mode or all) and cancel the matching --fault schedules."""
+        self.faults.clear(mode)
+        keep = []
+        for spec, task in self._fault_tasks:
+            if mode is None or spec.mode == mode:
+                task.cancel()
+            else:
+                keep.append((spec, task))
+        self._fault_tasks = keep
 
     def set_marks(self, marks: Mapping[str, Decimal]) -> MarkSnapshot:
         snapshot = self.market.set_marks(marks)
