@@ -1,8 +1,9 @@
 """The exchange simulator, driven through the real python-binance client over loopback.
 
 One simulator serves the whole module (SimulatorThread on port 0). Each test
-uses its own account or symbol, or sets the marks it depends on, so the order
-of the tests does not matter. No database: these are plain tests.
+uses its own account or symbol and sets the marks it depends on. The one
+exception is the cross liquidation test, which consumes the "liq" account that
+earlier tests read (pytest keeps file order). No database: plain tests.
 """
 
 from __future__ import annotations
@@ -258,6 +259,8 @@ def test_leverage_bracket_is_a_list_or_one_object_with_json_numbers(sim):
 
 
 def test_account_v2_lists_every_symbol_and_v3_only_open_positions(sim):
+    set_marks(sim, BTCUSDT="43000")
+
     async def go():
         async with binance(sim, "liq") as client:
             return await client.futures_account(), await client.futures_account(version=3)
@@ -276,6 +279,8 @@ def test_account_v2_lists_every_symbol_and_v3_only_open_positions(sim):
 
 
 def test_balance_v3_and_v2(sim):
+    set_marks(sim, BTCUSDT="43000")
+
     async def go():
         async with binance(sim, "liq") as client:
             return await client.futures_account_balance(), await client.futures_account_balance(version=2)
@@ -287,6 +292,8 @@ def test_balance_v3_and_v2(sim):
 
 
 def test_position_risk_v2_has_zero_rows_and_settings_v3_only_positions(sim):
+    set_marks(sim, BTCUSDT="43000")
+
     async def go():
         async with binance(sim, "hedger") as client:
             return (await client.futures_position_information(version=2), await client.futures_position_information())
@@ -804,8 +811,9 @@ def test_fault_silent_stops_frames_but_keeps_the_socket(sim):
     async def go():
         async with binance(sim, "streamer") as client, sockets(sim, client).all_mark_price_socket() as every:
             await every.recv()
-            control(sim, "POST", "/_sim/fault", {"mode": "silent", "seconds": 0.6})
-            while not every._queue.empty():  # frames already delivered before the fault
+            control(sim, "POST", "/_sim/fault", {"mode": "silent", "seconds": 1.0})
+            await asyncio.sleep(0.15)  # let frames already on the wire arrive, then forget them
+            while not every._queue.empty():
                 every._queue.get_nowait()
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(every.recv(), 0.4)
