@@ -43,7 +43,7 @@ class Command(BaseCommand):
         parser.add_argument("--simulate", action="store_true", help="start the exchange simulator and use it")
         parser.add_argument("--sim-port", type=int, default=9100)
         parser.add_argument("--speed", type=float, default=30.0, help="replay speed (simulated s per real s)")
-        parser.add_argument("--start-at", default="12:30", help="replay start time of day (UTC) on 2021-05-19")
+        parser.add_argument("--start-at", default="12:15", help="replay start time of day (UTC) on 2021-05-19")
         parser.add_argument(
             "--streams",
             choices=["in-process", "process", "off"],
