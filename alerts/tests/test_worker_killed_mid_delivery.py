@@ -33,7 +33,8 @@ def worker_env() -> dict[str, str]:
     name = connection.settings_dict["NAME"]
     if connection.vendor == "sqlite":
         if connection.is_in_memory_db():
-            require_service("a file-backed SQLite test database or DATABASE_URL (a worker cannot open :memory:)")
+            # A worker process cannot open the in-memory SQLite test database; CI runs this on MariaDB.
+            require_service("DATABASE_URL (MariaDB): the embedded test database is in memory")
         env["DATABASE_URL"] = f"sqlite:///{name}"
     else:
         env["DATABASE_URL"] = urlunsplit(urlsplit(env["DATABASE_URL"])._replace(path=f"/{name}"))
