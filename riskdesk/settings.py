@@ -80,11 +80,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "riskdesk.middleware.UserTimezoneMiddleware",
 ]
 
 ROOT_URLCONF = "riskdesk.urls"
 AUTH_USER_MODEL = "accounts.User"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "desk_login"  # the desk's own sign-in page; the admin keeps /admin/login/
+LOGIN_REDIRECT_URL = "overview"
+LOGOUT_REDIRECT_URL = "desk_login"
 
 TEMPLATES = [
     {

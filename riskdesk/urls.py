@@ -6,8 +6,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import api as accounts_api
+from accounts.views import DeskLoginView, DeskLogoutView
+from riskdesk import views as desk_views
 from riskdesk.health import health
-from riskdesk.views import home
 from rules import api as rules_api
 from rules import api_orders
 
@@ -29,7 +30,16 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", home, name="home"),
+    # The desk (pages and their htmx partials; live updates over /ws/desk/, see docs/DASHBOARD.md)
+    path("", desk_views.overview, name="overview"),
+    path("_overview", desk_views.overview_live, name="overview_live"),
+    path("_status", desk_views.status_strip, name="status_strip"),
+    path("login/", DeskLoginView.as_view(), name="desk_login"),
+    path("logout/", DeskLogoutView.as_view(), name="desk_logout"),
+    path("accounts/", include("accounts.urls")),
+    path("positions/", include("positions.urls")),
+    path("alerts/", include("alerts.urls")),
+    path("rules/", include("rules.urls")),
     path("health", health, name="health"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
