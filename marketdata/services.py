@@ -186,10 +186,19 @@ def brackets_sync() -> int:
 
 
 def positions_reconcile(*, account: ExchangeAccount, recheck_after_s: float = 2.0) -> list[dict]:
-    """Compare the exchange's positions (REST) with the desk's stream state (Position rows).
-    A difference is re-checked once after `recheck_after_s`, because a fill can land between
-    the REST answer and the stream's next flush; what still differs is returned."""
+    """Compare the exchange's positions (REST) with the desk's stream state: the live state the
+    stream engine publishes twice a second, or the Position rows when there is none. A difference
+    is re-checked once after `recheck_after_s`, because a fill can land between the REST answer
+    and the stream's next flush; what still differs is returned."""
+    from marketdata import live
     from positions.models import Position
+
+    def desk_positions() -> dict[tuple[str, str], Decimal]:
+        state = live.account_get(account.id)
+        if state is not None and live.now_ms() - int(state.get("published_ms", 0)) < 10_000:
+            return {(p["symbol"], p["side"]): Decimal(p["qty"]) for p in state["positions"]}
+        rows = Position.objects.filter(account=account).select_related("symbol")
+        return {(r.symbol.name, r.side): r.quantity for r in rows}
 
     async def fetch() -> list[ExchangePosition]:
         async with exchange_for(account) as exchange:
@@ -197,10 +206,7 @@ def positions_reconcile(*, account: ExchangeAccount, recheck_after_s: float = 2.
 
     def differences() -> list[dict]:
         exchange = {(p.symbol, p.side): (abs(p.qty) if p.side != "BOTH" else p.qty) for p in asyncio.run(fetch())}
-        desk = {
-            (r.symbol_id and r.symbol.name, r.side): r.quantity
-            for r in Position.objects.filter(account=account).select_related("symbol")
-        }
+        desk = desk_positions()
         return [
             {
                 "symbol": s,
