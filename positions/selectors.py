@@ -294,12 +294,19 @@ def _db_row(account: ExchangeAccount, p: Position, fresh: Freshness) -> Position
 def _feed(name: str, account: ExchangeAccount | None, status: dict[str, Any] | None) -> Feed:
     last_ms = int(status["last_message_ms"]) if status and status.get("last_message_ms") else None
     age = None if last_ms is None else max(0.0, (live.now_ms() - last_ms) / 1000)
+    connected = bool(status and status.get("connected"))
+    if account is None:
+        stale = live.feed_is_stale(status)  # marks arrive every second: silence means trouble
+    else:
+        # A user stream is quiet until the account changes: it is stale when down, not when silent
+        # (the order gate's rule, rules.gate.account_risk).
+        stale = not connected or bool(status and status.get("stale"))
     return Feed(
         name=name,
         account_id=account.id if account else None,
         account_name=account.name if account else "",
-        connected=bool(status and status.get("connected")),
-        stale=live.feed_is_stale(status),
+        connected=connected,
+        stale=stale,
         last_ms=last_ms,
         age_s=age,
         reconnects=int((status or {}).get("reconnects") or 0),
