@@ -291,22 +291,24 @@ def _db_row(account: ExchangeAccount, p: Position, fresh: Freshness) -> Position
 # --------------------------------------------------------------------------- feeds
 
 
+def _feed_stale(status: dict[str, Any] | None, *, user_stream: bool) -> bool:
+    if not user_stream:
+        return live.feed_is_stale(status)  # marks arrive every second: silence means trouble
+    # A user stream is quiet until the account changes: stale when down, not when silent
+    # (the order gate's rule, rules.gate.account_risk).
+    return not (status and status.get("connected")) or bool(status and status.get("stale"))
+
+
 def _feed(name: str, account: ExchangeAccount | None, status: dict[str, Any] | None) -> Feed:
     last_ms = int(status["last_message_ms"]) if status and status.get("last_message_ms") else None
     age = None if last_ms is None else max(0.0, (live.now_ms() - last_ms) / 1000)
     connected = bool(status and status.get("connected"))
-    if account is None:
-        stale = live.feed_is_stale(status)  # marks arrive every second: silence means trouble
-    else:
-        # A user stream is quiet until the account changes: it is stale when down, not when silent
-        # (the order gate's rule, rules.gate.account_risk).
-        stale = not connected or bool(status and status.get("stale"))
     return Feed(
         name=name,
         account_id=account.id if account else None,
         account_name=account.name if account else "",
         connected=connected,
-        stale=stale,
+        stale=_feed_stale(status, user_stream=account is not None),
         last_ms=last_ms,
         age_s=age,
         reconnects=int((status or {}).get("reconnects") or 0),
