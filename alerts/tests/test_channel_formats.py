@@ -8,8 +8,10 @@ import base64
 import hashlib
 import hmac
 import time
+from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
 
 from alerts import outbox
 from alerts.models import Delivery, DeliveryStatus, Level
@@ -36,7 +38,7 @@ def send(delivery: Delivery) -> Delivery:
 def assert_carries_the_alert(text: str, alert) -> None:
     for piece in ("acct-a", "margin_ratio", "0.93", "0.8", "64123.5", "MARGIN_RATIO_CRITICAL"):
         assert piece in text, piece
-    assert f"http://127.0.0.1:8000/admin/alerts/alert/{alert.pk}/change/" in text
+    assert f"{settings.SITE_URL}/admin/alerts/alert/{alert.pk}/change/" in text
 
 
 def test_the_webhook_posts_json_signed_over_timestamp_and_body(make_channel, receiver, critical):
@@ -143,7 +145,7 @@ def test_email_goes_over_smtp_as_text_and_html_with_a_message_id_from_the_delive
     [message] = smtp_server.messages
     assert smtp_server.envelopes[0].rcpt_tos == ["desk@example.com", "cro@example.com"]
     assert message["Subject"] == "[Critical] Alert opened: margin_ratio on acct-a"
-    assert message["Message-ID"] == f"<{delivery.idempotency_key}@127.0.0.1>"
+    assert message["Message-ID"] == f"<{delivery.idempotency_key}@{urlsplit(settings.SITE_URL).hostname}>"
     assert message["X-Riskdesk-Delivery"] == str(delivery.idempotency_key)
     assert message.get_content_type() == "multipart/alternative"
     text = message.get_body(preferencelist=("plain",)).get_content()
