@@ -23,7 +23,7 @@ def test_the_overview_shows_each_visible_account_live(client_for, risk_manager, 
     assert response.status_code == 200
     html = response.content.decode()
     assert "acct-a" in html and "acct-b" in html
-    assert 'class="fresh src-live"' in html and "is-stale" not in html and "stale-banner" not in html
+    assert 'class="fresh src-live"' in html and "is-stale" not in html and 'class="stale-banner"' not in html
     assert 'id="gauge-' in html and 'id="pnl-data"' in html and 'id="overview-data"' in html
 
 

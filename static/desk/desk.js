@@ -46,19 +46,27 @@
     return fill(T.age_d, Math.floor(seconds / 86400));
   }
 
-  // Every second: ages count up, and a figure nobody refreshed past STALE_AFTER_S turns stale
-  // even if the socket is silent (a dead feed sends nothing, so silence must look alarming).
+  // Every second: ages count up. The market feed (marks every second) turns stale by its age alone,
+  // even if the socket is silent (a dead feed sends nothing, so silence must look alarming); when it
+  // does, every live figure on the page is marked stale with it. Account figures do not go stale by
+  // age: a quiet account is not republished, and the server's verdict (is-stale) covers the rest.
   function tick() {
     const now = serverNow();
+    let marketOld = false;
     document.querySelectorAll("[data-since-ms]").forEach((el) => {
       const age = Math.max(0, (now - parseInt(el.dataset.sinceMs, 10)) / 1000);
       const ageEl = el.querySelector(".age");
       if (ageEl) ageEl.textContent = ageText(age);
-      const old = age > STALE_AFTER_S;
-      el.classList.toggle("is-old", old);
-      const label = el.querySelector(".fresh-label");
-      if (label && old && el.dataset.source !== "snapshot") label.textContent = T.stale;
+      if (el.hasAttribute("data-stale-watch")) {
+        const old = age > STALE_AFTER_S;
+        el.classList.toggle("is-old", old);
+        const label = el.querySelector(".fresh-label");
+        if (label && old) label.textContent = T.stale;
+        marketOld = marketOld || old;
+      }
     });
+    body.classList.toggle("market-stale", marketOld);
+    if (marketOld) document.querySelectorAll(".fresh.src-live .fresh-label").forEach((l) => (l.textContent = T.stale));
   }
   setInterval(tick, 1000);
 
@@ -75,8 +83,8 @@
   const pending = new WeakMap();
 
   function busy(el) {
-    // Someone is typing a note or reading an open form: do not pull the table from under them.
-    return el.querySelector("details[open]") || el.contains(document.activeElement);
+    // Someone is typing a note, reading an open form or a confirmation: do not pull the table from under them.
+    return el.querySelector("details[open]") || el.contains(document.activeElement) || document.querySelector("dialog[open]");
   }
 
   function refresh(el) {
@@ -187,9 +195,10 @@
             },
           },
           pointer: { width: 4, length: "60%", itemStyle: { color: stale ? css("--muted") : css("--ink") } },
+          splitNumber: 4,
           axisTick: { show: false },
-          splitLine: { length: 8, lineStyle: { color: css("--line"), width: 1 } },
-          axisLabel: { distance: 12, fontSize: 9, color: css("--muted") },
+          splitLine: { length: 6, distance: 2, lineStyle: { color: "#fff", width: 2 } },
+          axisLabel: { show: false },
           detail: {
             valueAnimation: false,
             fontSize: 14,
@@ -322,14 +331,26 @@
   document.addEventListener("htmx:responseError", () => setConn(body.dataset.conn === "live" ? "live" : "reconnecting"));
   document.addEventListener("htmx:sendError", () => {});
 
+  // Links that open a confirmation in the dialog. Delegated from the document: their row may be
+  // re-rendered by a live refresh between the press and the request, and the press must not be lost.
   document.addEventListener("click", (e) => {
+    const opener = e.target.closest("a[data-dialog]");
+    if (opener) {
+      e.preventDefault();
+      window.htmx.ajax("GET", opener.getAttribute("href"), { target: "#dialog", swap: "innerHTML" });
+      return;
+    }
     const closer = e.target.closest("[data-close-dialog]");
     const dialog = closer && closer.closest("dialog");
     if (dialog) {
       e.preventDefault();
       dialog.close();
-      dialog.innerHTML = "";
     }
+  });
+  const dialog = document.getElementById("dialog");
+  dialog.addEventListener("close", () => {
+    dialog.innerHTML = "";
+    document.querySelectorAll("[data-live][data-dirty]").forEach(refresh);
   });
 
   document.addEventListener("DOMContentLoaded", () => {
