@@ -34,11 +34,13 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
+from operator import itemgetter
 from typing import Any
 
 from positions.margin import RATIO_CAP, Bracket
 
 UNIT = 10**8  # quantities and prices as integers of 1e-8
+_NO_LIMIT = 1 << 126  # above any count or unit value an order can carry (an unset cap)
 UNIT_EXP = 8
 _UNIT_Q = Decimal("1e-8")
 _CAP = float(RATIO_CAP)
@@ -258,6 +260,8 @@ class Order:
         "price_u",
         "qty_f",
         "price_f",
+        "leg_key",
+        "both_key",
     )
 
     symbol: str
@@ -276,6 +280,8 @@ class Order:
     price_u: int | None
     qty_f: float
     price_f: float | None
+    leg_key: str
+    both_key: str
 
     @classmethod
     def make(
@@ -310,6 +316,7 @@ class Order:
         o.qty_u, o.qty_f = to_units(qty, "qty"), float(qty)
         o.price_u = None if price is None else to_units(price, "price")
         o.price_f = None if price is None else float(price)
+        o.leg_key, o.both_key = leg_key(symbol, position_side), leg_key(symbol, "BOTH")
         return o
 
     def fingerprint(self) -> str:
@@ -385,9 +392,28 @@ def symbol_view(
 
 
 class Leg:
-    """One position (one-way BOTH or a hedge leg) from the live state, at its published mark."""
+    """One position (one-way BOTH or a hedge leg) from the live state, at its published mark,
+    with the account sums *without* it precomputed (``_bases``), so projecting an order on it is
+    a few additions. A hedge symbol holding one leg also gets an empty leg for the other side."""
 
-    __slots__ = ("qty_u", "qty", "entry", "leverage", "isolated", "iso_wallet", "notional", "upnl", "mm")
+    __slots__ = (
+        "qty_u",
+        "qty",
+        "entry",
+        "leverage",
+        "isolated",
+        "iso_wallet",
+        "notional",
+        "upnl",
+        "mm",
+        "gross_base",
+        "mb_base",
+        "pool_mm_base",
+        "pool_mb_base",
+        "w_base",
+        "other",
+        "other_sign",
+    )
 
     def __init__(
         self,
@@ -401,9 +427,12 @@ class Leg:
         upnl: float,
         mm: float,
     ):
-        self.qty_u, self.qty = qty_u, qty_u / UNIT  # signed for BOTH, > 0 for a hedge leg
+        self.qty_u, self.qty = qty_u, abs(qty_u) / UNIT  # qty_u signed for BOTH, > 0 for a hedge leg
         self.entry, self.leverage, self.isolated, self.iso_wallet = entry, leverage, isolated, iso_wallet
         self.notional, self.upnl, self.mm = notional, upnl, mm
+        self.gross_base = self.mb_base = self.pool_mm_base = self.pool_mb_base = self.w_base = math.nan
+        self.other: Leg | None = None
+        self.other_sign = 0
 
 
 class AccountView:
@@ -429,6 +458,7 @@ class AccountView:
         "open_count",
         "own_books",
         "tables",
+        "base",
     )
 
     def fresh(self, now_ms: int, stale_ms: int) -> bool:
@@ -441,7 +471,7 @@ def _f(value: Any) -> float:
     return float(value) if value is not None else math.nan
 
 
-def _leg_from(row: Mapping[str, Any]) -> tuple[tuple[str, str], Leg]:
+def _leg_from(row: Mapping[str, Any]) -> tuple[str, Leg]:
     qty = Decimal(str(row["qty"]))
     leg = Leg(
         qty_u=_mark_units(qty),
@@ -453,7 +483,11 @@ def _leg_from(row: Mapping[str, Any]) -> tuple[tuple[str, str], Leg]:
         upnl=_f(row.get("unrealized_pnl")),
         mm=_f(row.get("maint_margin")),
     )
-    return (row["symbol"], row.get("side", "BOTH")), leg
+    return leg_key(row["symbol"], row.get("side", "BOTH")), leg
+
+
+def leg_key(symbol: str, side: str) -> str:
+    return f"{symbol}|{side}"
 
 
 def _own_books(open_orders: Iterable[Mapping[str, Any]]) -> tuple[int, dict[str, tuple[int | None, int | None]]]:
@@ -492,6 +526,7 @@ def account_view(
     a.legs, a.own_books, a.open_count = {}, {}, 0
     a.published_ms, a.complete = 0, False
     a.wallet = a.cross_wallet = a.upnl = a.mm = a.gross = a.cross_mm = a.cross_upnl = math.nan
+    a.base = (math.nan,) * 5
     if state is None:
         return a
     figures = state.get("figures") or {}
@@ -499,9 +534,36 @@ def account_view(
     a.complete = bool(figures.get("complete"))
     a.legs = dict(_leg_from(row) for row in state.get("positions") or [])
     a.open_count, a.own_books = _own_books(state.get("open_orders") or [])
+    if hedge:
+        _pair_legs(a.legs)
     if a.complete:
         _account_totals(a, figures)
     return a
+
+
+def _pair_legs(legs: dict[str, Leg]) -> None:
+    """Link hedge legs of one symbol; a lone leg gets an empty partner (same leverage and margin
+    type: Binance sets both per symbol), so an order opening the other side finds its pair."""
+    for key, leg in list(legs.items()):
+        symbol, side = key.rsplit("|", 1)
+        if side == "BOTH":
+            continue
+        other_side = "SHORT" if side == "LONG" else "LONG"
+        other_key = leg_key(symbol, other_side)
+        if other_key not in legs:
+            legs[other_key] = Leg(
+                qty_u=0,
+                entry=0.0,
+                leverage=leg.leverage,
+                isolated=leg.isolated,
+                iso_wallet=0.0,
+                notional=0.0,
+                upnl=0.0,
+                mm=0.0,
+            )
+        other = legs[other_key]
+        leg.other, leg.other_sign = other, 1 if other_side == "LONG" else -1
+        other.other, other.other_sign = leg, 1 if side == "LONG" else -1
 
 
 def _account_totals(a: AccountView, figures: Mapping[str, Any]) -> None:
@@ -512,6 +574,22 @@ def _account_totals(a: AccountView, figures: Mapping[str, Any]) -> None:
     a.cross_wallet = a.wallet - sum(leg.iso_wallet for leg in legs if leg.isolated)
     a.cross_mm = sum(leg.mm for leg in legs if not leg.isolated)
     a.cross_upnl = sum(leg.upnl for leg in legs if not leg.isolated)
+    a.base = _bases(a, None)
+    for leg in legs:
+        leg.gross_base, leg.mb_base, leg.pool_mm_base, leg.pool_mb_base, leg.w_base = _bases(a, leg)
+
+
+def _bases(a: AccountView, leg: Leg | None) -> tuple[float, float, float, float, float]:
+    """The account without this leg: gross notional, margin balance, the cross pool's maintenance
+    margin and balance, and W' = cross wallet − TMM1 + UPNL1 (for a hedge pair, without both legs)."""
+    n, u, mm = (leg.notional, leg.upnl, leg.mm) if leg is not None else (0.0, 0.0, 0.0)
+    cross = leg is None or not leg.isolated
+    other_mm = a.cross_mm - (mm if cross else 0.0)
+    other_upnl = a.cross_upnl - (u if cross else 0.0)
+    w = a.cross_wallet - other_mm + other_upnl
+    if leg is not None and leg.other is not None and cross:
+        w += leg.other.mm - leg.other.upnl
+    return a.gross - n, a.wallet + a.upnl - u, other_mm, a.cross_wallet + other_upnl, w
 
 
 class MarketState:
@@ -598,6 +676,7 @@ class GateProfile:
         "liq_distance",
         "pos_leverage",
         "values",
+        "caps",
     )
 
 
@@ -656,6 +735,20 @@ def compile_profile(values: Mapping[str, Any]) -> GateProfile:
     p.rate_s = limit("order_rate_per_second", (RATE_PER_SECOND,))
     p.rate_m = limit("order_rate_per_minute", (RATE_PER_MINUTE,))
     p.dup_window_s = limit("duplicate_window_s", (DUPLICATE_ORDER,))
+    # The hot path compares counts without a None test: an unset cap is one no count reaches.
+    p.caps = tuple(
+        _NO_LIMIT if v is None else int(v)
+        for v in (
+            p.max_qty_u,
+            p.max_notional_u16,
+            p.max_open,
+            p.daily_orders,
+            p.daily_cancels,
+            p.daily_fills,
+            p.rate_s,
+            p.rate_m,
+        )
+    )
     _compile_exposure(p, values, on)
     return p
 
@@ -676,11 +769,13 @@ def _compile_exposure(p: GateProfile, values: Mapping[str, Any], on: Any) -> Non
 # --------------------------------------------------------------------------- decision
 
 
-class Projection:
-    """The order's position and account after a fill at the conservative fill price.
-    Floats; None where there is nothing (no liquidation price: Binance's "--")."""
+class Projection(tuple):
+    """The order's position and account after a fill at the conservative fill price. Floats;
+    None where there is nothing (no liquidation price: Binance's "--"). A tuple built in one
+    step: ten attribute stores per order cost more than the figures' arithmetic."""
 
-    __slots__ = (
+    __slots__ = ()
+    FIELDS = (
         "position_qty",
         "entry_price",
         "fill_price",
@@ -693,25 +788,37 @@ class Projection:
         "liquidation_distance",
     )
 
+    position_qty = property(itemgetter(0))
+    entry_price = property(itemgetter(1))
+    fill_price = property(itemgetter(2))
+    position_notional = property(itemgetter(3))
+    account_gross_notional = property(itemgetter(4))
+    margin_balance = property(itemgetter(5))
+    leverage = property(itemgetter(6))
+    margin_ratio = property(itemgetter(7))
+    liquidation_price = property(itemgetter(8))
+    liquidation_distance = property(itemgetter(9))
 
-class Decision:
-    __slots__ = ("allowed", "failures", "warnings", "projection", "is_exit", "reduces")
 
-    def __init__(
-        self,
-        allowed: bool,
-        failures: list,
-        warnings: list | None,
-        projection: Projection | None,
-        is_exit: bool,
-        reduces: bool,
-    ):
-        self.allowed, self.failures, self.warnings = allowed, failures, warnings or []
-        self.projection, self.is_exit, self.reduces = projection, is_exit, reduces
+class Decision(tuple):
+    """allowed, failures [(code, value, limit)], warnings (the same), projection, is_exit, reduces."""
+
+    __slots__ = ()
+
+    allowed = property(itemgetter(0))
+    failures = property(itemgetter(1))
+    warnings = property(itemgetter(2))
+    projection = property(itemgetter(3))
+    is_exit = property(itemgetter(4))
+    reduces = property(itemgetter(5))
 
     @property
     def codes(self) -> list[str]:
-        return [f[0] for f in self.failures]
+        return [f[0] for f in self[1]]
+
+
+_tuple_new = tuple.__new__
+_NO_WARNINGS: tuple = ()
 
 
 _EMPTY = compile_profile({})
@@ -733,7 +840,7 @@ def check_order(
     symbol = order.symbol
     sym = market.symbols.get(symbol)
     if sym is None:
-        return Decision(False, [(SYMBOL_UNKNOWN, symbol, None)], None, None, False, False)
+        return _tuple_new(Decision, (False, [(SYMBOL_UNKNOWN, symbol, None)], _NO_WARNINGS, None, False, False))
     p = profile
     if p is None:
         add((PROFILE_MISSING, None, None))
@@ -748,7 +855,7 @@ def check_order(
                 add((POSITION_SIDE_INVALID, ps, "LONG|SHORT"))
             if order.reduce_only:
                 add((REDUCE_ONLY_IN_HEDGE_MODE, True, None))
-        leg = account.legs.get((symbol, ps))
+        leg = account.legs.get(order.leg_key)
         held = leg.qty_u if leg is not None else 0
         is_exit = ps != "BOTH" and (ps == "LONG") != buy  # SELL LONG / BUY SHORT close the leg
         reduces = is_exit
@@ -760,7 +867,7 @@ def check_order(
     else:
         if ps != "BOTH" and p.pside:
             add((POSITION_SIDE_INVALID, ps, "BOTH"))
-        leg = account.legs.get((symbol, "BOTH"))
+        leg = account.legs.get(order.both_key)
         held = leg.qty_u if leg is not None else 0
         opposite = held < 0 if buy else held > 0
         size = held if held > 0 else -held
@@ -830,27 +937,31 @@ def check_order(
 
     # -- the profile's order limits (not for exits) -----------------------------------------------
     if not is_exit:
-        if p.max_qty_u is not None and qty_u > p.max_qty_u:
-            add((ORDER_QTY_HIGH, order.qty, Decimal(p.max_qty_u).scaleb(-UNIT_EXP)))
-        if p.max_notional_u16 is not None:
-            worst_u = price_u if price_u is not None else mark_u  # a protected market order: its bound
-            if worst_u is not None and qty_u * worst_u > p.max_notional_u16:
-                add(
-                    (
-                        ORDER_NOTIONAL_HIGH,
-                        Decimal(qty_u * worst_u).scaleb(-2 * UNIT_EXP),
-                        Decimal(p.max_notional_u16).scaleb(-2 * UNIT_EXP),
-                    )
+        max_qty_u, max_notional_u16, max_open, day_orders, day_cancels, day_fills, rate_s, rate_m = p.caps
+        if qty_u > max_qty_u:
+            add((ORDER_QTY_HIGH, order.qty, Decimal(max_qty_u).scaleb(-UNIT_EXP)))
+        worst_u = price_u if price_u is not None else mark_u  # a protected market order: its bound
+        if worst_u is not None and qty_u * worst_u > max_notional_u16:
+            add(
+                (
+                    ORDER_NOTIONAL_HIGH,
+                    Decimal(qty_u * worst_u).scaleb(-2 * UNIT_EXP),
+                    Decimal(max_notional_u16).scaleb(-2 * UNIT_EXP),
                 )
-        if p.max_open is not None and order.resting and account.open_count + 1 > p.max_open:
-            add((OPEN_ORDERS_CAP, account.open_count + 1, p.max_open))
+            )
+        if order.resting and account.open_count >= max_open:
+            add((OPEN_ORDERS_CAP, account.open_count + 1, max_open))
         c = counters
-        if p.daily_orders is not None and c.daily_orders > p.daily_orders:
-            add((DAILY_ORDERS_CAP, c.daily_orders, p.daily_orders))
-        if p.daily_cancels is not None and c.daily_cancels > p.daily_cancels:
-            add((DAILY_CANCELS_CAP, c.daily_cancels, p.daily_cancels))
-        if p.daily_fills is not None and c.daily_fills > p.daily_fills:
-            add((DAILY_FILLS_CAP, c.daily_fills, p.daily_fills))
+        if c.daily_orders > day_orders:
+            add((DAILY_ORDERS_CAP, c.daily_orders, day_orders))
+        if c.daily_cancels > day_cancels:
+            add((DAILY_CANCELS_CAP, c.daily_cancels, day_cancels))
+        if c.daily_fills > day_fills:
+            add((DAILY_FILLS_CAP, c.daily_fills, day_fills))
+        if c.rate_1s > rate_s:
+            add((RATE_PER_SECOND, c.rate_1s, rate_s))
+        if c.rate_1m > rate_m:
+            add((RATE_PER_MINUTE, c.rate_1m, rate_m))
         if p.lists:
             if p.allow is not None and symbol not in p.allow:
                 add((SYMBOL_NOT_ALLOWED, symbol, None))
@@ -871,10 +982,6 @@ def check_order(
                     adverse = price_u - mark_u if buy else mark_u - price_u
                     if adverse * d > n * mark_u:
                         add((MARKET_SLIPPAGE, _ratio_value(adverse, mark_u), Decimal(n) / d))
-        if p.rate_s is not None and c.rate_1s > p.rate_s:
-            add((RATE_PER_SECOND, c.rate_1s, p.rate_s))
-        if p.rate_m is not None and c.rate_1m > p.rate_m:
-            add((RATE_PER_MINUTE, c.rate_1m, p.rate_m))
         if c.duplicate and p.dup_window_s:
             add((DUPLICATE_ORDER, True, p.dup_window_s))
 
@@ -894,7 +1001,7 @@ def check_order(
 
     # -- the position and account after the order -----------------------------------------------
     projection = None
-    warnings = None
+    warnings = _NO_WARNINGS
     if mk is not None and table is not None and account.complete:
         projection = _project(order, account, leg, mk[1], table)
         if not reduces and p.exposure:
@@ -902,175 +1009,248 @@ def check_order(
 
     if fails and p.off:
         fails = [f for f in fails if f[0] not in p.off]
-    return Decision(not fails, fails, warnings, projection, is_exit, reduces)
+    return _tuple_new(Decision, (not fails, fails, warnings, projection, is_exit, reduces))
 
 
 def _ratio_value(numerator_u: int, mark_u: int) -> Decimal:
     return Decimal(numerator_u) / Decimal(mark_u)
 
 
-def _exposure(p: GateProfile, pr: Projection, leg: Leg | None, add: Any) -> list | None:
-    """Critical levels deny; warning levels let the order through with a warning."""
+def _exposure(p: GateProfile, pr: Projection, leg: Leg | None, add: Any) -> list:
+    """Critical levels deny; warning levels let the order through with a warning. Unrolled: a
+    loop over (code, limits, value) tuples costs more than the comparisons."""
     warnings: list = []
-    for code, pair, value in (
-        (POSITION_NOTIONAL_HIGH, p.pos_notional, pr.position_notional),
-        (ACCOUNT_NOTIONAL_HIGH, p.acct_notional, pr.account_gross_notional),
-        (LEVERAGE_HIGH, p.leverage, pr.leverage),
-        (MARGIN_RATIO_HIGH, p.margin_ratio, pr.margin_ratio),
-    ):
-        if pair is not None:
-            if value > pair[1]:
-                add((code, value, pair[1]))
-            elif value > pair[0]:
-                warnings.append((code, value, pair[0]))
+    pair = p.pos_notional
+    if pair is not None:
+        value = pr[3]
+        if value > pair[1]:
+            add((POSITION_NOTIONAL_HIGH, value, pair[1]))
+        elif value > pair[0]:
+            warnings.append((POSITION_NOTIONAL_HIGH, value, pair[0]))
+    pair = p.acct_notional
+    if pair is not None:
+        value = pr[4]
+        if value > pair[1]:
+            add((ACCOUNT_NOTIONAL_HIGH, value, pair[1]))
+        elif value > pair[0]:
+            warnings.append((ACCOUNT_NOTIONAL_HIGH, value, pair[0]))
+    pair = p.leverage
+    if pair is not None:
+        value = pr[6]
+        if value > pair[1]:
+            add((LEVERAGE_HIGH, value, pair[1]))
+        elif value > pair[0]:
+            warnings.append((LEVERAGE_HIGH, value, pair[0]))
+    pair = p.margin_ratio
+    if pair is not None:
+        value = pr[7]
+        if value > pair[1]:
+            add((MARGIN_RATIO_HIGH, value, pair[1]))
+        elif value > pair[0]:
+            warnings.append((MARGIN_RATIO_HIGH, value, pair[0]))
     pair = p.liq_distance
-    distance = pr.liquidation_distance
-    if pair is not None and distance is not None:
-        if distance < pair[1]:
-            add((LIQUIDATION_NEAR, distance, pair[1]))
-        elif distance < pair[0]:
-            warnings.append((LIQUIDATION_NEAR, distance, pair[0]))
+    value = pr[9]
+    if pair is not None and value is not None:
+        if value < pair[1]:
+            add((LIQUIDATION_NEAR, value, pair[1]))
+        elif value < pair[0]:
+            warnings.append((LIQUIDATION_NEAR, value, pair[0]))
     pair = p.pos_leverage
     if pair is not None and leg is not None:
-        if leg.leverage > pair[1]:
-            add((POSITION_LEVERAGE_HIGH, leg.leverage, pair[1]))
-        elif leg.leverage > pair[0]:
-            warnings.append((POSITION_LEVERAGE_HIGH, leg.leverage, pair[0]))
+        value = leg.leverage
+        if value > pair[1]:
+            add((POSITION_LEVERAGE_HIGH, value, pair[1]))
+        elif value > pair[0]:
+            warnings.append((POSITION_LEVERAGE_HIGH, value, pair[0]))
     return warnings
 
 
 # --------------------------------------------------------------------------- projection
 
 
-def fill_price(order: Order, mark: float) -> float:
-    """The price the projection assumes: never better than the mark for the trader.
-    A limit buy fills at max(price, mark), a sell at min(price, mark); a market order at
-    its protective price, or at the mark when it has none (the gate cannot see the book)."""
-    price = order.price_f
-    if price is None:
-        return mark
-    if order.market:
-        return price
-    if order.buy:
-        return price if price > mark else mark
-    return price if price < mark else mark
-
-
 def _project(order: Order, a: AccountView, leg: Leg | None, mark: float, table: BracketTable) -> Projection:
-    f = fill_price(order, mark)
-    qty_u = order.qty_u
-    if leg is None:
-        held_u, entry, lev, isolated, iso_w = 0, 0.0, 0, False, 0.0
-        n_pub = u_pub = mm_pub = 0.0
+    """The order's position and account after a fill at the conservative price (see docs/ORDER_GATE.md).
+    Straight-line on purpose: it runs for every order, on the sums precomputed without the leg."""
+    price = order.price_f
+    buy = order.buy
+    if price is None:
+        f = mark
+    elif order.market:
+        f = price  # the protective price: the worst fill the order accepts
+    elif buy:
+        f = price if price > mark else mark  # never assume a fill better than the mark
     else:
-        held_u, entry, lev, isolated, iso_w = leg.qty_u, leg.entry, leg.leverage, leg.isolated, leg.iso_wallet
-        n_pub, u_pub, mm_pub = leg.notional, leg.upnl, leg.mm
-    if a.hedge:
-        long = order.position_side == "LONG"
-        signed_held = held_u if long else -held_u
+        f = price if price < mark else mark
+    if leg is None:  # a new position: nothing to average, realize or move
+        gross_base, mb_base, pool_mm_base, pool_mb_base, wallet = a.base
+        size = order.qty_f
+        new, new_u, new_entry, realized, isolated = (size if buy else -size), 1, f, 0.0, False
     else:
-        signed_held = held_u
-    delta = qty_u if order.buy else -qty_u
-    new_u = signed_held + delta
-    held, new, qty = signed_held / UNIT, new_u / UNIT, qty_u / UNIT
-    if signed_held == 0 or (signed_held > 0) == order.buy:  # open or increase
-        new_entry = (abs(held) * entry + qty * f) / abs(new)
-        realized = 0.0
-        iso_new = iso_w + qty * f / (lev or 1) if isolated else 0.0
-    elif abs(delta) <= abs(signed_held):  # reduce or close
-        new_entry = entry
-        realized = (f - entry) * (qty if held > 0 else -qty)
-        iso_new = iso_w * abs(new) / abs(held) if isolated else 0.0
-    else:  # flip through zero
-        realized = (f - entry) * held
-        new_entry = f
-        iso_new = abs(new) * f / (lev or 1) if isolated else 0.0
-    notional = abs(new) * mark
+        new, new_u, new_entry, realized, isolated, iso_new = _leg_after(order, a.hedge, leg, f)
+        gross_base, mb_base = leg.gross_base, leg.mb_base
+        pool_mm_base, pool_mb_base = leg.pool_mm_base, leg.pool_mb_base
+        size = new if new > 0 else -new
+        # Realized PnL lands in the cross wallet; an isolated leg's margin moves out of it into its own.
+        wallet = iso_new if isolated else leg.w_base + realized
+    notional = size * mark
     upnl = new * (mark - new_entry)
-    mm = table.maint_margin(notional) if new_u else 0.0
-    pr = Projection()
-    pr.position_qty, pr.entry_price, pr.fill_price = new, new_entry if new_u else None, f
-    pr.position_notional = notional
-    pr.account_gross_notional = a.gross - n_pub + notional
-    mb = a.wallet + realized + a.upnl - u_pub + upnl
-    pr.margin_balance = mb
-    pr.leverage = pr.account_gross_notional / mb if mb > 0 else _CAP if pr.account_gross_notional else 0.0
+    floors = table.floors
+    k = bisect_right(floors, notional) - 1
+    floor, cap, mmr, cum = table.rows[k]
+    mm = notional * mmr - cum if new_u else 0.0
+    gross = gross_base + notional
+    mb = mb_base + realized + upnl
     if isolated:
-        pool_mm, pool_mb = mm, iso_new + upnl
-        wallet_other = iso_new
+        pool_mm, pool_mb = mm, wallet + upnl
     else:
-        cross_wallet = a.cross_wallet + realized - (iso_new - iso_w)
-        pool_mm = a.cross_mm - mm_pub + mm
-        pool_mb = cross_wallet + a.cross_upnl - u_pub + upnl
-        wallet_other = cross_wallet - (a.cross_mm - mm_pub) + (a.cross_upnl - u_pub)
-    pr.margin_ratio = _capped(pool_mm, pool_mb)
-    _liquidation(pr, a, order, leg, new, new_entry, wallet_other, isolated, mark, table)
-    return pr
-
-
-def _capped(numerator: float, denominator: float) -> float:
-    if numerator == 0:
-        return 0.0
-    if denominator <= 0:
-        return _CAP
-    ratio = numerator / denominator
-    return ratio if ratio < _CAP else _CAP
-
-
-def _liquidation(
-    pr: Projection,
-    a: AccountView,
-    order: Order,
-    leg: Leg | None,
-    new: float,
-    entry: float,
-    wallet: float,
-    isolated: bool,
-    mark: float,
-    table: BracketTable,
-) -> None:
-    other = None
-    if a.hedge and not isolated:
-        other = a.legs.get((order.symbol, "SHORT" if order.position_side == "LONG" else "LONG"))
-    if other is not None:
-        # Both legs of a cross hedge share one price: the other leg's published margin leaves W'.
-        wallet += other.mm - other.upnl
-        legs = [(abs(new), entry, 1 if new > 0 else -1)] if new else []
-        legs.append((other.qty, other.entry, -1 if order.position_side == "LONG" else 1))
-        point = liquidation_root(wallet, legs, table)
-    elif new:
-        point = liquidation_root(wallet, [(abs(new), entry, 1 if new > 0 else -1)], table)
+        pool_mm, pool_mb = pool_mm_base + mm, pool_mb_base + realized + upnl
+    leverage = gross / mb if mb > 0 else (_CAP if gross else 0.0)
+    if pool_mm == 0:
+        ratio = 0.0
+    elif pool_mb <= 0:
+        ratio = _CAP
     else:
+        ratio = pool_mm / pool_mb
+        if ratio > _CAP:
+            ratio = _CAP
+    other = leg.other if leg is not None and not isolated else None
+    if other is not None and other.qty_u:
+        # Both legs of a cross hedge share one price (W' already leaves both out).
+        if new_u:
+            point = _pair_root(
+                wallet, size, new_entry, 1 if new > 0 else -1, other.qty, other.entry, leg.other_sign, table, mark
+            )
+        else:
+            point = _single_root(
+                wallet, other.qty, other.entry, leg.other_sign, table, bisect_right(floors, other.qty * mark) - 1
+            )
+    elif not new_u:
         point = None
+    elif new > 0 and wallet >= size * new_entry:
+        point = None  # W' covers the whole entry value: no price liquidates a long
+    else:
+        # The mark's tier first: its line's root is the answer when it lies in that tier.
+        sign = 1 if new > 0 else -1
+        root = (sign * size * new_entry - wallet - cum) / (size * (sign - mmr))
+        if floor * _LOW <= root * size <= cap * _HIGH:
+            point = (root, sign > 0) if root > 0 else None
+        else:
+            point = _single_root(wallet, size, new_entry, sign, table, k)
     if point is None:
-        pr.liquidation_price = pr.liquidation_distance = None
-        return
-    price, on_fall = point
-    pr.liquidation_price = price
-    pr.liquidation_distance = (mark - price) / mark if on_fall else (price - mark) / mark
+        lp = distance = None
+    else:
+        lp = point[0]
+        distance = (mark - lp) / mark if point[1] else (lp - mark) / mark
+    return _tuple_new(
+        Projection, (new, new_entry if new_u else None, f, notional, gross, mb, leverage, ratio, lp, distance)
+    )
+
+
+def _leg_after(order: Order, hedge: bool, leg: Leg, f: float) -> tuple[float, int, float, float, bool, float]:
+    """(signed qty, its units, entry, realized PnL, isolated, isolated wallet) after filling at ``f``."""
+    buy, qty_u, qty = order.buy, order.qty_u, order.qty_f
+    held_u, entry, lev, isolated, iso_w = leg.qty_u, leg.entry, leg.leverage, leg.isolated, leg.iso_wallet
+    if hedge and order.position_side == "SHORT":
+        held_u = -held_u  # a hedge SHORT leg is held as a size; signed here like a one-way short
+    new_u = held_u + qty_u if buy else held_u - qty_u
+    held, new = held_u / UNIT, new_u / UNIT
+    if held_u == 0 or (held_u > 0) == buy:  # open or increase
+        new_entry = ((held if held > 0 else -held) * entry + qty * f) / (new if new > 0 else -new)
+        return new, new_u, new_entry, 0.0, isolated, iso_w + qty * f / lev if isolated else 0.0
+    if qty_u <= (held_u if held_u > 0 else -held_u):  # reduce or close
+        realized = (f - entry) * (qty if held > 0 else -qty)
+        return new, new_u, entry, realized, isolated, iso_w * new / held if isolated else 0.0
+    realized = (f - entry) * held  # flip through zero: the rest opens at the fill
+    return new, new_u, f, realized, isolated, (new if new > 0 else -new) * f / lev if isolated else 0.0
+
+
+_LOW, _HIGH = 1 - 1e-12, 1 + 1e-12  # tier-edge slack, as positions.margin allows a rounding step
+
+
+def _single_root(
+    wallet: float, q: float, e: float, sign: int, table: BracketTable, k: int
+) -> tuple[float, bool] | None:
+    """One leg's liquidation price, from the tier ``k`` (the mark's) in a step or two.
+
+    Equity − MM is the min over tiers of the tier lines and monotone for one leg, so its root is
+    the max (long) or min (short) of the lines' roots r_k, and each r_k lies on the true root's
+    side of its own tier: jumping to the tier that holds r_k converges on the root's tier (the
+    book's maths, positions/book.py). No positive root: a long whose W' covers Q·EP, or a short
+    whose W' + Q·EP is not positive (equity − MM at price 0)."""
+    if (wallet >= q * e) if sign > 0 else (wallet + q * e <= 0):
+        return None
+    rows, floors = table.rows, table.floors
+    for _ in range(len(rows) + 1):
+        floor, cap, mmr, cum = rows[k]
+        root = (sign * q * e - wallet - cum) / (q * (sign - mmr))
+        notional = root * q
+        if floor * _LOW <= notional <= cap * _HIGH:
+            return (root, sign > 0) if root > 0 else None
+        k = bisect_right(floors, notional) - 1
+        if k < 0:
+            k = 0
+    return liquidation_root(wallet, [(q, e, sign)], table)  # not reached for a valid table; the sweep decides
+
+
+def _pair_root(
+    wallet: float, qa: float, ea: float, sa: int, qb: float, eb: float, sb: int, table: BracketTable, mark: float
+) -> tuple[float, bool] | None:
+    """A cross hedge pair's shared liquidation price, walking the pieces out from the mark.
+
+    Equity − MM is concave here (MM convex in price), so the safe set is an interval around a
+    mark that is safe: walk left to its lower edge (a fall liquidates), else right to its
+    upper edge, exactly the lowest positive root ``liquidation_root`` finds by sweeping."""
+    rows, floors = table.rows, table.floors
+    ka = bisect_right(floors, qa * mark) - 1
+    kb = bisect_right(floors, qb * mark) - 1
+
+    def line(i: int, j: int) -> tuple[float, float]:
+        _fa, _ca, ma, ca = rows[i]
+        _fb, _cb, mb_, cb = rows[j]
+        return qa * (sa - ma) + qb * (sb - mb_), wallet + ca - sa * qa * ea + cb - sb * qb * eb
+
+    slope, const = line(ka, kb)
+    if const + slope * mark < 0:  # already past liquidation: the sweep decides
+        return liquidation_root(wallet, [(qa, ea, sa), (qb, eb, sb)], table)
+    i, j = ka, kb
+    while True:  # left, to the lower edge
+        slope, const = line(i, j)
+        low_a, low_b = rows[i][0] / qa, rows[j][0] / qb
+        low = low_a if low_a > low_b else low_b
+        if slope > 0 and -const / slope >= low * _LOW:
+            root = -const / slope
+            if root > 0:
+                return root, True
+            break
+        if low <= 0:
+            break
+        if low_a == low:
+            i -= 1
+        if low_b == low:
+            j -= 1
+    i, j = ka, kb
+    while True:  # right, to the upper edge
+        slope, const = line(i, j)
+        high_a, high_b = rows[i][1] / qa, rows[j][1] / qb
+        high = high_a if high_a < high_b else high_b
+        if slope < 0 and -const / slope <= high * _HIGH:
+            root = -const / slope
+            return (root, False) if root > 0 else None
+        if high == _INF:
+            return None
+        if high_a == high:
+            i += 1
+        if high_b == high:
+            j += 1
 
 
 def liquidation_root(
     wallet: float, legs: Sequence[tuple[float, float, int]], table: BracketTable
 ) -> tuple[float, bool] | None:
-    """Float port of positions.margin._solve: the lowest positive price where equity equals
-    maintenance margin, for one leg or a cross hedge pair; (price, on_fall) or None ("--").
-    ``legs``: (absolute qty, entry, +1 long / −1 short); ``wallet`` is W' = WB − TMM1 + UPNL1."""
+    """Float port of positions.margin._solve, the full sweep: the lowest positive price where
+    equity equals maintenance margin, for one leg or a cross hedge pair; (price, on_fall) or
+    None ("--"). ``legs``: (absolute qty, entry, +1 long / −1 short); ``wallet`` is W'."""
     rows = table.rows
-    if len(legs) == 1:
-        q, e, sign = legs[0]
-        for floor, cap, mmr, cum in rows:  # one leg: the tiers are the intervals
-            slope = q * (sign - mmr)
-            root = -(wallet + cum - sign * q * e) / slope
-            if root > 0 and floor * (1 - 1e-12) <= root * q <= cap * (1 + 1e-12):
-                return root, slope > 0
-        return None
-    return _pair_root(wallet, legs, rows)
-
-
-def _pair_root(
-    wallet: float, legs: Sequence[tuple[float, float, int]], rows: Sequence[tuple]
-) -> tuple[float, bool] | None:
     events = sorted((rows[k][0] / q, i, k) for i, (q, _e, _s) in enumerate(legs) for k in range(1, len(rows)))
     tiers = [0] * len(legs)
     low = 0.0

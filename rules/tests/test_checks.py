@@ -92,7 +92,7 @@ def codes(decision: c.Decision) -> list[str]:
 
 def test_an_order_within_every_limit_passes():
     d = run()
-    assert d.allowed and d.failures == [] and d.warnings == []
+    assert d.allowed and not d.failures and not d.warnings
     assert d.projection.position_notional == pytest.approx(25500)
 
 
