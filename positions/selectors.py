@@ -493,3 +493,17 @@ def _whatif_account(account: AccountView) -> whatif.WhatIfAccount:
         raise ValueError("no wallet balance known for this account")
     cross_wallet = wallet - sum((p.isolated_wallet for p in positions), Decimal(0))
     return whatif.WhatIfAccount(account.id, account.name, {assets.pop(): cross_wallet}, positions)
+
+
+def margin_ratio_bands(accounts: list[AccountView]) -> dict[int, tuple[Decimal | None, Decimal | None]]:
+    """Each account's margin-ratio warning and critical levels (its profile, else the default)."""
+    from rules.models import RiskProfile
+
+    profiles = {p.id: p for p in RiskProfile.objects.all()}
+    default = next((p for p in profiles.values() if p.is_default), None)
+    owned = dict(ExchangeAccount.objects.filter(id__in=[a.id for a in accounts]).values_list("id", "risk_profile_id"))
+    bands = {}
+    for account in accounts:
+        profile = profiles.get(owned.get(account.id)) or default
+        bands[account.id] = (profile.margin_ratio_warning, profile.margin_ratio_critical) if profile else (None, None)
+    return bands

@@ -72,8 +72,17 @@ def _overview_context(request: HttpRequest) -> dict[str, Any]:
         for a in accounts
         if a.freshness.live and a.figure("margin_balance") is not None
     }
+    bands = selectors.margin_ratio_bands(accounts)
     gauges = [
-        {"id": a.id, "name": a.name, "ratio": str(a.figure("margin_ratio") or 0), "stale": a.freshness.stale}
+        {
+            "id": a.id,
+            "name": a.name,
+            "ratio": str(a.figure("margin_ratio") or 0),
+            "stale": a.freshness.stale,
+            # The gauge's colours are the account's own limits, so amber and red mean what the alerts mean.
+            "warn": str(bands[a.id][0] or "0.5"),
+            "crit": str(bands[a.id][1] or "0.8"),
+        }
         for a in accounts
     ]
     # The charts' data, read by desk.js after each swap: one partial feeds figures and charts alike.

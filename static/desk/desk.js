@@ -171,7 +171,7 @@
   const charts = {};
   const css = (name) => getComputedStyle(body).getPropertyValue(name).trim();
 
-  function gaugeOption(ratio, stale) {
+  function gaugeOption(ratio, stale, warn, crit) {
     const value = Math.min(100, Math.max(0, ratio * 100));
     return {
       animation: false,
@@ -188,8 +188,8 @@
             lineStyle: {
               width: 10,
               color: [
-                [0.5, css("--safe")],
-                [0.8, css("--warn")],
+                [warn, css("--safe")],
+                [crit, css("--warn")],
                 [1, css("--danger")],
               ],
             },
@@ -222,7 +222,7 @@
   function updateGauges(data) {
     data.gauges.forEach((g) => {
       const chart = chartFor(document.getElementById(`gauge-${g.id}`));
-      if (chart) chart.setOption(gaugeOption(parseFloat(g.ratio), g.stale));
+      if (chart) chart.setOption(gaugeOption(parseFloat(g.ratio), g.stale, parseFloat(g.warn), parseFloat(g.crit)));
     });
   }
 
@@ -274,7 +274,11 @@
           valueFormatter: (v) => money.format(v),
           axisPointer: { label: { formatter: (p) => timeFormat.format(new Date(p.value)) } },
         },
-        xAxis: { type: "time", axisLabel: { formatter: (v) => timeFormat.format(new Date(v)), color: css("--muted") } },
+        xAxis: {
+          type: "time",
+          minInterval: 60000, // the labels show minutes: never two ticks within one
+          axisLabel: { formatter: (v) => timeFormat.format(new Date(v)), color: css("--muted"), hideOverlap: true },
+        },
         yAxis: { type: "value", axisLabel: { formatter: (v) => money.format(v), color: css("--muted") } },
         series: [...pnl.series.values()].map((s) => ({
           name: s.name,
