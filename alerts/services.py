@@ -187,13 +187,15 @@ def _escalate_one_unacknowledged(alert_id: int, now: datetime) -> int:
 
 
 def _changed(alert: Alert, event: str) -> None:
-    """Outbox rows now, in this transaction; the hand-off and the push once it commits."""
-    if event:
-        outbox.deliveries_route(alert=alert, event=event)
+    """Outbox rows now, in this transaction; the push and the hand-off once it commits."""
     alert_id = alert.pk
+    # The push first: on-commit callbacks run in order, and the desk on screen is the
+    # latency that matters; the channels' broker hand-off can wait a millisecond.
     # robust: the alert is committed; a broker or channel layer hiccup must not turn into
     # an exception in the evaluator. The deliver sweep picks up what was not handed off.
     transaction.on_commit(lambda: broadcast.alert_changed(alert_id), robust=True)
+    if event:
+        outbox.deliveries_route(alert=alert, event=event)
 
 
 def _mark_resolved(alert: Alert, *, by: User | None, note: str) -> None:
