@@ -73,6 +73,16 @@ def run_checks() -> dict[str, dict]:
     return results
 
 
+def _feeds(*, cache_up: bool) -> dict:
+    """The market feed as the stream engine last published it. A stale feed (or none at all) does
+    not make the desk "down", but it is flagged: the order gate denies new orders meanwhile."""
+    from marketdata import live
+
+    market = live.feed_get("market") if cache_up else None
+    stale = live.feed_is_stale(market)
+    return {"stale": stale, "feeds": {"market": {**(market or {"connected": False}), "stale": stale}}}
+
+
 def health(request):
     checks = run_checks()
     down = sorted(name for name, result in checks.items() if not result["ok"])
@@ -81,6 +91,7 @@ def health(request):
         "down": down,
         "checks": checks,
         "worker_heartbeat": cache.get(HEARTBEAT_KEY) if "cache" not in down else None,
+        **_feeds(cache_up="cache" not in down),
         "time": timezone.now().isoformat(),
     }
     return JsonResponse(body, status=200 if not down else 503)

@@ -73,3 +73,16 @@ def test_health_is_503_naming_the_channel_layer_when_it_is_down(db, settings):
 @pytest.mark.django_db
 def test_health_needs_no_login():
     assert Client().get("/health").status_code in (200, 503)
+
+
+def test_health_flags_a_stale_market_feed_without_failing(db):
+    from marketdata import live
+
+    live.feed_set("market", {"name": "market", "connected": True, "stale": False, "last_message_ms": live.now_ms()})
+    body = Client().get("/health").json()
+    assert body["stale"] is False and body["feeds"]["market"]["connected"] is True
+    live.feed_set(
+        "market", {"name": "market", "connected": True, "stale": False, "last_message_ms": live.now_ms() - 60_000}
+    )
+    response = Client().get("/health")
+    assert response.status_code == 200 and response.json()["stale"] is True
