@@ -50,10 +50,9 @@ def test_a_tick_changes_the_positions_page_within_a_second(open_page, live_desk)
     alpha = live_desk.account_ids["alpha-btc-20x"]
     expect(mark_cell(page, alpha, "BTCUSDT")).to_be_visible()
     for price, shown in (("50321.4", "50,321.40"), ("49876.5", "49,876.50")):
-        started = time.monotonic()
         live_desk.set_mark("BTCUSDT", price)
+        # Engine flush (0.5 s) + push + one partial fetch: on the page within a second of the tick.
         expect(mark_cell(page, alpha, "BTCUSDT")).to_have_text(shown, timeout=1000)
-        assert time.monotonic() - started < 1.0
     # The same row, re-rendered by the same partial: the liquidation band and the freshness came along.
     row = page.locator(f"#pos-{alpha}-BTCUSDT-BOTH")
     expect(row).to_have_class(re.compile(r"band-(safe|warn|danger)"))
