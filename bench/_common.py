@@ -101,20 +101,24 @@ def synthetic_universe(symbols: int, seed: int) -> dict[str, Any]:
     return {name: spec for name, spec in universe.items() if spec.synthetic}
 
 
-def desk_accounts(*, seed: int, accounts: int, per_account: int, universe: Mapping[str, Any]) -> list[dict]:
+def desk_accounts(
+    *, seed: int, accounts: int, per_account: int, universe: Mapping[str, Any], isolated_share: float = 0.25
+) -> list[dict]:
     """``accounts`` simulator accounts (the accounts-file format) of ``per_account`` positions each.
 
     60 % one-way, 40 % hedge (a third of a hedge account's symbols hold both legs); a
-    quarter of the symbols isolated; notionals log-uniform 100 .. 200k USDT; the cross
+    quarter of the symbols isolated (``isolated_share``); notionals log-uniform 100 .. 200k USDT; the cross
     wallet three times the cross initial margin, so the random walk of a benchmark run
     never brings an account near a margin call (a liquidation would change the desk
     under the measurement)."""
     rng = random.Random(seed)
     symbols = sorted(universe)
-    return [_account(rng, index, per_account, symbols, universe) for index in range(accounts)]
+    return [_account(rng, index, per_account, symbols, universe, isolated_share) for index in range(accounts)]
 
 
-def _account(rng: random.Random, index: int, count: int, symbols: list[str], universe: Mapping[str, Any]) -> dict:
+def _account(
+    rng: random.Random, index: int, count: int, symbols: list[str], universe: Mapping[str, Any], isolated_share: float
+) -> dict:
     hedge = rng.random() < 0.4
     rows: list[dict] = []
     cross_im = Decimal(0)
@@ -123,7 +127,7 @@ def _account(rng: random.Random, index: int, count: int, symbols: list[str], uni
             break
         spec = universe[symbol]
         leverage = min(rng.choice(LEVERAGES), spec.max_leverage)
-        margin_type = "isolated" if rng.random() < 0.25 else "cross"
+        margin_type = "isolated" if rng.random() < isolated_share else "cross"
         sides = ["BOTH"]
         if hedge:
             sides = ["LONG", "SHORT"] if rng.random() < 1 / 3 else [rng.choice(["LONG", "SHORT"])]
@@ -188,6 +192,22 @@ def book_rows(account_id: int, account: Mapping) -> tuple[list[tuple[int, Any]],
     return items, Decimal(account["wallet"]["USDT"])
 
 
+# Limits a generated desk never reaches, on the rules evaluated per position and per account:
+# every frame is then evaluated in full and nothing but the bench's own crossing raises an alert.
+GENEROUS_LIMITS: dict[str, Any] = {
+    "max_position_notional_warning": Decimal("5000000"),
+    "max_position_notional_critical": Decimal("10000000"),
+    "liq_distance_warning": Decimal("0.05"),
+    "liq_distance_critical": Decimal("0.02"),
+    "margin_ratio_warning": Decimal("0.5"),
+    "margin_ratio_critical": Decimal("0.8"),
+    "max_leverage_warning": 50,
+    "max_leverage_critical": 100,
+    "breach_after_n": 1,
+    "hysteresis": Decimal("0.02"),
+}
+
+
 # --------------------------------------------------------------------------- the simulator process
 
 
@@ -220,6 +240,7 @@ def _serve(options: SimOptions, conn: Any) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_reader(conn.fileno(), _stage_marks, sim, conn)
         started = time.monotonic()
         await stop.wait()
         elapsed = time.monotonic() - started
@@ -236,6 +257,18 @@ def _serve(options: SimOptions, conn: Any) -> None:
         await sim.stop()
 
     asyncio.run(run())
+
+
+def _stage_marks(sim: Any, conn: Any) -> None:
+    """Move marks without publishing: the next regular tick carries them, together with every
+    other symbol's move (``POST /_sim/marks`` publishes a frame at once in which only they moved)."""
+    while conn.poll():
+        try:
+            marks = conn.recv()
+        except EOFError:
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            return
+        sim.exchange.apply_marks(sim.market.set_marks({s: Decimal(p) for s, p in marks.items()}))
 
 
 class SimProcess:
@@ -256,6 +289,10 @@ class SimProcess:
             raise RuntimeError("the simulator did not start")
         self.port = self._conn.recv()
         return self
+
+    def stage_marks(self, marks: Mapping[str, Decimal]) -> None:
+        """Set marks that the simulator's next tick publishes (see ``_stage_marks``)."""
+        self._conn.send({s: str(p) for s, p in marks.items()})
 
     @property
     def base_url(self) -> str:

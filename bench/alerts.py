@@ -1,0 +1,661 @@
+"""Tick → alert → browser benchmark (issue 5). Prints figures; never asserts a time.
+
+    python -m bench.alerts                 # 10,000 positions (200 accounts x 50), 200 crossings
+    python -m bench.alerts --write-doc     # also update docs/PERFORMANCE.md
+
+Production shape on one machine, every piece a real process:
+
+- the simulator (bench/_common.SimProcess, its own process) holds the desk and ticks once
+  a second; the bench moves one symbol's mark across a limit through ``POST /_sim/marks``,
+  which publishes a full-market frame at once;
+- this process is the stream process: ``StreamEngine`` with the ``DjangoSink`` and
+  ``rules.evaluation.attach(engine)``, on MariaDB (``DATABASE_URL``) and Redis
+  (``REDIS_URL``: channel layer and cache);
+- a real uvicorn (subprocess, same database and Redis) serves ``/ws/desk/``;
+- a WebSocket client (``websockets``, its own process) holds a risk manager's session
+  cookie and timestamps every message it receives.
+
+One account's profile caps position notional (critical only, ``breach_after_n=1``) at the
+notional its largest position has at the start mark; the bench alternates that symbol's
+mark between 1.1x and 0.9x the start mark, so each move opens or resolves one alert. Every
+other account has a default profile with limits the run never reaches, so every frame is
+evaluated in full for all accounts, as in production. The desk is all cross: with isolated
+positions the simulator's liquidation screen fails on every tick (docs/PERFORMANCE.md,
+issue 4) and the simulator would eat a core.
+
+Timestamps (one wall clock, ``time.time()``): the frame's ``E``; the ``on_market_frame``
+hook (book updated); the target account's change leaving ``evaluate`` and the end of the
+evaluator's pass over all accounts; the alert writer starting the write; the commit (the
+first ``on_commit`` callback: ``broadcast.alert_changed``) and the end of its
+``group_send``; the client receiving the message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlparse
+
+from bench._common import (
+    GENEROUS_LIMITS,
+    ROOT,
+    SimOptions,
+    SimProcess,
+    api_key,
+    api_secret,
+    command_line,
+    desk_accounts,
+    machine,
+    percentile,
+    progress,
+    synthetic_universe,
+    write_doc,
+)
+
+HEADING = "## Tick to alert to browser (issue 5)"
+# Its own database, dropped and re-created every run: bench/gate.py uses riskdesk_bench at the same time.
+DATABASE_URL = "mysql://root@127.0.0.1:3306/riskdesk_bench_alerts"
+# Its own Redis database (no other desk's groups or cache keys). socket_timeout: redis-py 8's
+# default read timeout is 5 s, the same as channels_redis's BZPOPMIN wait, so an idle desk
+# consumer dies with "Timeout reading from 127.0.0.1:6379" after ~5 s (reported, not fixed here).
+REDIS_URL = "redis://127.0.0.1:6379/9?socket_timeout=30"
+HIGH, LOW = Decimal("1.1"), Decimal("0.9")
+# Bench-only secrets: the settings refuse to start without them when DEBUG is off.
+BENCH_ENV = {
+    "SECRET_KEY": "bench-only-secret-key-not-for-production",
+    "FIELD_ENCRYPTION_KEY": "YmVuY2gtb25seS1mZXJuZXQta2V5LTMyLWJ5dGVzISE=",
+    "DEBUG": "false",  # DEBUG keeps every query in memory: not the production path
+    "STREAMS_IN_PROCESS": "false",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def bench_env(args: argparse.Namespace, var_dir: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **BENCH_ENV,
+        "DATABASE_URL": args.database_url,
+        "REDIS_URL": args.redis_url,
+        "CELERY_BROKER_URL": args.redis_url,
+        "RISKDESK_VAR_DIR": var_dir,
+    }
+
+
+def recreate_database(url: str) -> None:
+    """A fresh schema every run: alert ids, sessions and snapshots start from nothing."""
+    import MySQLdb
+
+    parts = urlparse(url)
+    name = parts.path.lstrip("/")
+    conn = MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        passwd=parts.password or "",
+    )
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    finally:
+        conn.close()
+
+
+def migrate(env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    return time.perf_counter() - started
+
+
+def setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskdesk.settings")
+    import django
+
+    django.setup()
+
+
+# --------------------------------------------------------------------------- the desk in the database
+
+
+@dataclass(frozen=True)
+class Target:
+    index: int  # desk account index; its ExchangeAccount id is index + 1
+    symbol: str
+    side: str
+    qty: Decimal
+    start_mark: Decimal  # the simulator's first mark: the first entry price any account holds
+
+    @property
+    def account_id(self) -> int:
+        return self.index + 1
+
+    @property
+    def subject(self) -> str:
+        return f"{self.symbol}:{self.side}"
+
+    @property
+    def limit(self) -> Decimal:
+        return abs(self.qty) * self.start_mark
+
+
+def pick_target(desk: list[dict]) -> Target:
+    """The first account whose largest position is well clear of its second largest, so only
+    that position crosses the limit set at its notional."""
+    first_entry: dict[str, Decimal] = {}
+    for account in desk:
+        for row in account["positions"]:
+            first_entry.setdefault(row["symbol"], Decimal(row["entry_price"]).quantize(Decimal("1e-8")))
+    for index, account in enumerate(desk):
+        rows = sorted(
+            account["positions"], key=lambda r: abs(Decimal(r["qty"])) * first_entry[r["symbol"]], reverse=True
+        )
+        top, second = (abs(Decimal(r["qty"])) * first_entry[r["symbol"]] for r in rows[:2])
+        if second < top * Decimal("0.8"):
+            row = rows[0]
+            return Target(index, row["symbol"], row["side"], Decimal(row["qty"]), first_entry[row["symbol"]])
+    raise RuntimeError("no account has a position clear of its others")
+
+
+def seed_database(desk: list[dict], target: Target, base_url: str) -> str:
+    """Symbols, two profiles, one ExchangeAccount per desk account and a risk manager;
+    returns the risk manager's session id (a real session row, as after the admin login)."""
+    from django.conf import settings
+    from django.test import Client
+
+    from accounts.models import ExchangeAccount, Role, User
+    from marketdata import services
+    from rules.models import RiskProfile
+
+    settings.BINANCE_FUTURES_REST_URL = base_url
+    services.symbols_sync()  # the DjangoSink writes positions and marks against Symbol rows
+    generous = GENEROUS_LIMITS
+    RiskProfile.objects.create(name="bench default", is_default=True, **generous)
+    tight = RiskProfile.objects.create(
+        name="bench target",
+        **{**generous, "max_position_notional_warning": None, "max_position_notional_critical": target.limit},
+    )
+    ExchangeAccount.objects.bulk_create(
+        [
+            ExchangeAccount(id=i + 1, name=f"bench {i}", risk_profile=tight if i == target.index else None)
+            for i in range(len(desk))
+        ],
+        batch_size=500,
+    )
+    user = User.objects.create_user(username="bench-rm", password="unused-bench-password", role=Role.RISK_MANAGER)
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+# --------------------------------------------------------------------------- uvicorn and the client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def uvicorn_server(env: dict[str, str]) -> Iterator[int]:
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "riskdesk.asgi:application", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError("uvicorn exited at start")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("uvicorn did not come up") from None
+                time.sleep(0.2)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _client(port: int, session_id: str, conn: Any) -> None:
+    """The browser stand-in, in its own process: timestamps each message as it arrives."""
+    from websockets.asyncio.client import connect
+
+    async def run() -> None:
+        url = f"ws://127.0.0.1:{port}/ws/desk/"
+        headers = {"Cookie": f"sessionid={session_id}"}
+        async with connect(url, origin=f"http://127.0.0.1:{port}", additional_headers=headers) as ws:
+            conn.send(("ready", time.time()))
+            async for message in ws:
+                conn.send((time.time(), message))
+            conn.send(("closed", f"code {ws.close_code} {ws.close_reason!r}"))
+
+    asyncio.run(run())
+
+
+class ClientProcess:
+    def __init__(self, port: int, session_id: str) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_client, args=(port, session_id, child), daemon=True)
+        self.seen: dict[tuple[int, str], float] = {}  # (alert id, status) -> receive time
+        self.closed = ""
+
+    def start(self) -> ClientProcess:
+        self.process.start()
+        if not self.conn.poll(30):
+            raise RuntimeError("the WebSocket client did not connect")
+        tag, _ = self.conn.recv()
+        assert tag == "ready"
+        return self
+
+    def read(self) -> None:
+        """Drain the pipe; called by the event loop when it is readable."""
+        while self.conn.poll():
+            try:
+                at, text = self.conn.recv()
+            except EOFError:  # the client died (its traceback is on stderr); stop listening
+                asyncio.get_running_loop().remove_reader(self.conn.fileno())
+                return
+            if at == "closed":
+                print(f"\nthe WebSocket client was disconnected: {text}", file=sys.stderr)
+                self.closed = text
+                continue
+            event = json.loads(text)
+            if event.get("type") == "alert.changed":
+                alert = event["alert"]
+                self.seen.setdefault((alert["id"], alert["status"]), at)
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+
+
+# --------------------------------------------------------------------------- instrumentation
+
+
+@dataclass
+class Transition:
+    level: int  # 30 critical (opens) or 0 (resolves)
+    event_ms: int  # the crossing frame's E
+    t_book: float  # on_market_frame hook
+    t_change: float  # the target's change left evaluate()
+    t_eval_end: float = 0.0  # the evaluator's pass over every account ended
+    eval_us: float = 0.0  # Evaluator.last_eval_us of that pass
+    eval_accounts: int = 0
+    t_write: float = 0.0  # write_alerts started (in the sync thread)
+    t_commit: float = 0.0  # first on_commit callback
+    t_sent: float = 0.0  # group_send returned
+    alert_id: int | None = None
+    t_client: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "open" if self.level else "resolved"
+
+
+@dataclass
+class Probe:
+    """Wraps the hooks the bench reads; none of them changes what the code does."""
+
+    target: Target
+    transitions: list[Transition] = field(default_factory=list)
+    by_job: dict[int, Transition] = field(default_factory=dict)
+    jobs: list[Any] = field(default_factory=list)  # keeps jobs alive so their ids stay unique
+    flush_ms: list[float] = field(default_factory=list)
+    frame: tuple[int, float] = (0, 0.0)
+    local: threading.local = field(default_factory=threading.local)
+
+    def attach(self, engine: Any, evaluator: Any) -> None:
+        import alerts.broadcast
+        import rules.evaluation
+
+        engine.on_market_frame = self.on_frame
+        job = evaluator._job
+        on_change = evaluator.on_change
+
+        def job_hook(account_id: int, change: Any, at_ms: int, limits: Any, risk: Any) -> Any:
+            made = job(account_id, change, at_ms, limits, risk)
+            wanted = account_id == self.target.account_id and change.subject == self.target.subject
+            if wanted and change.rule == "position_notional":
+                transition = Transition(change.level, self.frame[0], self.frame[1], time.time())
+                self.transitions.append(transition)
+                self.by_job[id(made)] = transition
+                self.jobs.append(made)
+            return made
+
+        def change_hook(account_ids: set[int]) -> None:
+            before = len(self.transitions)
+            on_change(account_ids)
+            for transition in self.transitions[before:]:
+                transition.t_eval_end = time.time()
+                transition.eval_us = evaluator.last_eval_us
+                transition.eval_accounts = len(account_ids)
+
+        evaluator._job = job_hook
+        engine.listeners[engine.listeners.index(on_change)] = change_hook
+        rules.evaluation.write_alerts = self.wrap_write(rules.evaluation.write_alerts)
+        alerts.broadcast.alert_changed = self.wrap_broadcast(alerts.broadcast.alert_changed)
+        flush = engine._flush
+
+        async def timed_flush() -> None:
+            started = time.perf_counter()
+            await flush()
+            self.flush_ms.append((time.perf_counter() - started) * 1000)
+
+        engine._flush = timed_flush
+
+    def on_frame(self, event_ms: int) -> None:
+        self.frame = (event_ms, time.time())
+
+    def wrap_write(self, write: Any) -> Any:
+        def timed(jobs: list) -> None:
+            for job in jobs:
+                transition = self.by_job.get(id(job))
+                if transition is not None:
+                    transition.t_write = time.time()
+                self.local.current = transition
+            try:
+                write(jobs)
+            finally:
+                self.local.current = None
+
+        return timed
+
+    def wrap_broadcast(self, broadcast: Any) -> Any:
+        def timed(alert_id: int) -> None:
+            transition = getattr(self.local, "current", None)
+            if transition is None:
+                broadcast(alert_id)
+                return
+            transition.t_commit, transition.alert_id = time.time(), alert_id
+            broadcast(alert_id)
+            transition.t_sent = time.time()
+
+        return timed
+
+
+# --------------------------------------------------------------------------- the run
+
+
+async def post_mark(http: Any, base_url: str, symbol: str, price: Decimal) -> None:
+    async with http.post(f"{base_url}/_sim/marks", json={symbol: str(price)}) as response:
+        response.raise_for_status()
+
+
+async def wait_for(condition: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.005)
+    return False
+
+
+MODES = {
+    "tick": "in a regular 1 s tick (every mark moved)",
+    "control": "`POST /_sim/marks` (a frame of its own, only that mark moved)",
+}
+
+
+async def cross(
+    args: argparse.Namespace, mode: str, sim: SimProcess, http: Any, target: Target, probe: Probe, client: ClientProcess
+) -> int:
+    """``args.crossings`` moves across the limit and back; returns how many timed out."""
+    rng = random.Random(args.seed)
+    timeouts = 0
+    for i in range(args.crossings):
+        price = target.start_mark * (HIGH if i % 2 == 0 else LOW)
+        if mode == "tick":
+            sim.stage_marks({target.symbol: price})
+        else:
+            await post_mark(http, sim.base_url, target.symbol, price)
+
+        def delivered(i: int = i) -> bool:
+            if len(probe.transitions) <= i or probe.transitions[i].alert_id is None:
+                return False
+            t = probe.transitions[i]
+            t.t_client = client.seen.get((t.alert_id, t.status), 0.0)
+            return t.t_client > 0
+
+        if not await wait_for(delivered, args.timeout_s):
+            timeouts += 1
+        progress(f"crossings ({mode})", i + 1, args.crossings)
+        # A random gap: crossings land anywhere in the 1 s tick and in the sink's flush cycle.
+        await asyncio.sleep(rng.uniform(args.gap_s * 0.5, args.gap_s * 1.5))
+    return timeouts
+
+
+async def measure(
+    args: argparse.Namespace, desk: list[dict], target: Target, sim: SimProcess, client: ClientProcess
+) -> dict[str, Any]:
+    import aiohttp
+
+    from marketdata.sink import DjangoSink
+    from marketdata.streams import AccountSpec, StreamEngine
+    from rules.evaluation import attach
+
+    specs = [AccountSpec(i + 1, f"bench {i}", api_key(i), api_secret(i)) for i in range(len(desk))]
+    engine = StreamEngine(accounts=specs, rest_url=sim.base_url, ws_url=sim.ws_url, sink=DjangoSink())
+    evaluator = attach(engine)
+    probe = Probe(target)
+    probe.attach(engine, evaluator)
+    loop = asyncio.get_running_loop()
+    loop.add_reader(client.conn.fileno(), client.read)
+    out: dict[str, Any] = {"probe": probe, "modes": {}, "timeouts": {}}
+    started = time.perf_counter()
+    await engine.start()
+    out["start_s"] = time.perf_counter() - started
+    async with aiohttp.ClientSession() as http:
+        await post_mark(http, sim.base_url, target.symbol, target.start_mark * LOW)
+        await asyncio.sleep(args.warmup_s)
+        for mode in args.modes.split(","):
+            probe.transitions.clear()
+            out["timeouts"][mode] = await cross(args, mode, sim, http, target, probe, client)
+            out["modes"][mode] = list(probe.transitions)
+    loop.remove_reader(client.conn.fileno())
+    await engine.stop()
+    return out
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+def legs(transitions: list[Transition]) -> dict[str, list[float]]:
+    done = [t for t in transitions if t.t_client and t.t_commit]
+    return {
+        "E → alert row committed": [ms(t.t_commit) - t.event_ms for t in done],
+        "E → message at the WebSocket client": [ms(t.t_client) - t.event_ms for t in done],
+        "E → book (frame sent, received, parsed, applied)": [ms(t.t_book) - t.event_ms for t in done],
+        "book → the target's change out of `evaluate`": [ms(t.t_change - t.t_book) for t in done],
+        "rest of the evaluator's pass (the writer cannot run before it ends)": [
+            ms(t.t_eval_end - t.t_change) for t in done
+        ],
+        "evaluator's pass, whole (`last_eval_us`)": [t.eval_us / 1000 for t in done],
+        "queue → writer thread starts the write": [ms(t.t_write - t.t_eval_end) for t in done],
+        "write + commit (`alert_raise`/`alert_clear` in `transaction.atomic`)": [
+            ms(t.t_commit - t.t_write) for t in done
+        ],
+        "on_commit broadcast (re-read the alert, `group_send` to Redis)": [ms(t.t_sent - t.t_commit) for t in done],
+        "Redis → uvicorn consumer → socket → client": [ms(t.t_client - t.t_sent) for t in done],
+    }
+
+
+def stats(values: list[float]) -> str:
+    return f"{percentile(values, 50):.1f} | {percentile(values, 99):.1f} | {max(values, default=float('nan')):.1f}"
+
+
+def report(args: argparse.Namespace, results: dict) -> str:
+    m = results["machine"]
+    target: Target = results["target"]
+    modes: dict[str, list[Transition]] = results["modes"]
+    done = {mode: [t for t in ts if t.t_client and t.t_commit] for mode, ts in modes.items()}
+    tables = {mode: legs(ts) for mode, ts in done.items()}
+    flush = results["probe"].flush_ms
+    lines = [
+        HEADING,
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; MariaDB {results['mariadb']} and Redis "
+        f"{results['redis']} on the same machine. Processes: the simulator (multiprocessing), this stream process "
+        "(StreamEngine + DjangoSink + `rules.evaluation.attach`), uvicorn serving `/ws/desk/` (subprocess, "
+        "channels_redis layer), the WebSocket client (`websockets`, multiprocessing, a risk manager's session "
+        f"cookie). `DATABASE_URL={args.database_url}` (dropped, re-created and migrated by the bench; not "
+        f"`riskdesk_bench`, which bench/gate.py uses at the same time), `REDIS_URL={args.redis_url}`. Load "
+        f"average at the end: {results['load']}.",
+        "",
+        f"Desk (seed {args.seed}): {results['positions']:,} positions, {len(results['desk'])} accounts x "
+        f"{args.per_account} over {args.symbols} synthetic symbols, all cross, synced over REST at start "
+        f"({results['start_s']:.1f} s). Account {target.account_id}'s profile caps position notional at "
+        f"{target.limit:.2f} (critical only, `breach_after_n=1`, hysteresis 0.02): its {target.subject} notional "
+        f"at the start mark {target.start_mark.normalize()}. Every other account has a default profile it never "
+        "breaches (position notional, liquidation distance, margin ratio, leverage), so each frame is evaluated "
+        "for every account it touches. The simulator ticks once a second. A crossing moves "
+        f"{target.symbol} to 1.1x the start mark (the alert opens) or back to 0.9x (it resolves), then waits "
+        f"{args.gap_s * 0.5:g}-{args.gap_s * 1.5:g} s at random. Two ways to deliver the crossing mark:",
+        "",
+        *[
+            f"- **{mode}**: {MODES[mode]}; N = {len(done[mode])} ({sum(1 for t in done[mode] if t.level)} opened, "
+            f"{sum(1 for t in done[mode] if not t.level)} resolved), {results['timeouts'][mode]} timed out, "
+            f"evaluator pass over {max((t.eval_accounts for t in done[mode]), default=0)} accounts."
+            for mode in modes
+        ],
+        "",
+        "| leg (ms) | " + " | ".join(f"{mode} p50 | p99 | max" for mode in modes) + " |",
+        "|---|" + "---|---|---|" * len(modes),
+    ]
+    for name in next(iter(tables.values())):
+        lines.append(f"| {name} | " + " | ".join(stats(tables[mode][name]) for mode in modes) + " |")
+    for label, level in (("opened", True), ("resolved", False)):
+        cells = []
+        for mode in modes:
+            sub = legs([t for t in done[mode] if bool(t.level) == level])
+            a, b = sub["E → alert row committed"], sub["E → message at the WebSocket client"]
+            cells.append(
+                f"{percentile(a, 50):.1f} / {percentile(b, 50):.1f} | {percentile(a, 99):.1f} / "
+                f"{percentile(b, 99):.1f} | "
+            )
+        lines.append(f"| E → committed / → client, {label} only | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"The DjangoSink's flush (positions and a snapshot of every account, one `sync_to_async` call each, in the "
+        f"same single sync thread as the alert writer) took p50 {percentile(flush, 50):.0f} ms, max "
+        f"{max(flush, default=float('nan')):.0f} ms per flush.",
+        "",
+    ]
+    for mode in modes:
+        p99 = percentile(tables[mode]["E → message at the WebSocket client"], 99)
+        lines.append(f"- Target p99 ≤ 50 ms to the client, {mode}: {'met' if p99 <= 50 else 'missed'} ({p99:.1f} ms).")
+    return "\n".join(lines) + "\n"
+
+
+def server_versions() -> tuple[str, str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT VERSION()")
+        mariadb = cursor.fetchone()[0].split("-")[0]
+    import redis
+
+    info = redis.Redis.from_url(os.environ["REDIS_URL"]).info("server")
+    return mariadb, str(info.get("redis_version", "?"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=200)
+    parser.add_argument("--per-account", type=int, default=50)
+    parser.add_argument("--symbols", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--crossings", type=int, default=200, help="N per mode: mark moves across the limit")
+    parser.add_argument("--modes", default="tick,control", help="how the crossing mark is delivered: tick, control")
+    parser.add_argument("--gap-s", type=float, default=1.0, help="mean pause between crossings")
+    parser.add_argument("--warmup-s", type=float, default=5.0)
+    parser.add_argument("--timeout-s", type=float, default=10.0)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DATABASE_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", REDIS_URL))
+    parser.add_argument("--write-doc", action="store_true", help=f"update '{HEADING}' in docs/PERFORMANCE.md")
+    args = parser.parse_args(argv)
+    args.crossings += args.crossings % 2  # even: each mode ends with the alert resolved
+    command = command_line("bench.alerts", argv)
+
+    from bench.streams import lift_weight_guard
+
+    lift_weight_guard()  # 200 accounts x 2 syncs: Binance's weight limit would make start-up take minutes
+    env = bench_env(args, tempfile.mkdtemp(prefix="riskdesk-bench-alerts-"))
+    recreate_database(args.database_url)
+    migrate_s = migrate(env)
+    print(f"database migrated in {migrate_s:.0f} s", file=sys.stderr)
+    setup_django(env)
+    universe = synthetic_universe(args.symbols, args.seed)
+    desk = desk_accounts(
+        seed=args.seed, accounts=args.accounts, per_account=args.per_account, universe=universe, isolated_share=0.0
+    )
+    target = pick_target(desk)
+    with SimProcess(SimOptions(desk, args.symbols, args.seed, 1.0)) as sim:
+        session_id = seed_database(desk, target, sim.base_url)
+        with uvicorn_server(env) as port:
+            client = ClientProcess(port, session_id).start()
+            try:
+                measured = asyncio.run(measure(args, desk, target, sim, client))
+            finally:
+                client.stop()
+    mariadb, redis_version = server_versions()
+    results = {
+        "command": command,
+        "machine": machine(),
+        "desk": desk,
+        "positions": sum(len(a["positions"]) for a in desk),
+        "target": target,
+        **measured,
+        "mariadb": mariadb,
+        "redis": redis_version,
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+    if os.environ.get("BENCH_DEBUG"):
+        for mode, transitions in results["modes"].items():
+            print(mode, transitions, file=sys.stderr)
+        print("client saw", client.seen, file=sys.stderr)
+    section = report(args, results)
+    print(section)
+    if args.write_doc:
+        write_doc(HEADING, section)
+        print("wrote docs/PERFORMANCE.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
