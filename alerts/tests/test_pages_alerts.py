@@ -95,3 +95,15 @@ def test_an_outsider_is_refused(client_for, outsider, alerts):
 def test_a_redirect_after_acting_stays_on_this_site(client_for, risk_manager, alerts):
     response = client_for(risk_manager).post(f"/alerts/{alerts['a'].id}/acknowledge", {"next": "https://evil.example/"})
     assert response["Location"] == "/alerts/"
+
+
+def test_times_are_shown_in_the_users_timezone_and_language(client_for, risk_manager, alerts):
+    from datetime import UTC, datetime
+
+    Alert.objects.filter(pk=alerts["a"].pk).update(opened_at=datetime(2026, 5, 19, 13, 5, tzinfo=UTC))
+    risk_manager.timezone = "Asia/Shanghai"
+    risk_manager.save(update_fields=["timezone"])
+    english = client_for(risk_manager).get("/alerts/_table").content.decode()
+    chinese = client_for(risk_manager, language="zh-hans").get("/alerts/_table").content.decode()
+    assert 'datetime="2026-05-19T21:05:00+08:00"' in english and "9:05 p.m." in english
+    assert "2026年5月19日 21:05" in chinese
