@@ -764,24 +764,39 @@ class CheckResult:
         }
 
 
-def _run_check(*, account_id: int, order: Order, reserve: bool) -> CheckResult:
-    meta = account_meta(account_id)
-    if meta is None:
-        raise GateError("account", "Unknown account.")
+def meta_of(account: ExchangeAccount) -> AccountMeta:
+    """The account row the caller just read (for access) says the mode, profile and state; the
+    catalogue is not consulted for them, so they are never older than that read."""
+    return AccountMeta(
+        account.id,
+        account.trading_state,
+        _ms(account.trading_state_changed_at),
+        account.position_mode == PositionMode.HEDGE,
+        account.risk_profile_id,
+    )
+
+
+def _profile(cat: Catalog, meta: AccountMeta) -> tuple[Catalog, GateProfile | None]:
+    if meta.profile_id is not None and meta.profile_id not in cat.profiles:
+        cat = CATALOG.reload_on_miss()  # a profile created in the last seconds
+    return cat, cat.profile_for(meta)
+
+
+def _run_check(*, account: ExchangeAccount, order: Order, reserve: bool) -> CheckResult:
     if not symbol_known(order.symbol):
         raise GateError("symbol", "Unknown symbol.")
-    cat = catalog()
-    profile = cat.profile_for(meta)
+    meta = meta_of(account)
+    cat, profile = _profile(catalog(), meta)
     s = store()
-    g = s.gather(account_id=account_id, order=order, profile=profile, reserve=reserve)
-    account = _account_view(s, cat, meta, g)
-    decision = checks.check_order(order, account, _market(cat, s, g), profile, g.counters)
-    return CheckResult(account_id, order, decision, g.counters, g.now_ms, g.reservation)
+    g = s.gather(account_id=meta.id, order=order, profile=profile, reserve=reserve)
+    view = _account_view(s, cat, meta, g)
+    decision = checks.check_order(order, view, _market(cat, s, g), profile, g.counters)
+    return CheckResult(meta.id, order, decision, g.counters, g.now_ms, g.reservation)
 
 
 def order_check(*, account: ExchangeAccount, order: Order, actor: Actor) -> CheckResult:
     """The decision only: nothing is reserved or sent. Logged as allowed/denied."""
-    result = _run_check(account_id=account.id, order=order, reserve=False)
+    result = _run_check(account=account, order=order, reserve=False)
     decision = OrderDecision.ALLOWED if result.decision.allowed else OrderDecision.DENIED
     _log_order(
         account_id=account.id,
@@ -849,7 +864,7 @@ def order_submit(*, account: ExchangeAccount, order: Order, actor: Actor) -> Sub
     clientOrderId, never re-sent."""
     if not order.client_order_id:
         order.client_order_id = new_client_order_id()  # needed to reconcile an unknown outcome
-    check = _run_check(account_id=account.id, order=order, reserve=True)
+    check = _run_check(account=account, order=order, reserve=True)
     if not check.decision.allowed:
         if check.reservation is not None:
             store().release(check.reservation)
@@ -862,8 +877,7 @@ def order_submit(*, account: ExchangeAccount, order: Order, actor: Actor) -> Sub
             details={"action": "submit", **check.log_details()},
         )
         return SubmitResult(check, "denied")
-    meta = account_meta(account.id)
-    result = _send(account, order, hedge=bool(meta and meta.hedge), check=check)
+    result = _send(account, order, hedge=account.position_mode == PositionMode.HEDGE, check=check)
     decision = {
         "submitted": OrderDecision.SUBMITTED,
         "rejected": OrderDecision.REJECTED,
@@ -1027,7 +1041,7 @@ def _log_cancel(
 
 def account_risk(*, account: ExchangeAccount) -> dict[str, Any]:
     """The account's live figures and how fresh they are (one round trip, no order)."""
-    meta = account_meta(account.id)
+    meta = meta_of(account)
     s = store()
     g = s.gather(account_id=account.id, order=None, profile=None, reserve=False)
     state = s.decode_state(g.state_raw)
@@ -1048,7 +1062,7 @@ def account_risk(*, account: ExchangeAccount) -> dict[str, Any]:
     ]
     return {
         "account": account.id,
-        "trading_state": _trading_state(meta, g.trading) if meta else account.trading_state,
+        "trading_state": _trading_state(meta, g.trading),
         "published_ms": state["published_ms"] if state else None,
         "age_s": None if age_ms is None else Decimal(age_ms).scaleb(-3),
         "stale_after_s": Decimal(str(settings.STREAM_STALE_AFTER_S)),

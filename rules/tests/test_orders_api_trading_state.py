@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal as D
+
 from accounts.models import TradingState
+from rules import gate
+from rules.checks import Order
 from rules.tests import test_gate_fixtures as fx
 from rules.tests.test_gate_fixtures import long_btc, order_body, publish
 
@@ -23,11 +27,20 @@ def test_a_risk_manager_halts_an_account_and_the_gate_refuses_at_once(
         response = api_for(risk_manager).post(url(account_a.id), {"state": "HALTED", "reason": "drill"}, format="json")
     assert response.status_code == 200
     assert response.json()["trading_state"] == "HALTED" and response.json()["trading_state_reason"] == "drill"
-    account_a.refresh_from_db()
-    assert account_a.trading_state == TradingState.HALTED
-    # No catalogue reload: the change reached the gate through the live cache.
     again = api_for(trader_a).post("/api/v1/orders/check", order_body(account_a.id), format="json").json()
     assert [f["code"] for f in again["failures"]] == ["TRADING_HALTED"]
+    # A caller holding an account object read before the halt is refused too: the change was
+    # published to the live cache, and the gate takes the newer of the two.
+    stale = account_a
+    assert stale.trading_state == TradingState.ACTIVE
+    result = gate.order_check(
+        account=stale,
+        order=Order.make(symbol="BTCUSDT", side="BUY", type="LIMIT", qty=D("0.01"), price=D("49900")),
+        actor=gate.Actor(user=trader_a),
+    )
+    assert result.decision.codes == ["TRADING_HALTED"]
+    account_a.refresh_from_db()
+    assert account_a.trading_state == TradingState.HALTED
 
 
 def test_reducing_refuses_increases_and_accepts_reductions(
