@@ -121,8 +121,12 @@ def order_body(account_id: int, **overrides) -> dict:
 @pytest.fixture
 def gate_env(db, settings, account_a, account_b):
     """A clean gate: no background threads, empty live state and counters, symbols and a profile."""
+    from rules import api_orders
+
     monkey = pytest.MonkeyPatch()
     monkey.setattr(gate, "BACKGROUND", False)
+    monkey.setattr(api_orders, "ACCESS_CACHE_S", 0.0)  # tests change rows between requests
+    api_orders.access_cache_clear()
     cache.clear()  # live state and, with Redis, the gate's own windows and counters (same database)
     gate.store_reset()
     gate.ORDER_LOG.rows.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from decimal import Decimal as D
 
@@ -202,6 +203,21 @@ def test_an_outsider_is_refused(api_for, outsider, account_a, live_a):
 
 def test_no_token_is_a_401(api_for, account_a, live_a):
     assert post(api_for(None), order_body(account_a.id)).status_code == 401
+
+
+def test_check_answers_from_a_short_access_cache_and_submit_reads_access_fresh(
+    api_for, trader_a, account_a, live_a, monkeypatch
+):
+    from rules import api_orders
+
+    monkeypatch.setattr(api_orders, "ACCESS_CACHE_S", 0.5)
+    api = api_for(trader_a)
+    assert post(api, order_body(account_a.id)).status_code == 200
+    account_a.traders.remove(trader_a)
+    assert post(api, order_body(account_a.id)).status_code == 200  # within the cache's half second
+    assert api.post("/api/v1/orders", order_body(account_a.id), format="json").status_code == 404
+    time.sleep(0.6)
+    assert post(api, order_body(account_a.id)).status_code == 404
 
 
 def test_an_expired_token_is_a_401(trader_a, account_a, live_a):
