@@ -1132,10 +1132,11 @@ def _project(order: Order, a: AccountView, leg: Leg | None, mark: float, table: 
         # The mark's tier first: its line's root is the answer when it lies in that tier.
         sign = 1 if new > 0 else -1
         root = (sign * size * new_entry - wallet - cum) / (size * (sign - mmr))
-        if floor * _LOW <= root * size <= cap * _HIGH:
+        at = root * size
+        if floor * _LOW <= at <= cap * _HIGH:
             point = (root, sign > 0) if root > 0 else None
-        else:
-            point = _single_root(wallet, size, new_entry, sign, table, k)
+        else:  # continue from the tier that holds this root (see _single_root)
+            point = _single_root(wallet, size, new_entry, sign, table, max(0, bisect_right(floors, at) - 1))
     if point is None:
         lp = distance = None
     else:
