@@ -280,7 +280,7 @@ class KillApi(APIView):
     InputSerializer = KillInputSerializer
     OutputSerializer = KillOutputSerializer
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **REFUSALS})
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, 502: OutputSerializer, **REFUSALS})
     def post(self, request, account_id: int):
         data = _parsed(self.InputSerializer, request.data)
         account = get_account_for_user(request.user, account_id, write=True)
@@ -292,4 +292,5 @@ class KillApi(APIView):
             reason=data["reason"],
             token_id=_actor(request).token_id,
         )
-        return Response(self.OutputSerializer(gate.plain(body)).data, status=status.HTTP_200_OK)
+        answer = status.HTTP_502_BAD_GATEWAY if "error" in body else status.HTTP_200_OK
+        return Response(self.OutputSerializer(gate.plain(body)).data, status=answer)

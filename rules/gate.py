@@ -1132,18 +1132,19 @@ def account_kill(
     actor = Actor(user=by, token_id=token_id, source=OrderSource.KILL_SWITCH)
 
     async def run() -> dict[str, Any]:
-        async with exchange_for(account) as exchange:
-            plan = await _kill_plan(exchange, symbols, flatten)
-            body: dict[str, Any] = {"plan": plan}
-            if dry_run:
-                return body
-            body["cancelled"] = [await _kill_cancel(exchange, row["symbol"]) for row in plan["cancel"]]
-            body["orders"] = [await _kill_close(exchange, row) for row in plan["close"]]
-            body["remaining"] = {
-                "open_orders": len(await exchange.open_orders()),
-                "positions": [{"symbol": p.symbol, "side": p.side, "qty": p.qty} for p in await exchange.positions()],
-            }
-            return body
+        body: dict[str, Any] = {"plan": {"cancel": [], "close": []}}
+        try:
+            async with exchange_for(account) as exchange:
+                body["plan"] = plan = await _kill_plan(exchange, symbols, flatten)
+                if dry_run:
+                    return body
+                body["cancelled"] = [await _kill_cancel(exchange, row["symbol"]) for row in plan["cancel"]]
+                body["orders"] = [await _kill_close(exchange, row) for row in plan["close"]]
+                body["remaining"] = await _kill_remaining(exchange)
+        except ExchangeError as exc:
+            # The account stays HALTED; say how far the kill got and why it stopped.
+            body["error"] = _error(exc)
+        return body
 
     body = async_to_sync(run)()
     for row in body.get("orders", []):
@@ -1179,6 +1180,14 @@ async def _kill_plan(exchange: Any, symbols: dict[str, SymbolView], flatten: boo
     cancel = [{"symbol": s, "open_orders": n} for s, n in sorted(counts.items())]
     close = _close_orders(await exchange.positions(), symbols) if flatten else []
     return {"cancel": cancel, "close": close}
+
+
+async def _kill_remaining(exchange: Any) -> dict[str, Any]:
+    positions = await exchange.positions()
+    return {
+        "open_orders": len(await exchange.open_orders()),
+        "positions": [{"symbol": p.symbol, "side": p.side, "qty": p.qty} for p in positions],
+    }
 
 
 async def _kill_cancel(exchange: Any, symbol: str) -> dict[str, Any]:

@@ -260,3 +260,6 @@ class KillOutputSerializer(serializers.Serializer):
     cancelled = serializers.JSONField(required=False)
     orders = serializers.JSONField(required=False)
     remaining = serializers.JSONField(required=False, help_text="open orders and positions left afterwards")
+    error = ExchangeErrorSerializer(
+        required=False, help_text="the exchange failed part-way: the account stays HALTED (answered with 502)"
+    )

@@ -103,6 +103,15 @@ def test_kill_closes_hedge_legs_by_position_side(api_for, risk_manager, account_
         thread.stop()
 
 
+def test_an_unreachable_exchange_still_leaves_the_account_halted(api_for, risk_manager, account_a, gate_env, settings):
+    settings.BINANCE_FUTURES_REST_URL = "http://127.0.0.1:9"  # discard port: connection refused
+    response = api_for(risk_manager).post(url(account_a.id), {"flatten": True}, format="json")
+    assert response.status_code == 502
+    assert response.json()["halted"] is True and response.json()["error"]["kind"] == "ExchangeUnavailable"
+    account_a.refresh_from_db()
+    assert account_a.trading_state == TradingState.HALTED
+
+
 def test_close_orders_split_at_the_market_lot_maximum(gate_env):
     symbols = gate.catalog().symbols
     big = ExchangePosition(
