@@ -70,12 +70,19 @@ def _action(name: str) -> str:
     return name
 
 
+def _error_text(error: dict[str, Any]) -> str:
+    return f"{error.get('kind', '')} {error.get('code', '')}: {error.get('message', '')}".strip()
+
+
 def _dry_run(account) -> dict[str, Any]:
     """The kill service's plan without acting (flatten included, so every open position is listed)."""
     try:
-        return {"plan": gate.account_kill(account=account, by=None, flatten=True, dry_run=True, reason="")["plan"]}
-    except ExchangeError as exc:
+        body = gate.account_kill(account=account, by=None, flatten=True, dry_run=True, reason="")
+    except ExchangeError as exc:  # older gates raised; the current one reports body["error"]
         return {"plan": None, "plan_error": str(exc)}
+    if body.get("error"):
+        return {"plan": None, "plan_error": _error_text(body["error"])}
+    return {"plan": body["plan"]}
 
 
 @desk_member_required
@@ -105,10 +112,13 @@ def account_act(request: HttpRequest, account_id: int, action: str) -> HttpRespo
         try:
             body = gate.account_kill(account=account, by=request.user, flatten=flatten, dry_run=False, reason=reason)
         except ExchangeError as exc:
-            messages.error(
-                request,
-                _("%(account)s: halted, but the exchange failed: %(error)s") % {"account": account.name, "error": exc},
-            )
+            body = {"error": {"message": str(exc)}}
+        if body.get("error"):
+            # The account is HALTED whatever happened; say how far the kill got and why it stopped.
+            words = {"account": account.name, "error": _error_text(body["error"])}
+            messages.error(request, _("%(account)s: halted, but the exchange failed: %(error)s") % words)
+            if body.get("cancelled") or body.get("orders"):
+                messages.warning(request, _kill_summary(account.name, body))
             return redirect("accounts:list")
         messages.success(request, _kill_summary(account.name, body))
     else:
@@ -131,5 +141,5 @@ def _kill_summary(name: str, body: dict[str, Any]) -> str:
         "cancelled": len(body.get("cancelled", [])),
         "closed": len(body.get("orders", [])),
         "orders": remaining.get("open_orders", "?"),
-        "positions": len(remaining.get("positions", [])),
+        "positions": len(remaining["positions"]) if "positions" in remaining else "?",
     }

@@ -56,6 +56,22 @@ def test_confirming_the_kill_with_flatten_halts_and_closes_everything(client_for
     assert "kill switch done" in client.get("/accounts/").content.decode()
 
 
+def test_when_the_exchange_does_not_answer_the_page_says_so_and_the_kill_still_halts(
+    client_for, risk_manager, desk, settings
+):
+    from riskdesk.tests.browser_fixtures import free_port
+
+    settings.BINANCE_FUTURES_REST_URL = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    account = desk["a"]
+    client = client_for(risk_manager)
+    html = client.get(f"/accounts/{account.id}/kill/confirm").content.decode()
+    assert "The exchange did not answer the dry run" in html
+    response = client.post(f"/accounts/{account.id}/kill", {"reason": "exchange down"}, follow=True)
+    assert "halted, but the exchange failed" in response.content.decode()
+    account.refresh_from_db()
+    assert account.trading_state == TradingState.HALTED
+
+
 @pytest.mark.parametrize(("action", "state"), [("reducing", "REDUCING"), ("halted", "HALTED")])
 def test_a_risk_manager_sets_the_trading_state(client_for, risk_manager, desk, action, state):
     account = desk["a"]
