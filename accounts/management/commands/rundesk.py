@@ -124,7 +124,7 @@ class Command(BaseCommand):
     def _announce(self, o: dict, procs: dict) -> None:
         url = f"http://{o['host']}:{o['port']}/"
         self.stdout.write(self.style.SUCCESS(f"\nriskdesk is running at {url}"))
-        self.stdout.write(f"  admin {url}admin/   API docs {url}api/docs   health {url}health")
+        self.stdout.write(f"  sign in at {url}   admin {url}admin/   API docs {url}api/docs   health {url}health")
         self.stdout.write(
             "  demo logins (password " + DEMO_PASSWORD + "): " + ", ".join(f"{n} ({r.label})" for n, r in USERS)
         )
