@@ -105,7 +105,9 @@ def _reopen_if_acknowledged(alert: Alert, level: int) -> None:
     if alert.status != AlertStatus.ACKNOWLEDGED:
         return
     # A worse breach needs a fresh pair of eyes: the acknowledgement was for the milder level.
-    alert.note = _append(alert.note, f"re-opened: escalated from {Level(alert.level).label} to {Level(level).label}")
+    # Notes are evidence: English whatever language the request that caused this runs in.
+    was, now = Level(alert.level).name.title(), Level(level).name.title()
+    alert.note = _append(alert.note, f"re-opened: escalated from {was} to {now}")
     alert.status = AlertStatus.OPEN
     alert.acknowledged_at = alert.acknowledged_by = None
 
