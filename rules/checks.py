@@ -1204,19 +1204,18 @@ def _pair_root(
     rows, floors = table.rows, table.floors
     ka = bisect_right(floors, qa * mark) - 1
     kb = bisect_right(floors, qb * mark) - 1
-
-    def line(i: int, j: int) -> tuple[float, float]:
-        _fa, _ca, ma, ca = rows[i]
-        _fb, _cb, mb_, cb = rows[j]
-        return qa * (sa - ma) + qb * (sb - mb_), wallet + ca - sa * qa * ea + cb - sb * qb * eb
-
-    slope, const = line(ka, kb)
-    if const + slope * mark < 0:  # already past liquidation: the sweep decides
-        return liquidation_root(wallet, [(qa, ea, sa), (qb, eb, sb)], table)
+    base = wallet - sa * qa * ea - sb * qb * eb
+    fa, ca_, ma, cuma = rows[ka]
+    fb, cb_, mb_, cumb = rows[kb]
+    if base + cuma + cumb + (qa * (sa - ma) + qb * (sb - mb_)) * mark < 0:
+        return liquidation_root(wallet, [(qa, ea, sa), (qb, eb, sb)], table)  # past liquidation: sweep
     i, j = ka, kb
     while True:  # left, to the lower edge
-        slope, const = line(i, j)
-        low_a, low_b = rows[i][0] / qa, rows[j][0] / qb
+        fa, _c, ma, cuma = rows[i]
+        fb, _c, mb_, cumb = rows[j]
+        slope = qa * (sa - ma) + qb * (sb - mb_)
+        const = base + cuma + cumb
+        low_a, low_b = fa / qa, fb / qb
         low = low_a if low_a > low_b else low_b
         if slope > 0 and -const / slope >= low * _LOW:
             root = -const / slope
@@ -1231,8 +1230,11 @@ def _pair_root(
             j -= 1
     i, j = ka, kb
     while True:  # right, to the upper edge
-        slope, const = line(i, j)
-        high_a, high_b = rows[i][1] / qa, rows[j][1] / qb
+        _f, cap_a, ma, cuma = rows[i]
+        _f, cap_b, mb_, cumb = rows[j]
+        slope = qa * (sa - ma) + qb * (sb - mb_)
+        const = base + cuma + cumb
+        high_a, high_b = cap_a / qa, cap_b / qb
         high = high_a if high_a < high_b else high_b
         if slope < 0 and -const / slope <= high * _HIGH:
             root = -const / slope
