@@ -11,6 +11,11 @@ _PATTERNS = [
     re.compile(r"(signature=)[0-9a-fA-F]+"),
     re.compile(r"(X-MBX-APIKEY['\"]?\s*[:=]\s*['\"]?)[^'\",\s}]+", re.IGNORECASE),
     re.compile(r"((?:api_key|api_secret|apiKey|secretKey|secret)['\"]?\s*[:=]\s*['\"]?)[^'\",\s}&]+"),
+    # Chat robots carry their token in the URL: WeCom ?key=, DingTalk ?access_token=&sign=,
+    # Telegram /bot<token>/, Feishu /hook/<token>. urllib3 logs those URLs at DEBUG.
+    re.compile(r"([?&](?:key|access_token|sign|token)=)[^&\s'\"]+"),
+    re.compile(r"(/bot)[0-9]+:[A-Za-z0-9_-]+"),
+    re.compile(r"(/hook/)[A-Za-z0-9_-]+"),
 ]
 
 

@@ -105,3 +105,17 @@ def test_logs_redact_signatures_and_keys(caplog, account_a):
     assert_no_secret(text)
     assert "ab" * 32 not in text
     assert "signature=***" in text
+
+
+def test_logs_redact_chat_robot_tokens_in_urls():
+    from riskdesk.logging import redact
+
+    line = (
+        "POST https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=WECOMKEY123 "
+        "https://oapi.dingtalk.com/robot/send?access_token=DINGTOKEN&timestamp=1&sign=SIGNATURE "
+        "https://api.telegram.org/bot123456:ABC-def_ghi/sendMessage "
+        "https://open.feishu.cn/open-apis/bot/v2/hook/feishu-token-xyz"
+    )
+    cleaned = redact(line)
+    for secret in ("WECOMKEY123", "DINGTOKEN", "SIGNATURE", "ABC-def_ghi", "feishu-token-xyz"):
+        assert secret not in cleaned
