@@ -34,7 +34,11 @@ def test_the_partial_renders_the_same_rows_as_the_page(client_for, risk_manager,
     partial = client.get("/positions/_table?sort=symbol&dir=desc").content.decode()
     assert rows(page) == rows(partial) == [f"{desk['b'].id}-ETHUSDT-BOTH", f"{desk['a'].id}-BTCUSDT-BOTH"]
     body = re.search(r'<tbody id="positions-body"[^>]*>(.*)</tbody>', page, re.S).group(1)
-    assert body.strip() == partial.strip()
+
+    def without_ages(html: str) -> str:  # the two requests are a few ms apart: only the ages may differ
+        return re.sub(r'class="age">[^<]*<', 'class="age"><', html).strip()
+
+    assert without_ages(body) == without_ages(partial)
 
 
 @pytest.mark.parametrize(
