@@ -546,7 +546,22 @@ def where_the_time_goes(tables: dict[str, dict[str, list[float]]], done: dict[st
         "the loop is still evaluating the last regular tick waits for that pass before it reaches the book "
         "(control: E → book p99).",
         "",
+        *KNOWN,
     ]
+
+
+# Facts from earlier runs that the figures above no longer show.
+KNOWN = [
+    "Before commit f611996 the alert writer shared asgiref's one sync thread with the sink's persistence; "
+    "queue → writer thread was then p99 174 ms (tick) and 272 ms (control) in a run of this bench at load "
+    "average ~3, against 3.5 ms now.",
+    "",
+    "`REDIS_URL` carries `?socket_timeout=30` because of a bug this bench found, not fixed here: redis-py 8 "
+    "reads with a 5 s socket timeout by default, channels_redis blocks in `BZPOPMIN` for 5 s, and with the "
+    "settings' plain `hosts: [REDIS_URL]` every `/ws/desk/` consumer that receives nothing for ~5 s dies with "
+    "`redis.exceptions.TimeoutError` and the browser sees close code 1006 (django/channels_redis#422).",
+    "",
+]
 
 
 def report(args: argparse.Namespace, results: dict) -> str:
