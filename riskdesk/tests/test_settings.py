@@ -41,3 +41,29 @@ def test_debug_is_off_unless_asked_for():
     from django.conf import settings
 
     assert os.environ.get("DEBUG") or settings.DEBUG is False
+
+
+def test_an_idle_desk_socket_outlives_redis_py_default_read_timeout():
+    """channels_redis blocks in BZPOPMIN for 5 s and redis-py 8 reads with a 5 s timeout by
+    default: with a plain host URL every consumer idle for ~5 s died (close 1006 in the browser).
+    The settings turn the read timeout off; this waits 7 s on the real layer to prove it."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+    from django.conf import settings
+
+    from conftest import require_service
+
+    if not settings.REDIS_URL:
+        require_service("REDIS_URL")
+
+    async def idle_receive() -> str:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        try:
+            await asyncio.wait_for(layer.receive(channel), 7)
+        except TimeoutError as exc:
+            return type(exc).__module__  # "builtins" from wait_for; "redis.exceptions" was the bug
+        return "received"
+
+    assert asyncio.run(idle_receive()) == "builtins"
