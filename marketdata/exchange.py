@@ -277,6 +277,12 @@ class BinanceFutures:
         params = {"symbol": symbol} if symbol else {}
         return await self._call(self.client.futures_get_open_orders, **params)
 
+    async def open_conditional_orders(self, symbol: str | None = None) -> list[dict]:
+        """GET /fapi/v1/openAlgoOrders: since 2025-12-09 stop and take-profit orders live in Binance's
+        algo service, invisible to /openOrders, so a kill switch must ask for them separately."""
+        params = {"symbol": symbol} if symbol else {}
+        return await self._call(self.client.futures_get_open_orders, conditional=True, **params)
+
     async def query_order(self, *, symbol: str, client_order_id: str) -> dict:
         """GET /fapi/v1/order by clientOrderId: how an order in doubt is reconciled (-2013: never placed)."""
         return await self._call(self.client.futures_get_order, symbol=symbol, origClientOrderId=client_order_id)
@@ -304,6 +310,12 @@ class BinanceFutures:
 
     async def cancel_all(self, *, symbol: str) -> dict:
         return await self._call(self.client.futures_cancel_all_open_orders, is_order=True, symbol=symbol)
+
+    async def cancel_all_conditional(self, *, symbol: str) -> dict:
+        """DELETE /fapi/v1/algoOpenOrders: the algo service's orders, which /allOpenOrders leaves alone."""
+        return await self._call(
+            self.client.futures_cancel_all_open_orders, is_order=True, conditional=True, symbol=symbol
+        )
 
     async def change_leverage(self, *, symbol: str, leverage: int) -> dict:
         return await self._call(self.client.futures_change_leverage, symbol=symbol, leverage=leverage)

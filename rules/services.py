@@ -192,6 +192,10 @@ async def _exchange_steps(make_exchange, plan: dict) -> list[dict]:
             for symbol in sorted({o["symbol"] for o in await exchange.open_orders()}):
                 await exchange.cancel_all(symbol=symbol)
                 steps.append({"cancel_all": symbol})
+            # Stops and take-profits live in the algo service; /allOpenOrders does not reach them.
+            for symbol in sorted({o["symbol"] for o in await exchange.open_conditional_orders()}):
+                await exchange.cancel_all_conditional(symbol=symbol)
+                steps.append({"cancel_all_conditional": symbol})
         for order in plan.get("orders", []):
             params = {
                 "symbol": order["symbol"],

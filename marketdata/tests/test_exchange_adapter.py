@@ -109,6 +109,28 @@ def test_orders_open_cancel_and_cancel_all(sim):
     assert positions[0].qty == D("0.4")
 
 
+def test_conditional_orders_are_listed_and_cancelled_apart_from_plain_ones(sim):
+    """Since 2025-12-09 stops go to the algo service: /openOrders and /allOpenOrders do not see them."""
+
+    async def flow(ex: BinanceFutures):
+        await ex.place_order(
+            symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=D("0.010"), price=D("40000.0"), timeInForce="GTC"
+        )
+        await ex.place_order(
+            symbol="BTCUSDT", side="BUY", type="STOP_MARKET", quantity=D("0.010"), triggerPrice=D("90000")
+        )
+        before = await ex.open_orders("BTCUSDT"), await ex.open_conditional_orders("BTCUSDT")
+        await ex.cancel_all(symbol="BTCUSDT")
+        middle = await ex.open_orders(), await ex.open_conditional_orders()
+        await ex.cancel_all_conditional(symbol="BTCUSDT")
+        return before, middle, await ex.open_conditional_orders()
+
+    (plain, conditional), (plain_after, conditional_left), conditional_after = run(sim, flow)
+    assert len(plain) == 1 and len(conditional) == 1 and conditional[0]["orderType"] == "STOP_MARKET"
+    assert plain_after == [] and len(conditional_left) == 1
+    assert conditional_after == []
+
+
 def test_leverage_and_the_dead_man_switch(sim):
     async def flow(ex: BinanceFutures):
         changed = await ex.change_leverage(symbol="BTCUSDT", leverage=10)

@@ -6,9 +6,11 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 import pytest
+from asgiref.sync import async_to_sync
 
 from accounts.models import TradingState
 from marketdata.exchange import ExchangePosition
+from marketdata.services import exchange_for
 from marketdata.simulator import SimulatorThread
 from positions.models import OrderLog, OrderSource
 from rules import gate
@@ -24,7 +26,8 @@ def url(account_id: int) -> str:
 
 @pytest.fixture
 def desk(gate_env, settings, account_a, trader_a, api_for):
-    """account_a on the simulator: long 0.5 BTC, short 4 ETH, and three resting orders."""
+    """account_a on the simulator: long 0.5 BTC, short 4 ETH, three resting orders and a stop
+    (a conditional order, which Binance keeps in its algo service, apart from /openOrders)."""
     positions = [
         {"symbol": "BTCUSDT", "side": "BOTH", "qty": "0.5", "entry_price": "49000", "leverage": 20},
         {"symbol": "ETHUSDT", "side": "BOTH", "qty": "-4", "entry_price": "2600", "leverage": 10},
@@ -41,6 +44,15 @@ def desk(gate_env, settings, account_a, trader_a, api_for):
     ):
         assert api.post("/api/v1/orders", body, format="json").status_code == 201
     assert sim_account(thread)["open_orders"] == 3
+
+    async def place_stop() -> None:
+        async with exchange_for(account_a) as exchange:
+            await exchange.place_order(
+                symbol="BTCUSDT", side="BUY", type="STOP_MARKET", quantity=D("0.1"), triggerPrice=D("90000")
+            )
+
+    async_to_sync(place_stop)()
+    assert sim_account(thread)["open_algo_orders"] == 1
     yield thread
     thread.stop()
 
@@ -53,23 +65,27 @@ def test_kill_halts_and_leaves_no_open_orders(
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["halted"] is True and body["remaining"]["open_orders"] == 0
-    assert {row["symbol"]: row["open_orders"] for row in body["plan"]["cancel"]} == {"BTCUSDT": 2, "ETHUSDT": 1}
+    assert body["remaining"]["open_conditional_orders"] == 0
+    assert {(row["symbol"], row["open_orders"], row["open_conditional_orders"]) for row in body["plan"]["cancel"]} == {
+        ("BTCUSDT", 2, 1),
+        ("ETHUSDT", 1, 0),
+    }
     assert len(body["remaining"]["positions"]) == 2  # not flattened
     account_a.refresh_from_db()
     assert account_a.trading_state == TradingState.HALTED and account_a.trading_state_reason == "drill"
-    assert sim_account(desk)["open_orders"] == 0
+    assert sim_account(desk)["open_orders"] == 0 and sim_account(desk)["open_algo_orders"] == 0
 
 
 def test_kill_with_flatten_leaves_no_positions(api_for, risk_manager, account_a, desk):
     response = api_for(risk_manager).post(url(account_a.id), {"flatten": True}, format="json")
     body = response.json()
     assert response.status_code == 200
-    assert body["remaining"] == {"open_orders": 0, "positions": []}
+    assert body["remaining"] == {"open_orders": 0, "open_conditional_orders": 0, "positions": []}
     closes = {(o["symbol"], o["side"], o["quantity"], o["outcome"]) for o in body["orders"]}
     assert closes == {("BTCUSDT", "SELL", "0.5", "submitted"), ("ETHUSDT", "BUY", "4", "submitted")}
     assert all(o["reduce_only"] for o in body["orders"])
     state = sim_account(desk)
-    assert state["positions"] == [] and state["open_orders"] == 0
+    assert state["positions"] == [] and state["open_orders"] == 0 and state["open_algo_orders"] == 0
     gate.order_log_flush()
     rows = OrderLog.objects.filter(account=account_a, source=OrderSource.KILL_SWITCH)
     assert rows.filter(order_type="MARKET", reduce_only=True).count() == 2
@@ -84,7 +100,7 @@ def test_a_dry_run_returns_the_plan_and_changes_nothing(api_for, risk_manager, a
     account_a.refresh_from_db()
     assert account_a.trading_state == TradingState.ACTIVE
     state = sim_account(desk)
-    assert state["open_orders"] == 3 and len(state["positions"]) == 2
+    assert state["open_orders"] == 3 and state["open_algo_orders"] == 1 and len(state["positions"]) == 2
 
 
 def test_kill_closes_hedge_legs_by_position_side(api_for, risk_manager, account_a, gate_env, settings):

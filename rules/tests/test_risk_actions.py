@@ -70,6 +70,10 @@ def test_an_approved_plan_cancels_orders_cuts_positions_and_sets_reducing(sim, a
             await ex.place_order(
                 symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=D("0.01"), price=D("40000"), timeInForce="GTC"
             )
+            # A stop that would open exposure: it lives in the algo service and must be cancelled too.
+            await ex.place_order(
+                symbol="BTCUSDT", side="BUY", type="STOP_MARKET", quantity=D("0.01"), triggerPrice=D("50000")
+            )
 
     asyncio.run(rest_an_order())
     action = RiskAction.objects.create(
@@ -79,6 +83,7 @@ def test_an_approved_plan_cancels_orders_cuts_positions_and_sets_reducing(sim, a
     assert done.status == RiskAction.Status.EXECUTED, done.result
     positions, open_orders = exchange_state(sim)
     assert positions[0].qty == D("0.3") and open_orders == []
+    assert sim.call(lambda s: s.state())["accounts"][0]["open_algo_orders"] == 0
     account.refresh_from_db()
     assert account.trading_state == "REDUCING"
     assert services.action_execute(action_id=action.id).status == RiskAction.Status.EXECUTED  # runs once
