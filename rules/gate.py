@@ -1138,7 +1138,7 @@ def account_kill(
                 body["plan"] = plan = await _kill_plan(exchange, symbols, flatten)
                 if dry_run:
                     return body
-                body["cancelled"] = [await _kill_cancel(exchange, row["symbol"]) for row in plan["cancel"]]
+                body["cancelled"] = [await _kill_cancel(exchange, row) for row in plan["cancel"]]
                 body["orders"] = [await _kill_close(exchange, row) for row in plan["close"]]
                 body["remaining"] = await _kill_remaining(exchange)
         except ExchangeError as exc:
@@ -1175,9 +1175,14 @@ def account_kill(
 
 
 async def _kill_plan(exchange: Any, symbols: dict[str, SymbolView], flatten: bool) -> dict[str, list[dict]]:
-    open_orders = await exchange.open_orders()
-    counts = collections.Counter(o["symbol"] for o in open_orders)
-    cancel = [{"symbol": s, "open_orders": n} for s, n in sorted(counts.items())]
+    # Conditional orders (stops, take-profits) sit in Binance's algo service, not in /openOrders:
+    # a stop that opens a position would survive a kill switch that only asked /openOrders.
+    plain = collections.Counter(o["symbol"] for o in await exchange.open_orders())
+    conditional = collections.Counter(o["symbol"] for o in await exchange.open_conditional_orders())
+    cancel = [
+        {"symbol": s, "open_orders": plain[s], "open_conditional_orders": conditional[s]}
+        for s in sorted(set(plain) | set(conditional))
+    ]
     close = _close_orders(await exchange.positions(), symbols) if flatten else []
     return {"cancel": cancel, "close": close}
 
@@ -1186,15 +1191,21 @@ async def _kill_remaining(exchange: Any) -> dict[str, Any]:
     positions = await exchange.positions()
     return {
         "open_orders": len(await exchange.open_orders()),
+        "open_conditional_orders": len(await exchange.open_conditional_orders()),
         "positions": [{"symbol": p.symbol, "side": p.side, "qty": p.qty} for p in positions],
     }
 
 
-async def _kill_cancel(exchange: Any, symbol: str) -> dict[str, Any]:
+async def _kill_cancel(exchange: Any, row: dict) -> dict[str, Any]:
+    symbol, answer = row["symbol"], {}
     try:
-        return {"symbol": symbol, "ok": True, "answer": await exchange.cancel_all(symbol=symbol)}
+        if row["open_orders"]:
+            answer["orders"] = await exchange.cancel_all(symbol=symbol)
+        if row["open_conditional_orders"]:
+            answer["conditional_orders"] = await exchange.cancel_all_conditional(symbol=symbol)
+        return {"symbol": symbol, "ok": True, "answer": answer}
     except ExchangeError as exc:
-        return {"symbol": symbol, "ok": False, "error": _error(exc)}
+        return {"symbol": symbol, "ok": False, "answer": answer, "error": _error(exc)}
 
 
 async def _kill_close(exchange: Any, row: dict) -> dict[str, Any]:
