@@ -3,21 +3,35 @@
 Thin views: parse → access check → service (rules/gate.py) → render. Access is decided in
 accounts/access.py: outsiders 403, accounts a user cannot see 404, viewers may check and read
 but not send, cancel or kill (403), only risk managers change the trading state or kill.
+
+``POST /orders/check`` has two doors onto one set of functions: ``OrderCheckApi`` (DRF: the
+documented definition, session-authenticated browsers, the test client) and ``order_check_fast``,
+which riskdesk/asgi.py calls for JWT requests without Django's request cycle (docs/ORDER_GATE.md,
+"The fast path"). Both authenticate with ``CachedJWTAuthentication``, check ``permission_classes``,
+validate with ``OrderInputSerializer``, decide access with ``_account_recent``, run the gate and
+render with DRF's JSON renderer and exception handler.
 """
 
 from __future__ import annotations
 
+import io
 import time
+from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.core.exceptions import SynchronousOnlyOperation
+from django.db import close_old_connections, connection
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, PermissionDenied, ValidationError
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.views import APIView, exception_handler
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
@@ -84,23 +98,26 @@ class CachedJWTAuthentication(JWTAuthentication):
     kept for ACCESS_CACHE_S. An inactive or deleted user raises and is not kept."""
 
     def get_user(self, validated_token):
-        key = validated_token.get(jwt_settings.USER_ID_CLAIM)
-        found, user = _recall(_USERS, key)
+        found, user = self.recent_user(validated_token)
         if not found:
             user = super().get_user(validated_token)
-            _remember(_USERS, key, user)
+            _remember(_USERS, validated_token.get(jwt_settings.USER_ID_CLAIM), user)
         return user
 
+    def recent_user(self, validated_token) -> tuple[bool, Any]:
+        """(True, user) when get_user would answer from the cache, without touching the database."""
+        return _recall(_USERS, validated_token.get(jwt_settings.USER_ID_CLAIM))
 
-def _account_recent(request, account_id: int) -> ExchangeAccount:
+
+def _account_recent(user, account_id: int) -> ExchangeAccount:
     """accounts.access's answer for (user, account), at most ACCESS_CACHE_S old (a 404 too)."""
     if gate.account_meta(account_id) is None:
         raise ValidationError({"account": ["Unknown account."]})
-    key = (request.user.pk, account_id)
+    key = (user.pk, account_id)
     found, account = _recall(_ACCESS, key)
     if not found:
         try:
-            account = get_account_for_user(request.user, account_id)
+            account = get_account_for_user(user, account_id)
         except Http404:
             account = None
         _remember(_ACCESS, key, account)
@@ -117,9 +134,12 @@ class CanTrade(BasePermission):
 
 
 def _actor(request) -> gate.Actor:
-    token = request.auth
+    return _actor_of(request.user, request.auth)
+
+
+def _actor_of(user, token: Any) -> gate.Actor:
     jti = token.get("jti", "") if hasattr(token, "get") else ""
-    return gate.Actor(user=request.user, token_id=str(jti or ""))
+    return gate.Actor(user=user, token_id=str(jti or ""))
 
 
 def _account(request, account_id: int, *, write: bool = False) -> ExchangeAccount:
@@ -153,6 +173,24 @@ def _gate_errors(exc: gate.GateError) -> ValidationError:
     return ValidationError({exc.field: [exc.message]})
 
 
+def check_begin(user, data: Any) -> gate.CheckPlan:
+    """/orders/check up to its one round trip: the input (400), access (400 unknown account, 404
+    not yours) and the gate's plan. Reads the database only on a cache miss."""
+    parsed = _parsed(OrderInputSerializer, data)
+    account = _account_recent(user, parsed["account"])
+    try:
+        return gate.check_plan(account=account, order=_order(parsed))
+    except gate.GateError as exc:
+        raise _gate_errors(exc) from exc
+
+
+def check_answer(result: gate.CheckResult) -> dict[str, Any]:
+    # The hot endpoint: the body is already the OutputSerializer's shape with Decimals, and
+    # rendering it as plain strings costs ~3 % of running it through DRF's nested fields
+    # (test_orders_api_check proves both give the same JSON).
+    return gate.plain(result.body())
+
+
 class OrderCheckApi(APIView):
     """POST /api/v1/orders/check: the decision only; nothing is sent or reserved."""
 
@@ -163,16 +201,99 @@ class OrderCheckApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **REFUSALS}, operation_id="orders_check")
     def post(self, request):
-        data = _parsed(OrderCheckApi.InputSerializer, request.data)
-        account = _account_recent(request, data["account"])
+        plan = check_begin(request.user, request.data)
+        return Response(check_answer(gate.check_run(plan, actor=_actor(request))))
+
+
+# --------------------------------------------------------------------------- the fast path
+
+_JWT: CachedJWTAuthentication | None = None
+_RENDERER = JSONRenderer()  # OrderCheckApi's renderer for a client that accepts JSON
+_PARSER = JSONParser()  # ... and its parser (strict: NaN and Infinity are refused)
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
+
+
+def _jwt() -> CachedJWTAuthentication:
+    global _JWT
+    if _JWT is None:
+        _JWT = CachedJWTAuthentication()  # reads the user model: built after the apps are loaded
+    return _JWT
+
+
+async def order_check_fast(authorization: bytes, body: bytes) -> Answer:
+    """POST /orders/check for a ``Bearer`` request, on the event loop: (status, JSON, extra
+    headers) as OrderCheckApi answers them, in DRF's order (401, 403, then 400 / 404).
+    The database is read only on a cache miss, in a thread (``_off_loop``)."""
+    try:
+        user, token = await _authenticated(authorization)
+        _permitted(user)
+        data = _PARSER.parse(io.BytesIO(body)) if body else {}  # DRF: an empty body is {}
         try:
-            result = gate.order_check(account=account, order=_order(data), actor=_actor(request))
-        except gate.GateError as exc:
-            raise _gate_errors(exc) from exc
-        # The hot endpoint: the body is already the OutputSerializer's shape with Decimals, and
-        # rendering it as plain strings costs ~3 % of running it through DRF's nested fields
-        # (test_orders_api_check proves both give the same JSON).
-        return Response(gate.plain(result.body()))
+            plan = check_begin(user, data)
+        except SynchronousOnlyOperation:
+            plan = await _off_loop(check_begin, user, data)
+        result = await gate.check_run_async(plan, actor=_actor_of(user, token))
+        return 200, _RENDERER.render(check_answer(result)), []
+    except Exception as exc:  # DRF's handler decides; what it does not know is raised
+        return _refusal(exc)
+
+
+async def _authenticated(authorization: bytes) -> tuple[Any, Any]:
+    auth = _jwt()
+    raw = auth.get_raw_token(authorization)
+    if raw is None:
+        raise NotAuthenticated()
+    token = auth.get_validated_token(raw)  # signature, expiry, token type: simplejwt's own classes
+    found, user = auth.recent_user(token)
+    if not found:
+        user = await _off_loop(auth.get_user, token)  # also refuses an inactive or deleted user
+    return user, token
+
+
+def _permitted(user) -> None:
+    """OrderCheckApi's permission classes, as DRF's check_permissions runs them (the user is authenticated)."""
+    for permission_class in OrderCheckApi.permission_classes:
+        permission = permission_class()
+        if not permission.has_permission(_Caller(user), OrderCheckApi):
+            raise PermissionDenied(detail=getattr(permission, "message", None), code=getattr(permission, "code", None))
+
+
+class _Caller:
+    """What a permission class reads from a request."""
+
+    method = "POST"
+
+    def __init__(self, user) -> None:
+        self.user = user
+
+
+async def _off_loop(fn: Callable, *args: Any) -> Any:
+    """A cache miss: the ORM refuses to run on the event loop (before any query is sent, so the
+    call is simply repeated in asgiref's thread). Connections past CONN_MAX_AGE are closed around
+    it as Django closes them around a request, since no request ends here to do it; never inside
+    a transaction (a test's), which closing would break."""
+
+    def call() -> Any:
+        hygiene = not connection.in_atomic_block
+        if hygiene:
+            close_old_connections()
+        try:
+            return fn(*args)
+        finally:
+            if hygiene:
+                close_old_connections()
+
+    return await sync_to_async(call)()
+
+
+def _refusal(exc: Exception) -> Answer:
+    if isinstance(exc, (NotAuthenticated, AuthenticationFailed)):
+        exc.auth_header = _jwt().authenticate_header(None)  # as APIView.handle_exception: JWT comes first
+    response = exception_handler(exc, {})
+    if response is None:
+        raise exc
+    extra = [(name.lower().encode(), response[name].encode()) for name in ("WWW-Authenticate",) if name in response]
+    return response.status_code, _RENDERER.render(response.data), extra
 
 
 class OrderSubmitApi(APIView):

@@ -188,8 +188,11 @@ class _CatalogHolder:
         """A new account or symbol: reload now, but not more often than CATALOG_MISS_RELOAD_S."""
         if time.monotonic() - self.last_miss < CATALOG_MISS_RELOAD_S and self.current is not None:
             return self.current
+        current = self.reload()
+        # Stamped after the load: a load refused on the event loop (SynchronousOnlyOperation, see
+        # rules.api_orders' fast path) must not stop the retry in a thread from loading.
         self.last_miss = time.monotonic()
-        return self.reload()
+        return current
 
     def _start(self) -> None:
         with self.lock:
@@ -300,11 +303,58 @@ class RedisStore:
     def __init__(self, url: str) -> None:
         import redis
 
+        self.url = url
         self.redis = redis.Redis.from_url(url)
         self.serializer_loads = _cache_loads
         self.sha = self.redis.script_load(RATE_SCRIPT)
+        self._aredis: Any = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
 
     def gather(self, *, account_id: int, order: Order | None, profile: GateProfile | None, reserve: bool) -> Gathered:
+        keys, script_args = self._request(account_id, order, profile, reserve)
+        pipe = self.redis.pipeline(transaction=False)
+        self._fill(pipe, keys, script_args)
+        results = pipe.execute(raise_on_error=False)
+        if script_args is not None and isinstance(results[1], Exception):
+            results[1] = self._retry_script(results[1], script_args)
+        return self._parse(results, order is not None, reserve, script_args)
+
+    async def agather(
+        self, *, account_id: int, order: Order | None, profile: GateProfile | None, reserve: bool
+    ) -> Gathered:
+        """gather() on redis.asyncio: the same pipeline and parsing, for the event loop (no thread)."""
+        keys, script_args = self._request(account_id, order, profile, reserve)
+        pipe = self._async_redis().pipeline(transaction=False)
+        self._fill(pipe, keys, script_args)
+        results = await pipe.execute(raise_on_error=False)
+        if script_args is not None and isinstance(results[1], Exception):
+            self._script_lost(results[1])
+            results[1] = await self._async_redis().evalsha(self.sha, 3, *script_args)
+        return self._parse(results, order is not None, reserve, script_args)
+
+    def _async_redis(self) -> Any:
+        # An asyncio connection belongs to the loop that opened it: one client per loop (uvicorn
+        # runs one; tests start a loop per test).
+        loop = asyncio.get_running_loop()
+        if self._aloop is not loop:
+            import redis.asyncio
+
+            self._aredis, self._aloop = redis.asyncio.Redis.from_url(self.url), loop
+        return self._aredis
+
+    async def aclose(self) -> None:
+        if self._aredis is not None and self._aloop is asyncio.get_running_loop():
+            await self._aredis.aclose()
+        self._aredis = self._aloop = None
+
+    def _fill(self, pipe: Any, keys: list[str], script_args: list | None) -> None:
+        pipe.mget(keys)
+        if script_args is not None:
+            pipe.evalsha(self.sha, 3, *script_args)
+
+    def _request(
+        self, account_id: int, order: Order | None, profile: GateProfile | None, reserve: bool
+    ) -> tuple[list[str], list | None]:
         day = live.trading_day()
         keys = [
             cache.make_key(live.ACCOUNT_KEY.format(id=account_id)),
@@ -315,16 +365,8 @@ class RedisStore:
             cache.make_key(live.FILLS_KEY.format(id=account_id, day=day)),
             _day_key(account_id, day, "cancels"),
         ]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.mget(keys)
-        script_args = None
-        if order is not None:
-            script_args = self._script_args(account_id, day, order, profile, reserve)
-            pipe.evalsha(self.sha, 3, *script_args)
-        results = pipe.execute(raise_on_error=False)
-        if script_args is not None and isinstance(results[1], Exception):
-            results[1] = self._retry_script(results[1], script_args)
-        return self._parse(results, order is not None, reserve, script_args)
+        script_args = None if order is None else self._script_args(account_id, day, order, profile, reserve)
+        return keys, script_args
 
     def _script_args(self, account_id: int, day: str, order: Order, profile: GateProfile | None, reserve: bool) -> list:
         p = profile
@@ -344,12 +386,16 @@ class RedisStore:
         ]
 
     def _retry_script(self, error: Exception, args: list) -> Any:
+        self._script_lost(error)
+        return self.redis.evalsha(self.sha, 3, *args)
+
+    def _script_lost(self, error: Exception) -> None:
+        """Reload the rate script if Redis lost it (restarted or flushed); any other error is raised."""
         import redis
 
         if not isinstance(error, redis.exceptions.NoScriptError):
             raise error
-        self.sha = self.redis.script_load(RATE_SCRIPT)  # Redis restarted or flushed its scripts
-        return self.redis.evalsha(self.sha, 3, *args)
+        self.sha = self.redis.script_load(RATE_SCRIPT)
 
     def _parse(self, results: list, with_order: bool, reserve: bool, args: list | None) -> Gathered:
         state, marks, feed, user_feed, trading, fills, cancels = results[0]
@@ -470,6 +516,16 @@ class LocalStore:
         self.days[day_key] += 1
         return (dup_key if set_dup else None, day_key)
 
+    async def agather(
+        self, *, account_id: int, order: Order | None, profile: GateProfile | None, reserve: bool
+    ) -> Gathered:
+        # Embedded mode: a file cache read and a few dict operations under a lock, as the sync view
+        # does today; not worth a thread hop.
+        return self.gather(account_id=account_id, order=order, profile=profile, reserve=reserve)
+
+    async def aclose(self) -> None:
+        return None
+
     def release(self, reservation: tuple) -> None:
         dup_key, day_key = reservation
         with self.lock:
@@ -498,6 +554,12 @@ def store() -> RedisStore | LocalStore:
             if _STORE is None:
                 _STORE = RedisStore(settings.REDIS_URL) if settings.REDIS_URL else LocalStore()
     return _STORE
+
+
+async def store_aclose() -> None:
+    """Close the event loop's Redis connections (the ASGI lifespan's shutdown)."""
+    if _STORE is not None:
+        await _STORE.aclose()
 
 
 def store_reset() -> None:
@@ -782,26 +844,63 @@ def _profile(cat: Catalog, meta: AccountMeta) -> tuple[Catalog, GateProfile | No
     return cat, cat.profile_for(meta)
 
 
-def _run_check(*, account: ExchangeAccount, order: Order, reserve: bool) -> CheckResult:
+@dataclass(frozen=True)
+class CheckPlan:
+    """What a check knows before its one round trip. Building it may read the database (a
+    catalogue reload on a miss); running it never does."""
+
+    meta: AccountMeta
+    catalog: Catalog
+    profile: GateProfile | None
+    order: Order
+    reserve: bool
+
+    def gather_args(self) -> dict[str, Any]:
+        return {"account_id": self.meta.id, "order": self.order, "profile": self.profile, "reserve": self.reserve}
+
+
+def check_plan(*, account: ExchangeAccount, order: Order, reserve: bool = False) -> CheckPlan:
     if not symbol_known(order.symbol):
         raise GateError("symbol", "Unknown symbol.")
     meta = meta_of(account)
     cat, profile = _profile(catalog(), meta)
+    return CheckPlan(meta, cat, profile, order, reserve)
+
+
+def _checked(plan: CheckPlan, s: RedisStore | LocalStore, g: Gathered) -> CheckResult:
+    view = _account_view(s, plan.catalog, plan.meta, g)
+    decision = checks.check_order(plan.order, view, _market(plan.catalog, s, g), plan.profile, g.counters)
+    return CheckResult(plan.meta.id, plan.order, decision, g.counters, g.now_ms, g.reservation)
+
+
+def _run_check(*, account: ExchangeAccount, order: Order, reserve: bool) -> CheckResult:
+    plan = check_plan(account=account, order=order, reserve=reserve)
     s = store()
-    g = s.gather(account_id=meta.id, order=order, profile=profile, reserve=reserve)
-    view = _account_view(s, cat, meta, g)
-    decision = checks.check_order(order, view, _market(cat, s, g), profile, g.counters)
-    return CheckResult(meta.id, order, decision, g.counters, g.now_ms, g.reservation)
+    return _checked(plan, s, s.gather(**plan.gather_args()))
 
 
 def order_check(*, account: ExchangeAccount, order: Order, actor: Actor) -> CheckResult:
     """The decision only: nothing is reserved or sent. Logged as allowed/denied."""
-    result = _run_check(account=account, order=order, reserve=False)
+    return check_run(check_plan(account=account, order=order), actor=actor)
+
+
+def check_run(plan: CheckPlan, *, actor: Actor) -> CheckResult:
+    s = store()
+    return _check_logged(_checked(plan, s, s.gather(**plan.gather_args())), actor)
+
+
+async def check_run_async(plan: CheckPlan, *, actor: Actor) -> CheckResult:
+    """check_run for the event loop: the one round trip on redis.asyncio, no thread hop."""
+    s = store()
+    return _check_logged(_checked(plan, s, await s.agather(**plan.gather_args())), actor)
+
+
+def _check_logged(result: CheckResult, actor: Actor) -> CheckResult:
     decision = OrderDecision.ALLOWED if result.decision.allowed else OrderDecision.DENIED
     _log_order(
-        account_id=account.id,
+        account_id=result.account_id,
         actor=actor,
-        order=order,
+        order=result.order,
         decision=decision,
         codes=result.decision.codes,
         details={"action": "check", **result.log_details()},
