@@ -1158,6 +1158,52 @@ class RiskBook:
             gross_exposure=_money(s[_GROSS]), net_exposure=_money(s[_NET]),
         )
 
+    def screen_arrays(self) -> dict:
+        """Float figures of every live position and pool, for ``rules.screen`` (read-only copies).
+
+        Slots: ``acct`` (index into ``account_ids``, which starts with a None placeholder),
+        ``sym``, ``pool``, ``notional``, ``upnl``, ``mm``, ``mark``, ``lev``, ``iso``, ``isow``,
+        ``complete`` (mark and brackets present), ``lp``/``onfall``/``lp_known`` (the unit's
+        liquidation price as ``positions()`` reads it). Pools: ``pool_acct``, ``pool_asset``,
+        ``pool_wallet`` (NaN without a wallet) and the sums ``pool_mm``, ``pool_upnl``, ``pool_im``,
+        ``pool_gross``, ``pool_isow``, ``pool_xmm``, ``pool_xupnl``, ``pool_bad``. Accounts:
+        ``margin_balance``, computed in the same float operations as ``account()``, so
+        ``margin_balance`` rounded to 8 decimals is exactly ``account().margin_balance``
+        (rules.screen keeps the day's peak equity from it; tested in rules/tests/test_screen.py).
+        """
+        live = np.flatnonzero(self._sb["live"][: self._s_hw])
+        units = self._si["unit"][live]
+        sf, sums = self._sf, self._pool_sum
+        out = {
+            "account_ids": list(self._acct_ids), "n_symbols": len(self._sym_names),
+            "acct": self._si["acct"][live], "sym": self._si["sym"][live], "pool": self._si["pool"][live],
+            "notional": sf["notional"][live], "upnl": sf["upnl"][live], "mm": sf["mm"][live],
+            "mark": sf["mark"][live], "lev": sf["lev"][live], "isow": sf["isow"][live],
+            "iso": self._sb["iso"][live], "complete": self._sb["complete"][live] & (self._si["table"][live] >= 0),
+            "lp": self._uf["lp"][units], "onfall": self._ub["onfall"][units], "lp_known": self._ub["known"][units],
+            "pool_acct": self._pool_acct.copy(), "pool_asset": list(self._pool_asset),
+            "pool_wallet": self._pool_wallet.copy(),  # NaN until the pool's wallet is known
+        }
+        for name, row in (("mm", _MM), ("upnl", _UPNL), ("im", _IM), ("gross", _GROSS), ("isow", _ISOW),
+                          ("xmm", _XMM), ("xupnl", _XUPNL), ("bad", _BAD)):
+            out[f"pool_{name}"] = sums[row].copy()
+        # margin_balance as _account_totals computes it: one-pool accounts vectorised (a one-element
+        # sum is the element), the others with the very same numpy calls.
+        n_acct = len(self._acct_ids)
+        count = np.bincount(self._pool_acct[1:], minlength=n_acct)
+        mb = np.full(n_acct, np.nan)
+        single = np.flatnonzero(count == 1)
+        pool_of = np.zeros(n_acct, dtype=np.int64)
+        pool_of[self._pool_acct[1:]] = np.arange(1, len(self._pool_acct))
+        p = pool_of[single]
+        mb[single] = (self._pool_wallet[p] + sums[_ISOW, p]) + sums[_UPNL, p]
+        for acct in np.flatnonzero(count > 1).tolist():
+            pools = list(self._acct_pools[acct].values())
+            s = sums[:, pools].sum(axis=1)
+            mb[acct] = (float(self._pool_wallet[pools].sum()) + s[_ISOW]) + s[_UPNL]
+        out["margin_balance"] = mb
+        return out
+
 
 _ACCOUNT_FIGURES = (
     "wallet_balance", "unrealized_pnl", "margin_balance", "equity", "maint_margin", "margin_ratio",

@@ -9,7 +9,7 @@ reports and writes an alert only when a latched level changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -96,6 +96,20 @@ class DayState:
 
     def observe(self, equity: Decimal) -> None:
         self.peak_equity = max(self.peak_equity, equity)
+
+
+def day_state_for(
+    days: MutableMapping[Any, DayState], account_id: Any, day: str, equity: Decimal | None
+) -> DayState | None:
+    """The account's DayState after observing ``equity`` (None: an incomplete account, nothing moves).
+    A new trading day starts from the equity seen first."""
+    state = days.get(account_id)
+    if equity is None:
+        return state
+    if state is None or state.day != day:
+        state = days[account_id] = DayState(day=day, start_equity=equity, peak_equity=equity)
+    state.observe(equity)
+    return state
 
 
 def measure(

@@ -1,18 +1,20 @@
 """Rule evaluation inside the stream process: the Django edge of rules/evaluate.py.
 
 `attach(engine)` subscribes to the engine's changes. Evaluation itself reads the
-risk book only (no database on the tick path); level changes are queued and one
-writer task turns them into alert rows in order, off the tick path.
-Profiles are re-read from the database every PROFILE_RELOAD_S.
+risk book only (no database on the tick path): a vectorised screen (rules/screen.py)
+skips the accounts nowhere near a limit and the exact Decimal evaluation runs for the
+rest. Level changes go straight to one writer thread, which turns them into alert rows
+in order while the pass goes on. Profiles are re-read from the database every PROFILE_RELOAD_S.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -21,14 +23,15 @@ from zoneinfo import ZoneInfo
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, Min
 
 from accounts.models import ExchangeAccount
 from positions.book import PositionRisk
 from positions.figures import PositionInput
 from rules.actions import TRIGGERS, plan_action
-from rules.evaluate import CRITICAL, NORMAL, RULES, Change, DayState, Latch, Limits, evaluate
+from rules.evaluate import CRITICAL, NORMAL, RULES, Change, DayState, Latch, Limits
+from rules.screen import Screen, evaluate_accounts
 from rules.services import action_record, profile_for_account
 
 log = logging.getLogger(__name__)
@@ -166,13 +169,16 @@ class Evaluator:
         self.latches: dict[int, Latch] = defaultdict(Latch)
         self.limits: dict[int, Limits | None] = {}
         self.days: dict[int, DayState] = {}
-        self.queue: asyncio.Queue[Job] = asyncio.Queue()
+        self.hot: set[int] = set()  # accounts whose latch is not all NORMAL with zero streaks
+        self._screen: Screen | None = None
+        # Jobs go straight to the writer's own thread (and database connection), not through the
+        # event loop: a change found part-way through a pass is written while the pass goes on.
+        # On asgiref's one shared sync thread an alert waited behind the sink's persistence (up to
+        # ~0.3 s at p99, bench/alerts.py); behind the pass it waited for all of it (~0.24 s).
+        self.queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.evaluations = 0
         self.last_eval_us = 0.0
-        # The writer's own thread (and database connection). On asgiref's one shared sync thread an
-        # alert waited behind the sink's persistence, one account's positions and snapshot per call
-        # (~0.1 s each on MariaDB): up to ~0.3 s at p99 on the tick-to-alert path (bench/alerts.py).
-        self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-writer")
+        self.screened = 0  # accounts the screen found quiet in the last pass
 
     async def load(self) -> None:
         ids = list(self.engine.accounts)
@@ -183,23 +189,24 @@ class Evaluator:
     def on_change(self, account_ids: set[int]) -> None:
         started = time.perf_counter()
         at_ms = int(time.time() * 1000)
-        day = trading_day()
-        for account_id in account_ids:
-            limits = self.limits.get(account_id)
-            if limits is None:
-                continue
-            risk = self.engine.book.account(account_id)
-            state = self._day_state(account_id, day, risk.margin_balance)
-            changes = evaluate(
-                latch=self.latches[account_id],
-                limits=limits,
-                risk=risk,
-                positions=self.engine.book.positions(account_id),
-                day=state,
-            )
+        if self._screen is None or self._screen.limits is not self.limits:  # profiles (re)loaded
+            self._screen = Screen(self.limits)
+        evaluated = 0
+        for account_id, changes, risk in evaluate_accounts(
+            book=self.engine.book,
+            account_ids=account_ids,
+            limits=self.limits,
+            latches=self.latches,
+            days=self.days,
+            day=trading_day(),
+            hot=self.hot,
+            screen=self._screen,
+        ):
+            evaluated += 1
             for change in changes:
-                self.queue.put_nowait(self._job(account_id, change, at_ms, limits, risk))
+                self.queue.put(self._job(account_id, change, at_ms, self.limits[account_id], risk))
         self.evaluations += 1
+        self.screened = len(account_ids) - evaluated
         self.last_eval_us = (time.perf_counter() - started) * 1e6
 
     def _job(self, account_id: int, change: Change, at_ms: int, limits: Limits, risk: Any) -> Job:
@@ -218,26 +225,30 @@ class Evaluator:
             step_sizes=dict(self.engine.step_sizes),
         )
 
-    def _day_state(self, account_id: int, day: str, equity: Decimal | None) -> DayState | None:
-        state = self.days.get(account_id)
-        if equity is None:
-            return state
-        if state is None or state.day != day:  # a new trading day starts from the equity seen first
-            state = self.days[account_id] = DayState(day=day, start_equity=equity, peak_equity=equity)
-        state.observe(equity)
-        return state
-
     async def writer(self) -> None:
+        """Runs the writer thread for as long as the engine runs; on stop the thread finishes the
+        jobs already queued, then ends."""
+        thread = threading.Thread(target=self.write_forever, name="alert-writer", daemon=True)
+        thread.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.queue.put(None)
+
+    def write_forever(self) -> None:
         """One writer, in order. A failed write (database away) is retried with back-off, not dropped."""
-        while True:
-            job = await self.queue.get()
+        while (job := self.queue.get()) is not None:
             for attempt in range(WRITE_ATTEMPTS):
                 try:
-                    await sync_to_async(write_alerts, thread_sensitive=False, executor=self._write_thread)([job])
+                    write_alerts([job])
                     break
                 except Exception:
                     log.exception("writing an alert change failed (attempt %d)", attempt + 1)
-                    await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+                    # The thread keeps its connection between writes (no reconnect per alert); after a
+                    # failure it may be dead (database restarted), so the retry opens a fresh one.
+                    connection.close()
+                    time.sleep(min(30.0, 0.5 * 2**attempt))
+        connection.close()
 
     async def reloader(self) -> None:
         while True:
