@@ -58,6 +58,7 @@ from bench._common import (
     SimProcess,
     api_key,
     api_secret,
+    book_rows,
     command_line,
     desk_accounts,
     machine,
@@ -488,6 +489,61 @@ async def measure(
             out["modes"][mode] = list(probe.transitions)
     loop.remove_reader(client.conn.fileno())
     await engine.stop()
+    return out
+
+
+# --------------------------------------------------------------------------- the evaluator's pass alone
+
+
+def pass_figures(accounts: int, per_account: int, symbols: int, seed: int, frames: int) -> dict[str, list[float]]:
+    """The evaluator's pass per full-market frame, in this process with no services: the code
+    ``Evaluator.on_change`` runs (``rules.screen.evaluate_accounts``) over a desk loaded straight
+    into a ``RiskBook``, every account on the bench's default profile. Thread CPU time per frame
+    (the figure two busy cores do not distort), with the screen and without it (the exact
+    Decimal path on every account, as before the screen)."""
+    from positions.book import RiskBook
+    from rules.evaluate import Limits
+    from rules.screen import Screen, evaluate_accounts
+
+    universe = synthetic_universe(symbols, seed)
+    desk = desk_accounts(seed=seed, accounts=accounts, per_account=per_account, universe=universe, isolated_share=0.25)
+    book = RiskBook(capacity=accounts * per_account + 16)
+    for symbol, spec in universe.items():
+        book.set_brackets(symbol, spec.brackets)
+    for index, account in enumerate(desk):
+        rows, wallet = book_rows(index + 1, account)
+        book.upsert_positions(rows)
+        book.set_wallet(index + 1, wallet)
+    limits_each = Limits.from_values(GENEROUS_LIMITS)
+    limits = {i + 1: limits_each for i in range(accounts)}
+    rng = random.Random(seed)
+    marks = {name: spec.typical_price for name, spec in universe.items()}
+    out: dict[str, list[float]] = {"screened": [], "exact": []}
+    ts = 1_700_000_000_000
+    for mode, screen in (("screened", Screen(limits)), ("exact", None)):
+        latches: dict = {}
+        days: dict = {}
+        hot: set = set()
+        for _ in range(frames if mode == "screened" else max(2, frames // 10)):
+            marks = {
+                s: (p * Decimal(str(round(rng.uniform(0.999, 1.001), 6)))).quantize(Decimal("1e-8"))
+                for s, p in marks.items()
+            }
+            ts += 1000
+            touched = book.apply_marks(marks, ts=ts)
+            started = time.thread_time()
+            for _ in evaluate_accounts(
+                book=book,
+                account_ids=touched,
+                limits=limits,
+                latches=latches,
+                days=days,
+                day="d",
+                hot=hot,
+                screen=screen,
+            ):
+                pass
+            out[mode].append((time.thread_time() - started) * 1000)
     return out
 
 

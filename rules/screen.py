@@ -30,7 +30,7 @@ import numpy as np
 
 from positions.book import AccountRisk, RiskBook
 from positions.margin import RATIO_CAP
-from rules.evaluate import NORMAL, Change, DayState, Latch, Limits, day_state_for, evaluate
+from rules.evaluate import LOWER_WORSE, NORMAL, RULES, Change, DayState, Latch, Limits, day_state_for, evaluate
 
 REL = 1e-6  # relative margin to a limit; float64 error here is ~1e-15 relative
 ABS = 1e-6  # absolute margin (the book rounds money to 1e-8 and ratios to 1e-12)
@@ -100,15 +100,13 @@ class Screen:
 
     def _bound_array(self, ids: list, rule: str) -> np.ndarray:
         """Per account: the tighter of the two limits (inf / -inf: the rule is not set)."""
+        lower = RULES[rule][0] in LOWER_WORSE
         out = []
         for account_id in ids:
             limits = self.limits.get(account_id) if account_id is not None else None
             t = limits.by_rule.get(rule) if limits is not None else None
             values = [float(v) for v in (t.warning, t.critical) if v is not None] if t is not None else []
-            if t is not None and t.lower_is_worse:
-                out.append(max(values, default=-np.inf))
-            else:
-                out.append(min(values, default=np.inf))
+            out.append(max(values, default=-np.inf) if lower else min(values, default=np.inf))
         return np.array(out, dtype=float)
 
     def _cap(self, account_id: Any, asset: str) -> float:
