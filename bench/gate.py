@@ -8,7 +8,13 @@ In process (the pure check, one core)::
 Over HTTP (uvicorn + JWT + MariaDB + Redis, a wrk load generator; `apt-get install wrk`)::
 
     DATABASE_URL=mysql://root@127.0.0.1:3306/riskdesk_bench REDIS_URL=redis://127.0.0.1:6379/7 \\
-        python -m bench.gate http --workers 2 --connections 32 --duration 30
+        DB_CONN_MAX_AGE=0 SERVE_STATIC=false python -m bench.gate http --workers 2 --connections 16 --duration 30
+
+The database and Redis are whatever DATABASE_URL and REDIS_URL name (the bench migrates and
+seeds the database). uvicorn runs as docker-compose.yml runs it (httptools, uvloop, no access
+log, lifespan on); ``--app`` serves another ASGI application (for comparing variants). Besides
+wrk's figures the run prints the server's CPU time per check (every uvicorn process, user +
+system, over the measured run) and the load average, so runs on a busy machine still compare.
 
 ``--write-doc`` replaces the "## Order gate (issue 6)" section of docs/PERFORMANCE.md with what
 the run measured (the in-process run keeps the HTTP table already there, and vice versa).
@@ -412,32 +418,53 @@ def _publisher(setup: dict[str, Any], stop: threading.Event) -> None:
         stop.wait(1.0 + rng.random() * 0.01)
 
 
+def uvicorn_command(args: argparse.Namespace) -> list[str]:
+    """docker-compose.yml's web command, on loopback (keep the two in step)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        args.app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--workers",
+        str(args.workers),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--lifespan",
+        "on",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def _cpu_s(session: int) -> float:
+    """User + system CPU seconds of every live process in the session (uvicorn and its workers)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # fields after the name: state ppid pgrp session ...
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def run_http(args: argparse.Namespace) -> dict[str, Any]:
     setup = http_setup(args)
     env = {**os.environ, "WRK_TOKEN": setup["token"], "WRK_BODY": json.dumps(setup["body"])}
     stop = threading.Event()
     publisher = threading.Thread(target=_publisher, args=(setup, stop), daemon=True)
     publisher.start()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "riskdesk.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(args.port),
-            "--workers",
-            str(args.workers),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
+    server = subprocess.Popen(uvicorn_command(args), cwd=ROOT, env=env, start_new_session=True)
     try:
         _wait_http(args.port, setup)
         url = f"http://127.0.0.1:{args.port}/api/v1/orders/check"
@@ -456,14 +483,19 @@ def run_http(args: argparse.Namespace) -> dict[str, Any]:
         ]
         subprocess.run(wrk, env=env, capture_output=True, check=True)  # warm-up: catalogue, connections
         wrk[wrk.index("-d") + 1] = f"{args.duration}s"
+        load_before, cpu_before = os.getloadavg(), _cpu_s(server.pid)
         output = subprocess.run(wrk, env=env, capture_output=True, text=True, check=True).stdout
+        cpu_s, load_after = _cpu_s(server.pid) - cpu_before, os.getloadavg()
     finally:
         stop.set()
         os.killpg(server.pid, signal.SIGTERM)  # uvicorn's workers are in its session
         server.wait(timeout=20)
     print(output)
+    figures = _parse_wrk(output)
     return {
-        **_parse_wrk(output),
+        **figures,
+        "server_cpu_ms": 1000 * cpu_s / max(figures["requests"], 1),
+        "load": f"{load_before[0]:.2f} → {load_after[0]:.2f}",
         "raw": output,
         "workers": args.workers,
         "connections": args.connections,
@@ -504,6 +536,7 @@ def _parse_wrk(output: str) -> dict[str, Any]:
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
         "per_s": rate,
         "p50_ms": ms(lat["50"]),
         "p90_ms": ms(lat["90"]),
@@ -553,12 +586,13 @@ def _http_lines(r: dict, cmd: str) -> list[str]:
         "### Over HTTP: `POST /api/v1/orders/check`, uvicorn + JWT + MariaDB + Redis",
         "",
         f"Command: `{cmd}` (wrk {r['threads']} threads, {r['connections']} connections, {r['duration_s']} s, "
-        f"uvicorn --workers {r['workers']}; wrk, MariaDB and Redis share the same 2 cores)",
+        f"uvicorn --workers {r['workers']} as docker-compose.yml runs it; wrk, MariaDB and Redis share the same "
+        "2 cores; server CPU: every uvicorn process's user + system time over the run, per check)",
         "",
-        "| checks/s | p50 | p90 | p99 | non-2xx | target |",
-        "|---|---|---|---|---|---|",
+        "| checks/s | p50 | p90 | p99 | non-2xx | server CPU per check | load average (1 min) | target |",
+        "|---|---|---|---|---|---|---|---|",
         f"| {r['per_s']:,.0f} | {r['p50_ms']:.2f} ms | {r['p90_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
-        f"{r['non_2xx']} | ≥ 1,000/s at p99 ≤ 25 ms |",
+        f"{r['non_2xx']} | {r['server_cpu_ms']:.3f} ms | {r['load']} | ≥ 1,000/s at p99 ≤ 25 ms |",
         "",
     ]
 
@@ -590,10 +624,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--app", default="riskdesk.asgi:application", help="the ASGI application uvicorn serves")
     parser.add_argument("--write-doc", action="store_true")
     args = parser.parse_args(argv)
     cmd = command_line("bench.gate", argv)
@@ -604,7 +639,10 @@ def main(argv: list[str] | None = None) -> None:
             write_doc(HEADING, _doc(result, None, cmd))
     else:
         result = run_http(args)
-        print(f"{result['per_s']:,.0f} checks/s  p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms")
+        print(
+            f"{result['per_s']:,.0f} checks/s  p50 {result['p50_ms']:.2f} ms  p90 {result['p90_ms']:.2f} ms  "
+            f"p99 {result['p99_ms']:.2f} ms  server CPU {result['server_cpu_ms']:.3f} ms/check  load {result['load']}"
+        )
         if args.write_doc:
             write_doc(HEADING, _doc(None, result, cmd))
 

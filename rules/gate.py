@@ -256,10 +256,11 @@ def _day_key(account_id: int, day: str, what: str) -> str:
     return f"gate:day:{account_id}:{day}:{what}"
 
 
-# KEYS: rate zset, duplicate key (or ""), the day's order counter.
+# KEYS: rate zset, duplicate key (or ""), the day's order counter, then the live keys to read.
 # ARGV: member, limit/s (-1 none), limit/min (-1 none), duplicate window ms (0 none), reserve 1/0, day ttl s.
 # Redis runs a script alone, so count-then-add is atomic across every web process. An order over a
-# rate limit is not added (a bot hammering at twice the rate is not locked out forever).
+# rate limit is not added (a bot hammering at twice the rate is not locked out forever). The live
+# keys ride along (MGET) so a check is one command, not a pipeline of two.
 RATE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -287,7 +288,7 @@ if reserve == 1 then
 else
   daily = tonumber(redis.call('GET', KEYS[3]) or '0') + 1
 end
-return {n_s, n_m, dup, daily, now}
+return {n_s, n_m, dup, daily, now, redis.call('MGET', unpack(KEYS, 4))}
 """
 
 _member_seq = itertools.count()
@@ -298,7 +299,8 @@ def _limit_arg(value: Any) -> int:
 
 
 class RedisStore:
-    """Live state and counters in Redis: one pipeline per check."""
+    """Live state and counters in Redis: one command per check (the rate script reads the live
+    keys too), so neither client builds or parses a pipeline."""
 
     def __init__(self, url: str) -> None:
         import redis
@@ -311,26 +313,25 @@ class RedisStore:
         self._aloop: asyncio.AbstractEventLoop | None = None
 
     def gather(self, *, account_id: int, order: Order | None, profile: GateProfile | None, reserve: bool) -> Gathered:
-        keys, script_args = self._request(account_id, order, profile, reserve)
-        pipe = self.redis.pipeline(transaction=False)
-        self._fill(pipe, keys, script_args)
-        results = pipe.execute(raise_on_error=False)
-        if script_args is not None and isinstance(results[1], Exception):
-            results[1] = self._retry_script(results[1], script_args)
-        return self._parse(results, order is not None, reserve, script_args)
+        script_args, command = self._command(account_id, order, profile, reserve)
+        try:
+            reply = self.redis.execute_command(*command)
+        except Exception as exc:
+            self._script_lost(exc)
+            reply = self.redis.execute_command(*command)
+        return self._parse(reply, script_args)
 
     async def agather(
         self, *, account_id: int, order: Order | None, profile: GateProfile | None, reserve: bool
     ) -> Gathered:
-        """gather() on redis.asyncio: the same pipeline and parsing, for the event loop (no thread)."""
-        keys, script_args = self._request(account_id, order, profile, reserve)
-        pipe = self._async_redis().pipeline(transaction=False)
-        self._fill(pipe, keys, script_args)
-        results = await pipe.execute(raise_on_error=False)
-        if script_args is not None and isinstance(results[1], Exception):
-            self._script_lost(results[1])
-            results[1] = await self._async_redis().evalsha(self.sha, 3, *script_args)
-        return self._parse(results, order is not None, reserve, script_args)
+        """gather() on redis.asyncio: the same command and parsing, for the event loop (no thread)."""
+        script_args, command = self._command(account_id, order, profile, reserve)
+        try:
+            reply = await self._async_redis().execute_command(*command)
+        except Exception as exc:
+            self._script_lost(exc)
+            reply = await self._async_redis().execute_command(*command)
+        return self._parse(reply, script_args)
 
     def _async_redis(self) -> Any:
         # An asyncio connection belongs to the loop that opened it: one client per loop (uvicorn
@@ -347,14 +348,11 @@ class RedisStore:
             await self._aredis.aclose()
         self._aredis = self._aloop = None
 
-    def _fill(self, pipe: Any, keys: list[str], script_args: list | None) -> None:
-        pipe.mget(keys)
-        if script_args is not None:
-            pipe.evalsha(self.sha, 3, *script_args)
-
-    def _request(
+    def _command(
         self, account_id: int, order: Order | None, profile: GateProfile | None, reserve: bool
-    ) -> tuple[list[str], list | None]:
+    ) -> tuple[list | None, tuple]:
+        """(the script's arguments or None, the one command): MGET of the live keys, or with an
+        order the rate script over its three keys followed by the live keys, which it MGETs."""
         day = live.trading_day()
         keys = [
             cache.make_key(live.ACCOUNT_KEY.format(id=account_id)),
@@ -365,8 +363,10 @@ class RedisStore:
             cache.make_key(live.FILLS_KEY.format(id=account_id, day=day)),
             _day_key(account_id, day, "cancels"),
         ]
-        script_args = None if order is None else self._script_args(account_id, day, order, profile, reserve)
-        return keys, script_args
+        if order is None:
+            return None, ("MGET", *keys)
+        args = self._script_args(account_id, day, order, profile, reserve)
+        return args, ("EVALSHA", self.sha, 3 + len(keys), *args[:3], *keys, *args[3:])
 
     def _script_args(self, account_id: int, day: str, order: Order, profile: GateProfile | None, reserve: bool) -> list:
         p = profile
@@ -385,26 +385,26 @@ class RedisStore:
             DAY_TTL_S,
         ]
 
-    def _retry_script(self, error: Exception, args: list) -> Any:
-        self._script_lost(error)
-        return self.redis.evalsha(self.sha, 3, *args)
-
     def _script_lost(self, error: Exception) -> None:
         """Reload the rate script if Redis lost it (restarted or flushed); any other error is raised."""
         import redis
 
         if not isinstance(error, redis.exceptions.NoScriptError):
             raise error
-        self.sha = self.redis.script_load(RATE_SCRIPT)
+        self.sha = self.redis.script_load(RATE_SCRIPT)  # the same text: the same sha the command names
 
-    def _parse(self, results: list, with_order: bool, reserve: bool, args: list | None) -> Gathered:
-        state, marks, feed, user_feed, trading, fills, cancels = results[0]
+    def _parse(self, reply: list, args: list | None) -> Gathered:
+        if args is None:
+            values, counts = reply, None
+        else:
+            *counts, values = reply
+        state, marks, feed, user_feed, trading, fills, cancels = values
         counters = Counters(daily_fills=_int(fills), daily_cancels=_int(cancels))
         reservation = None
-        if with_order:
-            n_s, n_m, dup, daily, _now = results[1]
+        if counts is not None:
+            n_s, n_m, dup, daily, _now = counts
             counters.rate_1s, counters.rate_1m, counters.duplicate, counters.daily_orders = n_s, n_m, dup == 1, daily
-            if reserve:
+            if args[7]:  # reserved: what a denial gives back
                 reservation = (args[1] if args[6] and dup != 1 else None, args[2])
         loads = self.serializer_loads
         return Gathered(

@@ -14,6 +14,8 @@ from decimal import Decimal as D
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
@@ -65,7 +67,14 @@ def asgi_post(body: bytes | str | dict, *, token: str | None = None, headers: di
     async def send(message):
         out.append(message)
 
-    async_to_sync(application)(scope, receive, send)
+    # As Django's own test clients do: a request must not close the test's connection mid-transaction.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        async_to_sync(application)(scope, receive, send)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     start = out[0]
     return start["status"], dict(start["headers"]), b"".join(m.get("body", b"") for m in out[1:])
 
@@ -273,3 +282,20 @@ def test_requests_the_lane_cannot_answer_as_drf_would_go_to_django(trader_a, acc
 def test_another_method_goes_to_django(trader_a, account_a, live_a):
     status, _headers, _content = asgi_post(order_body(account_a.id), token=token_for(trader_a), method="GET")
     assert status == 405
+
+
+def test_the_server_shutting_down_writes_the_pending_order_log(trader_a, account_a, live_a):
+    assert asgi_post(order_body(account_a.id), token=token_for(trader_a))[0] == 200
+    assert len(gate.ORDER_LOG.rows) == 1 and not OrderLog.objects.exists()
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    async_to_sync(application)({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert OrderLog.objects.filter(account=account_a, user=trader_a).count() == 1
