@@ -37,6 +37,14 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.5
 BACKOFF_CAP_S = 30.0
+# Start-up with thousands of accounts. One request at a time leaves both processes idle
+# for each round trip (2,000 accounts' brackets took ~100 s that way); everything at once
+# queues more signed requests and WebSocket handshakes than the exchange answers within
+# python-binance's handshake timeout and the 5 s recvWindow (-1021), so sockets restart
+# until the herd thins (4,725 restarts for 2,000 sockets). A small bound keeps the
+# pipe full without the herd; the exchange's weight limit is enforced by the adapter.
+REST_CONCURRENCY = 8  # REST fetches (brackets, the first sync) in flight at start-up
+SOCKET_OPEN_CONCURRENCY = 16  # user-data sockets opening (listen key, handshake, re-sync) at once
 MALFORMED = "_malformed"
 
 
@@ -128,6 +136,7 @@ class StreamEngine:
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
         self._logged_malformed: set[str] = set()
+        self._opening = asyncio.Semaphore(SOCKET_OPEN_CONCURRENCY)  # see SOCKET_OPEN_CONCURRENCY
         self.on_market_frame: Callable[[int], None] | None = None  # bench hook: frame's E in ms
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -147,9 +156,7 @@ class StreamEngine:
         with contextlib.suppress(ExchangeError):
             filters = await self.adapter(self._market_spec.id).exchange_info()
             self.step_sizes = {f.symbol: f.step_size for f in filters}
-        for account_id in self.accounts:
-            with contextlib.suppress(ExchangeError):
-                await self.sync_account(account_id)
+        await _bounded(REST_CONCURRENCY, self._first_sync, self.accounts)
         self._tasks = [asyncio.create_task(self._market_loop(), name="market")]
         self._tasks += [asyncio.create_task(self._user_loop(a), name=f"user:{a}") for a in self.accounts]
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
@@ -173,24 +180,37 @@ class StreamEngine:
 
     # --- REST sync ----------------------------------------------------------------------
 
+    async def _first_sync(self, account_id: int) -> None:
+        with contextlib.suppress(ExchangeError):
+            await self.sync_account(account_id)
+
     async def _load_brackets(self) -> None:
         """Default tables from the first account; another account's table only where it differs
-        (Binance scales brackets per account with notionalCoef)."""
-        defaults: dict[str, list] | None = None
-        for account_id in self.accounts:
-            try:
-                tables = await self.adapter(account_id).brackets()
-            except ExchangeError as exc:
-                log.warning("brackets for account %s unavailable: %s", account_id, exc)
-                continue
-            if defaults is None:
-                defaults = self.brackets = tables
+        (Binance scales brackets per account with notionalCoef). The defaults come first, one
+        account after another until one answers; the other accounts are fetched a few at a time
+        and each is compared as soon as it arrives (holding them all would take gigabytes)."""
+        accounts = iter(self.accounts)
+        for account_id in accounts:
+            tables = await self._brackets_of(account_id)
+            if tables is not None:
+                self.brackets = tables
                 for symbol, table in tables.items():
                     self.book.set_brackets(symbol, table)
-                continue
-            for symbol, table in tables.items():
-                if defaults.get(symbol) != table:
-                    self.book.set_brackets(symbol, table, account_id=account_id)
+                break
+        await _bounded(REST_CONCURRENCY, self._load_overrides, list(accounts))
+
+    async def _brackets_of(self, account_id: int) -> dict[str, list] | None:
+        try:
+            return await self.adapter(account_id).brackets()
+        except ExchangeError as exc:
+            log.warning("brackets for account %s unavailable: %s", account_id, exc)
+            return None
+
+    async def _load_overrides(self, account_id: int) -> None:
+        tables = await self._brackets_of(account_id)
+        for symbol, table in (tables or {}).items():
+            if self.brackets.get(symbol) != table:
+                self.book.set_brackets(symbol, table, account_id=account_id)
 
     async def sync_account(self, account_id: int) -> list[dict]:
         """Make the book hold exactly what the exchange says; return the differences found."""
@@ -308,8 +328,7 @@ class StreamEngine:
         self.market.messages += 1
         self.market.last_message_ms = int(time.time() * 1000)
         changed = self.book.apply_mark_array(symbols, prices, ts=ts)
-        for symbol, price in zip(symbols, prices, strict=True):
-            self._pending.marks[symbol] = (price, ts)
+        self._pending.marks.update(zip(symbols, [(price, ts) for price in prices], strict=True))
         if self.on_market_frame is not None:
             self.on_market_frame(ts)
         self._note_changed(changed)
@@ -357,10 +376,13 @@ class StreamEngine:
         socket = self.adapter(account_id).socket_manager().futures_user_socket()
         socket._user_timeout = 30 * 60
         _skip_bad_json(socket)
-        async with opened(socket):
-            feed.connected, feed.stale = True, False
-            await self.sink.feed_changed(feed, became_stale=False, recovered=True)
-            differences = await self.sync_account(account_id)
+        async with contextlib.AsyncExitStack() as stack:
+            # Reconnects pass the same gate: after a network blip every socket restarts at once.
+            async with self._opening:
+                await stack.enter_async_context(opened(socket))
+                feed.connected, feed.stale = True, False
+                await self.sink.feed_changed(feed, became_stale=False, recovered=True)
+                differences = await self.sync_account(account_id)
             if differences and feed.reconnects:
                 await self.sink.drift_found(account_id, differences)
             while not self._stopping.is_set():
@@ -490,6 +512,24 @@ class StreamEngine:
             log.warning("malformed payload on %s skipped (further ones only counted): %.300r", feed.name, sample)
 
 
+async def _bounded(limit: int, job: Callable[[int], Awaitable[None]], account_ids: Iterable[int]) -> None:
+    """Run ``job`` for every account, at most ``limit`` at a time. The first exception
+    propagates and cancels the rest, as it ended the one-at-a-time loop this replaces."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(account_id: int) -> None:
+        async with gate:
+            await job(account_id)
+
+    tasks = [asyncio.ensure_future(one(a)) for a in account_ids]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+
+
 def _order_key(order: dict) -> str:
     return str(order["orderId"])
 
@@ -516,20 +556,17 @@ def _book_qty(side: str, qty: Decimal) -> Decimal:
 
 
 def _parse_marks(rows: list) -> tuple[list[str], list[Decimal], int] | None:
-    symbols: list[str] = []
-    prices: list[Decimal] = []
-    ts = 0
+    # One comprehension per field rather than one loop over the rows: this runs on every
+    # full-market frame (~330 rows), ahead of the book, and the comprehensions halve its cost.
     try:
-        for row in rows:
-            price = Decimal(row["p"])
-            if not price.is_finite() or price <= 0:
-                return None
-            symbols.append(row["s"])
-            prices.append(price)
-            ts = max(ts, int(row["E"]))
+        symbols = [row["s"] for row in rows]
+        prices = [Decimal(row["p"]) for row in rows]
+        ts = max(0, *[int(row["E"]) for row in rows])
     except (KeyError, TypeError, ValueError, ArithmeticError):
         return None
-    return (symbols, prices, ts) if symbols else None
+    if not symbols or not all(price.is_finite() and price > 0 for price in prices):
+        return None
+    return symbols, prices, ts
 
 
 @contextlib.asynccontextmanager

@@ -221,6 +221,63 @@ def test_resync_changes_nothing() -> None:
             assert abs(getattr(after, name) - getattr(risk, name)) < D("0.0001")  # float drift only
 
 
+def test_a_desk_loaded_account_by_account_matches_the_decimal_reference() -> None:
+    # Slots allocated a whole account at a time, as a sync loads them: a full-market tick then sums
+    # the pools over runs of neighbouring slots (RiskBook._sum_pools), not slot by slot as above.
+    desk = Desk(seed=11, accounts=12, positions=0)
+    for account in range(12):
+        for _ in range(30):
+            symbol = desk.rng.choice(SYMBOLS)
+            side = desk.rng.choice(["LONG", "SHORT"]) if desk.hedged[account] else "BOTH"
+            existing = [p for (s, _), p in desk.rows.get(account, {}).items() if s == symbol]
+            margin_type = existing[0].margin_type if existing else desk.rng.choice(["cross", "cross", "isolated"])
+            # Account 10 alternates its two pools slot by slot (many short runs of one pool), 11 uses USDC.
+            asset = "USDC" if account == 11 or (account == 10 and SYMBOLS.index(symbol) % 2) else "USDT"
+            desk.upsert(account, desk.random_position(symbol, side, margin_type, asset))
+    starts, _ = desk.book._pool_runs(desk.book._s_hw)
+    assert len(starts) * 4 <= desk.book._s_hw  # the layout this test is about
+    ts = T0
+    for step in range(12):
+        ts += 1000
+        desk.move_marks(list(SYMBOLS), ts)
+        if step % 3 == 1:
+            desk.move_marks([desk.rng.choice(SYMBOLS)], ts + 1)
+        elif step % 3 == 2:  # a freed slot taken by another account's position
+            account = desk.rng.choice([a for a in desk.rows if desk.rows[a]])
+            desk.remove(account, desk.rng.choice(sorted(desk.rows[account])))
+            desk.open_random()
+        assert_desk_matches(desk)
+
+
+@pytest.mark.parametrize("full_market", [True, False])
+def test_maint_margin_follows_the_notional_across_bracket_floors(full_market: bool) -> None:
+    # The book evaluates the tier line a position's MM was on last time and searches all tiers only
+    # when the notional has left that tier: walk up and down across every floor, and jump over several.
+    table = TABLES["BTCUSDT"]
+    book = RiskBook()
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        book.set_brackets(symbol, TABLES[symbol])
+    book.apply_marks({"BTCUSDT": "1", "ETHUSDT": "1"}, ts=T0)
+    book.set_wallet("a", D("1000000000000"))
+    position = BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("1"), entry_price=D("1"), leverage=1)
+    book.upsert_position("a", position)
+    for i in range(10):  # enough other positions that a BTCUSDT-only tick revalues incrementally
+        book.set_wallet(f"other{i}", D("1000"))
+        book.upsert_position(f"other{i}", BookPosition(symbol="ETHUSDT", side="BOTH", qty=D(i + 1),
+                                                       entry_price=D("1"), leverage=1))
+    floors = [b.floor for b in table[1:]]
+    walk = [floor + step for floor in floors for step in (D("-0.01"), D(0), D("0.01"))]
+    ts = T0
+    for notional in [*walk, *reversed(walk), floors[-1] * 3, D("10"), floors[5], D("0.5")]:
+        ts += 1
+        if full_market:
+            book.apply_mark_array(["BTCUSDT", "ETHUSDT"], [str(notional), str(1 + ts % 2)], ts=ts)
+        else:
+            book.apply_mark("BTCUSDT", str(notional), ts=ts)
+        expected = figures.position_maint_margin(position.with_mark(notional), table)
+        assert_money(book.positions("a")[0].maint_margin, expected, f"notional {notional}")
+
+
 # --------------------------------------------------------------------------- changed accounts
 
 
