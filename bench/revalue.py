@@ -113,7 +113,8 @@ class Desk:
                     initial[asset] += abs(position.qty) * position.entry_price / position.leverage
         self.wallets[account] = {
             asset: (im * Decimal(self.rng.uniform(1.2, 3.0)) + 100).quantize(Decimal("0.01"))
-            for asset, im in initial.items() if asset == "USDT" or usdc
+            for asset, im in initial.items()
+            if asset == "USDT" or usdc
         }
 
     def position(self, symbol: str, side: str, margin_type: str, asset: str) -> BookPosition:
@@ -128,8 +129,16 @@ class Desk:
         if margin_type == "isolated":
             margin = abs(qty) * entry / leverage * Decimal(self.rng.uniform(1.0, 1.5))
             iso = margin.quantize(Decimal("0.01"))
-        return BookPosition(symbol=symbol, side=side, qty=qty, entry_price=entry, leverage=leverage,
-                            margin_type=margin_type, isolated_wallet=iso, margin_asset=asset)
+        return BookPosition(
+            symbol=symbol,
+            side=side,
+            qty=qty,
+            entry_price=entry,
+            leverage=leverage,
+            margin_type=margin_type,
+            isolated_wallet=iso,
+            margin_asset=asset,
+        )
 
     def next_marks(self) -> list[str]:
         """Every mark moves by up to ±0.5 %: what one second of !markPrice@arr looks like."""
@@ -148,7 +157,7 @@ def build_book(desk: Desk) -> RiskBook:
     items = [(account, p) for account, rows in desk.rows.items() for p in rows]
     chunk = 10_000
     for start in range(0, len(items), chunk):
-        book.upsert_positions(items[start:start + chunk])
+        book.upsert_positions(items[start : start + chunk])
         progress("loading positions", min(start + chunk, len(items)), len(items))
     for account, wallets in desk.wallets.items():
         for asset, balance in wallets.items():
@@ -173,12 +182,19 @@ def revalue_account_decimal(desk: Desk, account: int) -> dict[tuple[str, str], D
         if p.margin_type == "cross":
             pool_mm[p.margin_asset] = pool_mm.get(p.margin_asset, Decimal(0)) + mm[id(p)]
             pool_upnl[p.margin_asset] = pool_upnl.get(p.margin_asset, Decimal(0)) + upnl[id(p)]
-    return {(p.symbol, p.side): lp_decimal(desk, account, p, inputs, mm, upnl, pool_mm, pool_upnl)
-            for p in inputs}
+    return {(p.symbol, p.side): lp_decimal(desk, account, p, inputs, mm, upnl, pool_mm, pool_upnl) for p in inputs}
 
 
-def lp_decimal(desk: Desk, account: int, p: figures.PositionInput, inputs: list, mm: dict, upnl: dict,
-               pool_mm: dict, pool_upnl: dict) -> Decimal | None:
+def lp_decimal(
+    desk: Desk,
+    account: int,
+    p: figures.PositionInput,
+    inputs: list,
+    mm: dict,
+    upnl: dict,
+    pool_mm: dict,
+    pool_upnl: dict,
+) -> Decimal | None:
     legs = [p]
     wallet = p.isolated_wallet
     other_mm = other_upnl = Decimal(0)
@@ -191,8 +207,13 @@ def lp_decimal(desk: Desk, account: int, p: figures.PositionInput, inputs: list,
     for leg in legs:
         kwargs[f"qty_{leg.side.lower()}"] = leg.qty
         kwargs[f"entry_{leg.side.lower()}"] = leg.entry_price
-    point = liquidation_point(wallet_balance=wallet, brackets=desk.tables[p.symbol], **kwargs,
-                              other_maint_margin=max(other_mm, Decimal(0)), other_unrealized_pnl=other_upnl)
+    point = liquidation_point(
+        wallet_balance=wallet,
+        brackets=desk.tables[p.symbol],
+        **kwargs,
+        other_maint_margin=max(other_mm, Decimal(0)),
+        other_unrealized_pnl=other_upnl,
+    )
     return None if point is None else point.price
 
 
@@ -215,7 +236,8 @@ def time_single_updates(desk: Desk, book: RiskBook, count: int) -> list[float]:
     for i in range(count):
         symbol = desk.rng.choice(desk.symbols)
         desk.marks[symbol] = (desk.marks[symbol] * Decimal(1 + desk.rng.uniform(-0.002, 0.002))).quantize(
-            Decimal("0.0001"))
+            Decimal("0.0001")
+        )
         price = str(desk.marks[symbol])
         start = time.perf_counter()
         book.apply_mark(symbol, price, ts=ts + i)
@@ -318,8 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--full-updates", type=int, default=50)
     parser.add_argument("--single-updates", type=int, default=2_000)
-    parser.add_argument("--decimal-accounts", type=int, default=20,
-                        help="accounts sampled for the Decimal path")
+    parser.add_argument("--decimal-accounts", type=int, default=20, help="accounts sampled for the Decimal path")
     parser.add_argument("--write-doc", action="store_true", help=f"update '{HEADING}' in {DOC}")
     args = parser.parse_args(argv)
 
@@ -335,14 +356,28 @@ def main(argv: list[str] | None = None) -> None:
     positions = sum(len(rows) for rows in desk.rows.values())
     results = {
         "command": "taskset -c 0 python -m bench.revalue " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine(), "positions": positions, "build": build,
-        "pairs": sum(sum(1 for p in rows if p.side == "LONG" and p.margin_type == "cross"
-                         and any(q.symbol == p.symbol and q.side == "SHORT" for q in rows))
-                     for rows in desk.rows.values()),
+        "machine": machine(),
+        "positions": positions,
+        "build": build,
+        "pairs": sum(
+            sum(
+                1
+                for p in rows
+                if p.side == "LONG"
+                and p.margin_type == "cross"
+                and any(q.symbol == p.symbol and q.side == "SHORT" for q in rows)
+            )
+            for rows in desk.rows.values()
+        ),
         "isolated": sum(p.margin_type == "isolated" for rows in desk.rows.values() for p in rows),
-        "full_p50": percentile(full, 50), "full_p99": percentile(full, 99),
-        "single_p50": percentile(single, 50), "single_p99": percentile(single, 99),
-        "rss": rss_mb(), "decimal_n": decimal_n, "decimal_full": per_position * positions, "worst": worst,
+        "full_p50": percentile(full, 50),
+        "full_p99": percentile(full, 99),
+        "single_p50": percentile(single, 50),
+        "single_p99": percentile(single, 99),
+        "rss": rss_mb(),
+        "decimal_n": decimal_n,
+        "decimal_full": per_position * positions,
+        "worst": worst,
     }
     section = report(args, results)
     print(section)

@@ -131,9 +131,17 @@ class BookPosition:
         self.with_mark(self.entry_price)  # same validation as PositionInput, one place
 
     def with_mark(self, mark: Decimal) -> PositionInput:
-        return PositionInput(symbol=self.symbol, side=self.side, qty=self.qty, entry_price=self.entry_price,
-                             mark_price=mark, leverage=self.leverage, margin_type=self.margin_type,
-                             isolated_wallet=self.isolated_wallet, margin_asset=self.margin_asset)
+        return PositionInput(
+            symbol=self.symbol,
+            side=self.side,
+            qty=self.qty,
+            entry_price=self.entry_price,
+            mark_price=mark,
+            leverage=self.leverage,
+            margin_type=self.margin_type,
+            isolated_wallet=self.isolated_wallet,
+            margin_asset=self.margin_asset,
+        )
 
 
 @dataclass(frozen=True)
@@ -515,8 +523,9 @@ class RiskBook:
 
     # ---------------------------------------------------------------- writers: market data
 
-    def set_brackets(self, symbol: str, brackets: Sequence[Bracket], *,
-                     account_id: AccountId | None = None) -> set[AccountId]:
+    def set_brackets(
+        self, symbol: str, brackets: Sequence[Bracket], *, account_id: AccountId | None = None
+    ) -> set[AccountId]:
         """Install a symbol's bracket table (or one account's override) and revalue its positions."""
         table = check_brackets(brackets)
         sym = self._symbol(symbol)
@@ -542,8 +551,7 @@ class RiskBook:
         """Every symbol at once (``!markPrice@arr``), as ``{symbol: price}``."""
         return self.apply_mark_array(list(marks.keys()), list(marks.values()), ts=ts)
 
-    def apply_mark_array(self, symbols: Sequence[str], prices: Sequence[Price], *,
-                         ts: Timestamp) -> set[AccountId]:
+    def apply_mark_array(self, symbols: Sequence[str], prices: Sequence[Price], *, ts: Timestamp) -> set[AccountId]:
         """Parallel sequences of symbols and prices; validated in full before anything changes."""
         if len(symbols) != len(prices):
             raise ValueError(f"{len(symbols)} symbols but {len(prices)} prices")
@@ -744,8 +752,7 @@ class RiskBook:
         self._dirty_index = True
         live = np.array([u for u in units if u and self._ub["live"][u]], dtype=np.int64)
         self._build_units(live)
-        return self._refresh(np.array(slots, dtype=np.int64), pools=np.array(sorted(pools), dtype=np.int64),
-                             units=live)
+        return self._refresh(np.array(slots, dtype=np.int64), pools=np.array(sorted(pools), dtype=np.int64), units=live)
 
     # ---------------------------------------------------------------- liquidation pieces
 
@@ -886,8 +893,9 @@ class RiskBook:
         # through the NaN line, so the bounds may take all notionals.
         lower = np.where(k == 0, -np.inf, self._s_floor[k, slots])  # tier 1 is the max below tier 2
         tier["lo"][slots] = np.where(known, lower, np.where(np.isnan(notional), np.nan, -np.inf))
-        tier["hi"][slots] = np.where(known & (k + 1 < self._k), upper,
-                                     np.where(known | ~np.isnan(notional), np.inf, np.nan))
+        tier["hi"][slots] = np.where(
+            known & (k + 1 < self._k), upper, np.where(known | ~np.isnan(notional), np.inf, np.nan)
+        )
         return mm
 
     def _update_own(self, units: np.ndarray | slice) -> None:
@@ -926,8 +934,7 @@ class RiskBook:
         self._uf["lp"][at] = np.where(known & (lp > 0), lp, np.nan)
         self._ub["onfall"][at], self._ub["known"][at] = onfall, known
 
-    def _single_roots(self, units: np.ndarray, hot: np.ndarray, w: np.ndarray,
-                      pair: np.ndarray) -> np.ndarray:
+    def _single_roots(self, units: np.ndarray, hot: np.ndarray, w: np.ndarray, pair: np.ndarray) -> np.ndarray:
         """LP of one-leg units: the active tier's piece when its root stays inside that tier
         (then it is the root: there is only one), else the max over all tiers."""
         lp = hot[_H_SIGN] * (hot[_H_A] - w * hot[_H_B])
@@ -956,8 +963,9 @@ class RiskBook:
         hot[_H_A, units], hot[_H_B, units] = self._u_a[units, k], self._u_b[units, k]
         return hot[_H_SIGN, units] * values[columns, k]
 
-    def _pair_roots(self, pairs: np.ndarray, w: np.ndarray, lp: np.ndarray, onfall: np.ndarray,
-                    mask: np.ndarray) -> None:
+    def _pair_roots(
+        self, pairs: np.ndarray, w: np.ndarray, lp: np.ndarray, onfall: np.ndarray, mask: np.ndarray
+    ) -> None:
         """Lowest positive edge of the safe interval [lo, hi] of each cross hedge pair (in place)."""
         # Row gathers, then piece-major for the reductions (see _init_pairs).
         roots = np.ascontiguousarray((self._p_a_rows[pairs] - w[:, None] * self._p_b_rows[pairs]).T)
@@ -987,8 +995,9 @@ class RiskBook:
         root = np.where(empty, np.nan, np.where(use_lo, lo, np.where(np.isinf(hi), np.nan, hi)))
         return root, use_lo
 
-    def _refresh(self, slots: np.ndarray, *, pools: np.ndarray | None = None,
-                 units: np.ndarray | None = None) -> set[AccountId]:
+    def _refresh(
+        self, slots: np.ndarray, *, pools: np.ndarray | None = None, units: np.ndarray | None = None
+    ) -> set[AccountId]:
         """Revalue ``slots`` and every cross liquidation price their pools feed (plus ``units``,
         rebuilt by a structural change); returns the accounts whose figures changed."""
         live = self._s_hw - 1 - len(self._s_free)
@@ -1101,13 +1110,21 @@ class RiskBook:
         distance = ((mark - lp) if on_fall else (lp - mark)) / mark if has_mark else math.nan
         state = self.mark(p.symbol)
         return PositionRisk(
-            account_id=account_id, symbol=p.symbol, side=p.side, qty=p.qty, entry_price=p.entry_price,
-            leverage=p.leverage, margin_type=p.margin_type, margin_asset=p.margin_asset,
-            isolated_wallet=p.isolated_wallet, mark=state.price if state else None,
+            account_id=account_id,
+            symbol=p.symbol,
+            side=p.side,
+            qty=p.qty,
+            entry_price=p.entry_price,
+            leverage=p.leverage,
+            margin_type=p.margin_type,
+            margin_asset=p.margin_asset,
+            isolated_wallet=p.isolated_wallet,
+            mark=state.price if state else None,
             mark_ts_ms=state.ts_ms if state else None,
             notional=_money(sf["notional"][slot]) if has_mark else None,
             unrealized_pnl=_money(sf["upnl"][slot]) if has_mark else None,
-            maint_margin=_opt(sf["mm"][slot]), initial_margin=_money(sf["im"][slot]) if has_mark else None,
+            maint_margin=_opt(sf["mm"][slot]),
+            initial_margin=_money(sf["im"][slot]) if has_mark else None,
             liquidation_price=_opt(lp) if lp_known else None,
             liquidation_on_fall=on_fall if lp_known and math.isfinite(lp) else None,
             liquidation_distance=_opt(distance, _ratio) if lp_known else None,
@@ -1125,9 +1142,14 @@ class RiskBook:
         per_asset = {asset: self._asset_figures(pool) for asset, pool in sorted(pools.items())}
         complete = not (missing_marks or missing_brackets or missing_wallets)
         stamps = [int(self._sym_ts[self._si["sym"][s]]) for s in slots]
-        base = dict(account_id=account_id, complete=complete, missing_marks=tuple(missing_marks),
-                    missing_brackets=tuple(missing_brackets), missing_wallets=tuple(missing_wallets),
-                    oldest_mark_ts_ms=min(stamps) if stamps and min(stamps) >= 0 else None)
+        base = dict(
+            account_id=account_id,
+            complete=complete,
+            missing_marks=tuple(missing_marks),
+            missing_brackets=tuple(missing_brackets),
+            missing_wallets=tuple(missing_wallets),
+            oldest_mark_ts_ms=min(stamps) if stamps and min(stamps) >= 0 else None,
+        )
         if not complete:
             return AccountRisk(**base, **dict.fromkeys(_ACCOUNT_FIGURES), per_asset=per_asset)
         return AccountRisk(**base, **self._account_totals(acct, slots), per_asset=per_asset)
@@ -1147,11 +1169,19 @@ class RiskBook:
         shares = {sym: g / gross for sym, g in exposures.items()} if gross > 0 else {}
         largest = max(shares, key=shares.__getitem__, default=None)
         return dict(
-            wallet_balance=_money(wallet), unrealized_pnl=_money(s[_UPNL]), margin_balance=_money(mb),
-            equity=_money(mb), maint_margin=_money(s[_MM]), margin_ratio=_capped_ratio(s[_MM], mb),
-            cross_margin_ratio=_ratio(cross_ratios.max(initial=0.0)), initial_margin=_money(s[_IM]),
-            utilization=_capped_ratio(s[_IM], mb), gross_exposure=_money(gross), net_exposure=_money(s[_NET]),
-            largest_symbol=largest, largest_symbol_share=_ratio(shares[largest] if largest else 0.0),
+            wallet_balance=_money(wallet),
+            unrealized_pnl=_money(s[_UPNL]),
+            margin_balance=_money(mb),
+            equity=_money(mb),
+            maint_margin=_money(s[_MM]),
+            margin_ratio=_capped_ratio(s[_MM], mb),
+            cross_margin_ratio=_ratio(cross_ratios.max(initial=0.0)),
+            initial_margin=_money(s[_IM]),
+            utilization=_capped_ratio(s[_IM], mb),
+            gross_exposure=_money(gross),
+            net_exposure=_money(s[_NET]),
+            largest_symbol=largest,
+            largest_symbol_share=_ratio(shares[largest] if largest else 0.0),
             herfindahl=_ratio(sum(x * x for x in shares.values())),
             symbol_exposures={sym: _money(g) for sym, g in sorted(exposures.items())},
         )
@@ -1164,13 +1194,21 @@ class RiskBook:
         wallet = float(cross_wallet) + s[_ISOW]
         mb, cross_mb = wallet + s[_UPNL], float(cross_wallet) + s[_XUPNL]
         return AssetFigures(
-            asset=self._pool_asset[pool], cross_wallet_balance=cross_wallet,
-            isolated_wallet_balance=_money(s[_ISOW]), wallet_balance=_money(wallet),
-            unrealized_pnl=_money(s[_UPNL]), margin_balance=_money(mb), maint_margin=_money(s[_MM]),
-            margin_ratio=_capped_ratio(s[_MM], mb), cross_margin_balance=_money(cross_mb),
-            cross_maint_margin=_money(s[_XMM]), cross_margin_ratio=_capped_ratio(s[_XMM], cross_mb),
-            initial_margin=_money(s[_IM]), utilization=_capped_ratio(s[_IM], mb),
-            gross_exposure=_money(s[_GROSS]), net_exposure=_money(s[_NET]),
+            asset=self._pool_asset[pool],
+            cross_wallet_balance=cross_wallet,
+            isolated_wallet_balance=_money(s[_ISOW]),
+            wallet_balance=_money(wallet),
+            unrealized_pnl=_money(s[_UPNL]),
+            margin_balance=_money(mb),
+            maint_margin=_money(s[_MM]),
+            margin_ratio=_capped_ratio(s[_MM], mb),
+            cross_margin_balance=_money(cross_mb),
+            cross_maint_margin=_money(s[_XMM]),
+            cross_margin_ratio=_capped_ratio(s[_XMM], cross_mb),
+            initial_margin=_money(s[_IM]),
+            utilization=_capped_ratio(s[_IM], mb),
+            gross_exposure=_money(s[_GROSS]),
+            net_exposure=_money(s[_NET]),
         )
 
     def screen_arrays(self) -> dict:
@@ -1190,17 +1228,36 @@ class RiskBook:
         units = self._si["unit"][live]
         sf, sums = self._sf, self._pool_sum
         out = {
-            "account_ids": list(self._acct_ids), "n_symbols": len(self._sym_names),
-            "acct": self._si["acct"][live], "sym": self._si["sym"][live], "pool": self._si["pool"][live],
-            "notional": sf["notional"][live], "upnl": sf["upnl"][live], "mm": sf["mm"][live],
-            "mark": sf["mark"][live], "lev": sf["lev"][live], "isow": sf["isow"][live],
-            "iso": self._sb["iso"][live], "complete": self._sb["complete"][live] & (self._si["table"][live] >= 0),
-            "lp": self._uf["lp"][units], "onfall": self._ub["onfall"][units], "lp_known": self._ub["known"][units],
-            "pool_acct": self._pool_acct.copy(), "pool_asset": list(self._pool_asset),
+            "account_ids": list(self._acct_ids),
+            "n_symbols": len(self._sym_names),
+            "acct": self._si["acct"][live],
+            "sym": self._si["sym"][live],
+            "pool": self._si["pool"][live],
+            "notional": sf["notional"][live],
+            "upnl": sf["upnl"][live],
+            "mm": sf["mm"][live],
+            "mark": sf["mark"][live],
+            "lev": sf["lev"][live],
+            "isow": sf["isow"][live],
+            "iso": self._sb["iso"][live],
+            "complete": self._sb["complete"][live] & (self._si["table"][live] >= 0),
+            "lp": self._uf["lp"][units],
+            "onfall": self._ub["onfall"][units],
+            "lp_known": self._ub["known"][units],
+            "pool_acct": self._pool_acct.copy(),
+            "pool_asset": list(self._pool_asset),
             "pool_wallet": self._pool_wallet.copy(),  # NaN until the pool's wallet is known
         }
-        for name, row in (("mm", _MM), ("upnl", _UPNL), ("im", _IM), ("gross", _GROSS), ("isow", _ISOW),
-                          ("xmm", _XMM), ("xupnl", _XUPNL), ("bad", _BAD)):
+        for name, row in (
+            ("mm", _MM),
+            ("upnl", _UPNL),
+            ("im", _IM),
+            ("gross", _GROSS),
+            ("isow", _ISOW),
+            ("xmm", _XMM),
+            ("xupnl", _XUPNL),
+            ("bad", _BAD),
+        ):
             out[f"pool_{name}"] = sums[row].copy()
         # margin_balance as _account_totals computes it: one-pool accounts vectorised (a one-element
         # sum is the element), the others with the very same numpy calls.
@@ -1221,7 +1278,18 @@ class RiskBook:
 
 
 _ACCOUNT_FIGURES = (
-    "wallet_balance", "unrealized_pnl", "margin_balance", "equity", "maint_margin", "margin_ratio",
-    "cross_margin_ratio", "initial_margin", "utilization", "gross_exposure", "net_exposure", "largest_symbol",
-    "largest_symbol_share", "herfindahl",
+    "wallet_balance",
+    "unrealized_pnl",
+    "margin_balance",
+    "equity",
+    "maint_margin",
+    "margin_ratio",
+    "cross_margin_ratio",
+    "initial_margin",
+    "utilization",
+    "gross_exposure",
+    "net_exposure",
+    "largest_symbol",
+    "largest_symbol_share",
+    "herfindahl",
 )

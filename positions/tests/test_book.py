@@ -64,8 +64,16 @@ class Desk:
         iso = ZERO
         if margin_type == "isolated":
             iso = (abs(qty) * entry / leverage * D(self.rng.randint(90, 300)) / 100).quantize(D("0.01"))
-        return BookPosition(symbol=symbol, side=side, qty=qty, entry_price=entry, leverage=leverage,
-                            margin_type=margin_type, isolated_wallet=iso, margin_asset=asset)
+        return BookPosition(
+            symbol=symbol,
+            side=side,
+            qty=qty,
+            entry_price=entry,
+            leverage=leverage,
+            margin_type=margin_type,
+            isolated_wallet=iso,
+            margin_asset=asset,
+        )
 
     def open_random(self) -> set:
         account = self.rng.randrange(len(self.hedged))
@@ -119,16 +127,22 @@ def assert_price_to_the_cent(got: Decimal | None, expected: Decimal | None, what
         assert near_half_cent or same_cent, (what, got, expected)
 
 
-MONEY_FIELDS = ("wallet_balance", "unrealized_pnl", "margin_balance", "maint_margin", "initial_margin",
-                "gross_exposure", "net_exposure")
+MONEY_FIELDS = (
+    "wallet_balance",
+    "unrealized_pnl",
+    "margin_balance",
+    "maint_margin",
+    "initial_margin",
+    "gross_exposure",
+    "net_exposure",
+)
 RATIO_FIELDS = ("margin_ratio", "cross_margin_ratio", "utilization", "largest_symbol_share", "herfindahl")
 
 
 def assert_account_matches(desk: Desk, account: int) -> None:
     got = desk.book.account(account)
     inputs = desk.inputs(account)
-    expected = figures.account_figures(wallet_balances=desk.wallets[account], positions=inputs,
-                                       brackets=TABLES)
+    expected = figures.account_figures(wallet_balances=desk.wallets[account], positions=inputs, brackets=TABLES)
     assert got.complete
     for name in MONEY_FIELDS:
         assert_money(getattr(got, name), getattr(expected, name), f"{account} {name}")
@@ -160,8 +174,9 @@ def assert_positions_match(desk: Desk, account: int, inputs: list[figures.Positi
         assert_money(row.unrealized_pnl, figures.unrealized_pnl(p), what)
         assert_money(row.maint_margin, figures.position_maint_margin(p, TABLES[p.symbol]), what)
         assert_money(row.initial_margin, figures.initial_margin(p), what)
-        point = figures.position_liquidation(position=p, positions=inputs, brackets=TABLES,
-                                             cross_wallet_balance=desk.wallets[account][p.margin_asset])
+        point = figures.position_liquidation(
+            position=p, positions=inputs, brackets=TABLES, cross_wallet_balance=desk.wallets[account][p.margin_asset]
+        )
         assert_price_to_the_cent(row.liquidation_price, point and point.price, f"{what} LP")
         if point is not None:
             assert row.liquidation_on_fall is point.on_fall, what
@@ -263,8 +278,9 @@ def test_maint_margin_follows_the_notional_across_bracket_floors(full_market: bo
     book.upsert_position("a", position)
     for i in range(10):  # enough other positions that a BTCUSDT-only tick revalues incrementally
         book.set_wallet(f"other{i}", D("1000"))
-        book.upsert_position(f"other{i}", BookPosition(symbol="ETHUSDT", side="BOTH", qty=D(i + 1),
-                                                       entry_price=D("1"), leverage=1))
+        book.upsert_position(
+            f"other{i}", BookPosition(symbol="ETHUSDT", side="BOTH", qty=D(i + 1), entry_price=D("1"), leverage=1)
+        )
     floors = [b.floor for b in table[1:]]
     walk = [floor + step for floor in floors for step in (D("-0.01"), D(0), D("0.01"))]
     ts = T0
@@ -288,14 +304,27 @@ def small_book() -> RiskBook:
     book.apply_marks({"BTCUSDT": "60000", "ETHUSDT": "3000", "SOLUSDT": "150"}, ts=T0)
     for account in ("alice", "bob", "carol"):
         book.set_wallet(account, D("10000"))
-    book.upsert_position("alice", BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("1"),
-                                               entry_price=D("60000"), leverage=10))
-    book.upsert_position("alice", BookPosition(symbol="ETHUSDT", side="BOTH", qty=D("-10"),
-                                               entry_price=D("3000"), leverage=10))
-    book.upsert_position("bob", BookPosition(symbol="ETHUSDT", side="LONG", qty=D("5"), entry_price=D("3000"),
-                                             leverage=20, margin_type="isolated", isolated_wallet=D("800")))
-    book.upsert_position("carol", BookPosition(symbol="SOLUSDT", side="BOTH", qty=D("100"),
-                                               entry_price=D("150"), leverage=5))
+    book.upsert_position(
+        "alice", BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("1"), entry_price=D("60000"), leverage=10)
+    )
+    book.upsert_position(
+        "alice", BookPosition(symbol="ETHUSDT", side="BOTH", qty=D("-10"), entry_price=D("3000"), leverage=10)
+    )
+    book.upsert_position(
+        "bob",
+        BookPosition(
+            symbol="ETHUSDT",
+            side="LONG",
+            qty=D("5"),
+            entry_price=D("3000"),
+            leverage=20,
+            margin_type="isolated",
+            isolated_wallet=D("800"),
+        ),
+    )
+    book.upsert_position(
+        "carol", BookPosition(symbol="SOLUSDT", side="BOTH", qty=D("100"), entry_price=D("150"), leverage=5)
+    )
     return book
 
 
@@ -340,10 +369,13 @@ def test_mark_time_accepts_aware_datetimes() -> None:
 
 def test_account_override_brackets_apply_to_that_account_only() -> None:
     book = small_book()
-    book.upsert_position("carol", BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("1"),
-                                               entry_price=D("60000"), leverage=10))
-    scaled = [type(b)(floor=b.floor * 2, cap=b.cap * 2, mmr=b.mmr, cum=b.cum * 2, max_leverage=b.max_leverage)
-              for b in TABLES["BTCUSDT"]]
+    book.upsert_position(
+        "carol", BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("1"), entry_price=D("60000"), leverage=10)
+    )
+    scaled = [
+        type(b)(floor=b.floor * 2, cap=b.cap * 2, mmr=b.mmr, cum=b.cum * 2, max_leverage=b.max_leverage)
+        for b in TABLES["BTCUSDT"]
+    ]
     assert book.set_brackets("BTCUSDT", scaled, account_id="carol") == {"carol"}
     alice_btc = book.positions("alice")[0]
     carol_btc = next(p for p in book.positions("carol") if p.symbol == "BTCUSDT")
@@ -357,8 +389,9 @@ def test_account_override_brackets_apply_to_that_account_only() -> None:
 def test_a_symbol_without_mark_makes_the_account_incomplete() -> None:
     book = small_book()
     book.set_brackets("DOGEUSDT", TABLES["DOGEUSDT"])
-    book.upsert_position("alice", BookPosition(symbol="DOGEUSDT", side="BOTH", qty=D("1000"),
-                                               entry_price=D("0.1"), leverage=10))
+    book.upsert_position(
+        "alice", BookPosition(symbol="DOGEUSDT", side="BOTH", qty=D("1000"), entry_price=D("0.1"), leverage=10)
+    )
     risk = book.account("alice")
     assert not risk.complete and risk.missing_marks == ("DOGEUSDT",)
     assert risk.margin_ratio is None and risk.margin_balance is None and risk.per_asset["USDT"] is None
@@ -375,8 +408,9 @@ def test_a_symbol_without_mark_makes_the_account_incomplete() -> None:
 def test_a_symbol_without_brackets_makes_the_account_incomplete() -> None:
     book = small_book()
     book.apply_mark("DOGEUSDT", "0.1", ts=T0)
-    book.upsert_position("carol", BookPosition(symbol="DOGEUSDT", side="BOTH", qty=D("1000"),
-                                               entry_price=D("0.1"), leverage=10))
+    book.upsert_position(
+        "carol", BookPosition(symbol="DOGEUSDT", side="BOTH", qty=D("1000"), entry_price=D("0.1"), leverage=10)
+    )
     risk = book.account("carol")
     assert not risk.complete and risk.missing_brackets == ("DOGEUSDT",) and risk.maint_margin is None
     assert "DOGEUSDT" in book.symbols_without_brackets()
@@ -386,8 +420,9 @@ def test_a_symbol_without_brackets_makes_the_account_incomplete() -> None:
 
 def test_a_pool_without_wallet_has_no_cross_liquidation_price() -> None:
     book = small_book()
-    book.upsert_position("dave", BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("1"),
-                                              entry_price=D("60000"), leverage=10))
+    book.upsert_position(
+        "dave", BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("1"), entry_price=D("60000"), leverage=10)
+    )
     risk = book.account("dave")
     assert not risk.complete and risk.missing_wallets == ("USDT",)
     assert book.positions("dave")[0].liquidation_price is None
@@ -421,8 +456,15 @@ def test_hedge_leg_removed_turns_the_pair_into_a_single_leg() -> None:
 def test_switching_margin_type_moves_the_position_between_pools_of_liquidation() -> None:
     book = small_book()
     cross_lp = book.positions("carol")[0].liquidation_price
-    isolated = BookPosition(symbol="SOLUSDT", side="BOTH", qty=D("100"), entry_price=D("150"), leverage=5,
-                            margin_type="isolated", isolated_wallet=D("3000"))
+    isolated = BookPosition(
+        symbol="SOLUSDT",
+        side="BOTH",
+        qty=D("100"),
+        entry_price=D("150"),
+        leverage=5,
+        margin_type="isolated",
+        isolated_wallet=D("3000"),
+    )
     assert book.upsert_position("carol", isolated) == {"carol"}
     (row,) = book.positions("carol")
     expected = (D("15000") - D("3000")) / (100 * D("0.995"))  # 2024 SOL tier 1: 0.5 %
@@ -433,32 +475,44 @@ def test_switching_margin_type_moves_the_position_between_pools_of_liquidation()
 def test_changing_size_revalues_in_place() -> None:
     book = small_book()
     before = book.account("alice").gross_exposure
-    book.upsert_position("alice", BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("2"),
-                                               entry_price=D("60000"), leverage=10))
+    book.upsert_position(
+        "alice", BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("2"), entry_price=D("60000"), leverage=10)
+    )
     assert book.account("alice").gross_exposure == before + D("60000")
 
 
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda b: b.apply_mark("BTCUSDT", 61000.0, ts=T0), "must be a Decimal"),
-    (lambda b: b.apply_mark("BTCUSDT", "abc", ts=T0), "not a number"),
-    (lambda b: b.apply_mark("BTCUSDT", "NaN", ts=T0), "must be finite"),
-    (lambda b: b.apply_mark("BTCUSDT", "0", ts=T0), "must be > 0"),
-    (lambda b: b.apply_mark("BTCUSDT", "1", ts=1.5), "epoch milliseconds"),
-    (lambda b: b.apply_mark("BTCUSDT", "1", ts=datetime(2030, 1, 1)), "timezone-aware"),
-    (lambda b: b.apply_mark_array(["BTCUSDT"], [], ts=T0), "1 symbols but 0 prices"),
-    (lambda b: b.set_wallet("alice", 5), "must be a Decimal"),
-    (lambda b: b.set_brackets("BTCUSDT", []), "non-empty"),
-    (lambda b: b.remove_position("alice", "XRPUSDT", "BOTH"), "no XRPUSDT BOTH position"),
-    (lambda b: b.account("nobody"), "unknown account"),
-    (lambda b: b.upsert_position("alice", BookPosition(symbol="BTCUSDT", side="LONG", qty=D("1"),
-                                                       entry_price=D("1"), leverage=1)), "cannot coexist"),
-    (lambda b: b.upsert_position("bob", BookPosition(symbol="ETHUSDT", side="SHORT", qty=D("1"),
-                                                     entry_price=D("1"), leverage=1)), "disagree"),
-    (lambda b: b.upsert_position("alice", "BTCUSDT"), "expected BookPosition"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda b: b.apply_mark("BTCUSDT", 61000.0, ts=T0), "must be a Decimal"),
+        (lambda b: b.apply_mark("BTCUSDT", "abc", ts=T0), "not a number"),
+        (lambda b: b.apply_mark("BTCUSDT", "NaN", ts=T0), "must be finite"),
+        (lambda b: b.apply_mark("BTCUSDT", "0", ts=T0), "must be > 0"),
+        (lambda b: b.apply_mark("BTCUSDT", "1", ts=1.5), "epoch milliseconds"),
+        (lambda b: b.apply_mark("BTCUSDT", "1", ts=datetime(2030, 1, 1)), "timezone-aware"),
+        (lambda b: b.apply_mark_array(["BTCUSDT"], [], ts=T0), "1 symbols but 0 prices"),
+        (lambda b: b.set_wallet("alice", 5), "must be a Decimal"),
+        (lambda b: b.set_brackets("BTCUSDT", []), "non-empty"),
+        (lambda b: b.remove_position("alice", "XRPUSDT", "BOTH"), "no XRPUSDT BOTH position"),
+        (lambda b: b.account("nobody"), "unknown account"),
+        (
+            lambda b: b.upsert_position(
+                "alice", BookPosition(symbol="BTCUSDT", side="LONG", qty=D("1"), entry_price=D("1"), leverage=1)
+            ),
+            "cannot coexist",
+        ),
+        (
+            lambda b: b.upsert_position(
+                "bob", BookPosition(symbol="ETHUSDT", side="SHORT", qty=D("1"), entry_price=D("1"), leverage=1)
+            ),
+            "disagree",
+        ),
+        (lambda b: b.upsert_position("alice", "BTCUSDT"), "expected BookPosition"),
+    ],
+)
 def test_book_rejects_bad_input(call, message: str) -> None:  # noqa: ANN001 - lambdas
     book = small_book()
     with pytest.raises(ValueError, match=message):
@@ -472,8 +526,16 @@ def test_a_bad_mark_in_an_array_changes_nothing() -> None:
     assert book.mark("BTCUSDT").price == D("60000")
 
 
-@pytest.mark.parametrize("changes", [dict(qty=D("0")), dict(side="SHORT", qty=D("-1")), dict(leverage=0),
-                                     dict(entry_price=D("0")), dict(margin_type="portfolio")])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(qty=D("0")),
+        dict(side="SHORT", qty=D("-1")),
+        dict(leverage=0),
+        dict(entry_price=D("0")),
+        dict(margin_type="portfolio"),
+    ],
+)
 def test_book_position_is_validated_like_position_input(changes: dict) -> None:
     fields = dict(symbol="BTCUSDT", side="BOTH", qty=D("1"), entry_price=D("1"), leverage=1)
     with pytest.raises(ValueError):
