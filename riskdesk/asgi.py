@@ -13,6 +13,7 @@ else on that path (a session cookie, another Accept, an unexpected host) goes to
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Any
@@ -157,8 +158,16 @@ class Lifespan:
         await gate.store_aclose()
 
     async def startup(self) -> None:
-        if not settings.STREAMS_IN_PROCESS:
-            return
+        if settings.STREAMS_IN_PROCESS:
+            await self.start_streams()
+        # What is loaded by now (Django, DRF, the apps: ~116k objects) lives as long as the
+        # process, yet every full collection walks it: 130-170 ms on the bench machine, about
+        # once per 5,000 checks (rows waiting for the order log writer age into the oldest
+        # generation). At 1,000 checks/s that pause alone holds over 1 % of them past the 25 ms
+        # p99 target. Frozen objects are left out of collections (measured: max 34 ms after).
+        gc.freeze()
+
+    async def start_streams(self) -> None:
         from asgiref.sync import sync_to_async
 
         from marketdata.management.commands.run_streams import account_specs, build_engine, refresh_reference
