@@ -8,6 +8,7 @@ documented definition: same status, same body, same order log row.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from datetime import timedelta
 from decimal import Decimal as D
@@ -296,6 +297,9 @@ def test_the_server_shutting_down_writes_the_pending_order_log(trader_a, account
     async def send(message):
         sent.append(message["type"])
 
-    async_to_sync(application)({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    try:
+        async_to_sync(application)({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    finally:
+        gc.unfreeze()  # start-up froze the test process's objects; give them back to the collector
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert OrderLog.objects.filter(account=account_a, user=trader_a).count() == 1
