@@ -470,13 +470,14 @@ async def measure(
     from rules.evaluation import attach
 
     specs = [AccountSpec(i + 1, f"bench {i}", api_key(i), api_secret(i)) for i in range(len(desk))]
-    engine = StreamEngine(accounts=specs, rest_url=sim.base_url, ws_url=sim.ws_url, sink=DjangoSink())
+    sink = DjangoSink()
+    engine = StreamEngine(accounts=specs, rest_url=sim.base_url, ws_url=sim.ws_url, sink=sink)
     evaluator = attach(engine)
     probe = Probe(target)
     probe.attach(engine, evaluator)
     loop = asyncio.get_running_loop()
     loop.add_reader(client.conn.fileno(), client.read)
-    out: dict[str, Any] = {"probe": probe, "modes": {}, "timeouts": {}}
+    out: dict[str, Any] = {"probe": probe, "modes": {}, "timeouts": {}, "sink": sink}
     started = time.perf_counter()
     await engine.start()
     out["start_s"] = time.perf_counter() - started
@@ -558,11 +559,11 @@ LEG_COMMIT = "E → alert row committed"
 LEG_CLIENT = "E → message at the WebSocket client"
 LEG_BOOK = "E → book (frame sent, received, parsed, applied)"
 LEG_CHANGE = "book → the target's change out of `evaluate`"
-LEG_REST = "rest of the evaluator's pass (the writer cannot run before it ends)"
+LEG_REST = "rest of the evaluator's pass (the writer's thread runs meanwhile)"
 LEG_EVAL = "evaluator's pass, whole (`last_eval_us`)"
-LEG_QUEUE = "queue → writer thread starts the write"
+LEG_QUEUE = "change out of `evaluate` → writer thread starts the write"
 LEG_WRITE = "write + commit (`alert_raise`/`alert_clear` in `transaction.atomic`)"
-LEG_BROADCAST = "on_commit broadcast (re-read the alert, `group_send` to Redis)"
+LEG_BROADCAST = "on_commit broadcast (re-read the alert, `group_send` to Redis on the broadcast loop)"
 LEG_HOP = "Redis → uvicorn consumer → socket → client"
 
 
@@ -575,7 +576,7 @@ def legs(transitions: list[Transition]) -> dict[str, list[float]]:
         LEG_CHANGE: [ms(t.t_change - t.t_book) for t in done],
         LEG_REST: [ms(t.t_eval_end - t.t_change) for t in done],
         LEG_EVAL: [t.eval_us / 1000 for t in done],
-        LEG_QUEUE: [ms(t.t_write - t.t_eval_end) for t in done],
+        LEG_QUEUE: [ms(t.t_write - t.t_change) for t in done],
         LEG_WRITE: [ms(t.t_commit - t.t_write) for t in done],
         LEG_BROADCAST: [ms(t.t_sent - t.t_commit) for t in done],
         LEG_HOP: [ms(t.t_client - t.t_sent) for t in done],
