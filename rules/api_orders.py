@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import SynchronousOnlyOperation
-from django.db import close_old_connections, connection
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -223,7 +220,7 @@ def _jwt() -> CachedJWTAuthentication:
 async def order_check_fast(authorization: bytes, body: bytes) -> Answer:
     """POST /orders/check for a ``Bearer`` request, on the event loop: (status, JSON, extra
     headers) as OrderCheckApi answers them, in DRF's order (401, 403, then 400 / 404).
-    The database is read only on a cache miss, in a thread (``_off_loop``)."""
+    The database is read only on a cache miss, in a thread (``gate.off_loop``)."""
     try:
         user, token = await _authenticated(authorization)
         _permitted(user)
@@ -231,7 +228,10 @@ async def order_check_fast(authorization: bytes, body: bytes) -> Answer:
         try:
             plan = check_begin(user, data)
         except SynchronousOnlyOperation:
-            plan = await _off_loop(check_begin, user, data)
+            # A cache miss (access older than ACCESS_CACHE_S, a catalogue reload on an unknown
+            # name): the ORM refused on the loop before sending any query, so the step is simply
+            # repeated where it may run. Nothing before the query changed any state.
+            plan = await gate.off_loop(check_begin, user, data)
         result = await gate.check_run_async(plan, actor=_actor_of(user, token))
         return 200, _RENDERER.render(check_answer(result)), []
     except Exception as exc:  # DRF's handler decides; what it does not know is raised
@@ -246,7 +246,7 @@ async def _authenticated(authorization: bytes) -> tuple[Any, Any]:
     token = auth.get_validated_token(raw)  # signature, expiry, token type: simplejwt's own classes
     found, user = auth.recent_user(token)
     if not found:
-        user = await _off_loop(auth.get_user, token)  # also refuses an inactive or deleted user
+        user = await gate.off_loop(auth.get_user, token)  # also refuses an inactive or deleted user
     return user, token
 
 
@@ -265,25 +265,6 @@ class _Caller:
 
     def __init__(self, user) -> None:
         self.user = user
-
-
-async def _off_loop(fn: Callable, *args: Any) -> Any:
-    """A cache miss: the ORM refuses to run on the event loop (before any query is sent, so the
-    call is simply repeated in asgiref's thread). Connections past CONN_MAX_AGE are closed around
-    it as Django closes them around a request, since no request ends here to do it; never inside
-    a transaction (a test's), which closing would break."""
-
-    def call() -> Any:
-        hygiene = not connection.in_atomic_block
-        if hygiene:
-            close_old_connections()
-        try:
-            return fn(*args)
-        finally:
-            if hygiene:
-                close_old_connections()
-
-    return await sync_to_async(call)()
 
 
 def _refusal(exc: Exception) -> Answer:

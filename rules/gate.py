@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 
 from accounts.models import ExchangeAccount, PositionMode, TradingState, User
 from accounts.services import account_set_trading_state
@@ -653,7 +653,8 @@ class OrderLogBuffer:
         """``row``: OrderLog field values; the model instances are built by the writer, off the check path."""
         self.rows.append(row)
         if len(self.rows) > ORDER_LOG_BOUND:
-            self.flush()
+            if not _on_event_loop():  # on the loop the ORM refuses; check_run_async waited for the write first
+                self.flush()
         elif BACKGROUND:
             if self.thread is None:
                 self._start()
@@ -701,6 +702,32 @@ class OrderLogBuffer:
 
 
 ORDER_LOG = OrderLogBuffer()
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def off_loop(fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` where the ORM may run: in asgiref's thread. Connections past CONN_MAX_AGE (or
+    broken) are closed around it as Django closes them around a request, since no request ends
+    there to do it; never inside a transaction (a test's), which closing would break."""
+
+    def call() -> Any:
+        hygiene = not connection.in_atomic_block
+        if hygiene:
+            close_old_connections()
+        try:
+            return fn(*args)
+        finally:
+            if hygiene:
+                close_old_connections()
+
+    return await sync_to_async(call)()
 
 
 def _order_log(row: dict[str, Any]) -> OrderLog:
@@ -892,7 +919,10 @@ def check_run(plan: CheckPlan, *, actor: Actor) -> CheckResult:
 async def check_run_async(plan: CheckPlan, *, actor: Actor) -> CheckResult:
     """check_run for the event loop: the one round trip on redis.asyncio, no thread hop."""
     s = store()
-    return _check_logged(_checked(plan, s, await s.agather(**plan.gather_args())), actor)
+    result = _checked(plan, s, await s.agather(**plan.gather_args()))
+    if len(ORDER_LOG.rows) >= ORDER_LOG_BOUND:
+        await off_loop(ORDER_LOG.flush)  # back-pressure, as add() applies it to a sync caller
+    return _check_logged(result, actor)
 
 
 def _check_logged(result: CheckResult, actor: Actor) -> CheckResult:

@@ -303,3 +303,14 @@ def test_the_server_shutting_down_writes_the_pending_order_log(trader_a, account
         gc.unfreeze()  # start-up froze the test process's objects; give them back to the collector
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert OrderLog.objects.filter(account=account_a, user=trader_a).count() == 1
+
+
+def test_past_the_order_log_bound_a_check_waits_for_the_write_instead_of_failing(
+    trader_a, account_a, live_a, monkeypatch
+):
+    monkeypatch.setattr(gate, "ORDER_LOG_BOUND", 2)
+    token = token_for(trader_a)
+    for _ in range(4):
+        assert asgi_post(order_body(account_a.id), token=token)[0] == 200
+    assert OrderLog.objects.filter(account=account_a).count() + len(gate.ORDER_LOG.rows) == 4
+    assert OrderLog.objects.filter(account=account_a).exists() and len(gate.ORDER_LOG.rows) <= 2
