@@ -228,6 +228,9 @@ class Evaluator:
     async def writer(self) -> None:
         """Runs the writer thread for as long as the engine runs; on stop the thread finishes the
         jobs already queued, then ends."""
+        from alerts import broadcast
+
+        broadcast.set_home_loop(asyncio.get_running_loop())  # embedded mode's in-memory layer lives here
         thread = threading.Thread(target=self.write_forever, name="alert-writer", daemon=True)
         thread.start()
         try:
