@@ -189,3 +189,12 @@ async def application(scope, receive, send) -> None:
         await check_lane(scope, receive, send, authorization)
     else:
         await router(scope, receive, send)
+
+
+async def django_application(scope, receive, send) -> None:
+    """The same without the lane: every /orders/check through the DRF view. For measuring the lane
+    against it (`bench.gate http --app riskdesk.asgi:django_application`) or to switch it off."""
+    if scope["type"] == "lifespan":
+        await lifespan(scope, receive, send)
+    else:
+        await router(scope, receive, send)
