@@ -4,11 +4,12 @@ socket never shows a state that was rolled back.
 Group names come from `account_group` alone: the consumer joins with it and every
 sender (alerts here, risk and positions later) sends with it, so the two cannot drift.
 
-Sends over Redis run on this module's own event loop, in a thread of its own. The alert
-writer calls `alert_changed` from its thread; with `async_to_sync` the send ran on the stream
-process's event loop and waited whenever that loop was busy evaluating a frame (up to ~0.25 s,
-bench/alerts.py). channels_redis keeps a connection pool per event loop, so this loop's pool
-lives as long as the process. The in-memory layer (embedded mode) cannot cross loops: its
+Sends over Redis run on an event loop this module keeps for the calling thread, in that
+thread. The alert writer calls `alert_changed` from its thread; with `async_to_sync` the send ran
+on the stream process's event loop and waited whenever that loop was busy evaluating a frame (up
+to ~0.25 s, bench/alerts.py). In the caller's own thread it needs no hop to another thread either
+(each hop waits for the GIL). channels_redis keeps a connection pool per event loop, so a thread's
+pool lives as long as the thread. The in-memory layer (embedded mode) cannot cross loops: its
 queues belong to the loop its consumers read on, so its sends go to that loop.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -25,8 +27,7 @@ from alerts.models import Alert
 
 SEND_TIMEOUT_S = 5.0  # a send that takes longer raises (on_commit(robust=True) logs it); Redis answers in ms
 
-_lock = threading.Lock()
-_loop: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, loop): a forked child starts its own
+_local = threading.local()  # .loop, .pid: a forked child (Celery prefork) makes its own
 _home: asyncio.AbstractEventLoop | None = None
 
 
@@ -54,24 +55,18 @@ def _send(account_id: int | None, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    group, loop = account_group(account_id), _loop_for(layer)
-    if loop is None:
-        async_to_sync(layer.group_send)(group, event)
-        return
+    group = account_group(account_id)
     # Waiting keeps pushes in commit order and surfaces a failed send to the caller.
-    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, event), loop)
-    try:
-        future.result(timeout=SEND_TIMEOUT_S)
-    finally:
-        future.cancel()  # no-op once done; a send that timed out must not go out later, out of order
-
-
-def _loop_for(layer: object) -> asyncio.AbstractEventLoop | None:
     if not isinstance(layer, InMemoryChannelLayer):
-        return _own_loop()
-    if _home is not None and _home.is_running() and not _on(_home):
-        return _home
-    return None  # no home loop known (tests, management commands): asgiref's way, as before
+        _thread_loop().run_until_complete(_group_send(layer, group, event))
+    elif _home is not None and _home.is_running() and not _on(_home):
+        asyncio.run_coroutine_threadsafe(_group_send(layer, group, event), _home).result()
+    else:  # no home loop known (tests, management commands): asgiref's way, as before
+        async_to_sync(layer.group_send)(group, event)
+
+
+async def _group_send(layer: Any, group: str, event: dict) -> None:
+    await asyncio.wait_for(layer.group_send(group, event), SEND_TIMEOUT_S)
 
 
 def _on(loop: asyncio.AbstractEventLoop) -> bool:
@@ -81,11 +76,9 @@ def _on(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def _own_loop() -> asyncio.AbstractEventLoop:
-    global _loop
-    with _lock:
-        if _loop is None or _loop[0] != os.getpid():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="channel-broadcast", daemon=True).start()
-            _loop = (os.getpid(), loop)
-        return _loop[1]
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    loop = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed() or _local.pid != os.getpid():
+        loop = _local.loop = asyncio.new_event_loop()
+        _local.pid = os.getpid()
+    return loop

@@ -548,6 +548,24 @@ def pass_figures(accounts: int, per_account: int, symbols: int, seed: int, frame
     return out
 
 
+def pass_lines(passes: dict[int, dict[str, list[float]]]) -> list[str]:
+    if not passes:
+        return []
+    lines = [
+        "The evaluator's pass alone (`--pass-accounts`: in process, no services, a full-market frame with every "
+        "mark moved ±0.1 %, every account on the default profile; thread CPU time per frame, p50 / p99):",
+        "",
+        "| accounts | screen + exact path | exact path on every account (before) |",
+        "|---|---|---|",
+    ]
+    for accounts, figures in passes.items():
+        cells = [
+            f"{percentile(figures[k], 50):.1f} / {percentile(figures[k], 99):.1f} ms" for k in ("screened", "exact")
+        ]
+        lines.append(f"| {accounts:,} | {cells[0]} | {cells[1]} |")
+    return [*lines, ""]
+
+
 # --------------------------------------------------------------------------- figures
 
 
@@ -591,17 +609,18 @@ def where_the_time_goes(tables: dict[str, dict[str, list[float]]], done: dict[st
     if "tick" not in tables or not done["tick"]:
         return []
     t = {name: percentile(values, 50) for name, values in tables["tick"].items()}
+    t99 = {name: percentile(values, 99) for name, values in tables["tick"].items()}
     accounts = max(x.eval_accounts for x in done["tick"])
     return [
-        f"Where the time goes (tick, p50): the frame reaches the book in {t[LEG_BOOK]:.1f} ms; the evaluator's "
-        f"pass over all {accounts} accounts takes {t[LEG_EVAL]:.0f} ms, and although the target's change comes "
-        "out part-way, the writer cannot start before the pass returns (evaluation runs synchronously on the "
-        f"event loop); the write and commit take {t[LEG_WRITE]:.1f} ms; the broadcast {t[LEG_BROADCAST]:.1f} ms; "
-        f"Redis → uvicorn → client {t[LEG_HOP]:.1f} ms. The tails: `broadcast.alert_changed` calls "
-        "`async_to_sync(group_send)` from the writer's thread, which runs it on the stream process's event loop, "
-        "so it waits whenever that loop is evaluating a frame; and a `POST /_sim/marks` frame that lands while "
-        "the loop is still evaluating the last regular tick waits for that pass before it reaches the book "
-        "(control: E → book p99).",
+        f"Where the time goes (tick, p50 / p99): the frame reaches the book in {t[LEG_BOOK]:.1f} / "
+        f"{t99[LEG_BOOK]:.1f} ms; the evaluator's pass over {accounts} accounts takes {t[LEG_EVAL]:.1f} / "
+        f"{t99[LEG_EVAL]:.1f} ms (the screen, then the exact path for the target's account only); its change "
+        f"reaches the writer's thread {t[LEG_QUEUE]:.1f} / {t99[LEG_QUEUE]:.1f} ms after it leaves `evaluate`; "
+        f"write and commit {t[LEG_WRITE]:.1f} / {t99[LEG_WRITE]:.1f} ms; the broadcast {t[LEG_BROADCAST]:.1f} / "
+        f"{t99[LEG_BROADCAST]:.1f} ms; Redis → uvicorn → client {t[LEG_HOP]:.1f} / {t99[LEG_HOP]:.1f} ms. "
+        "What is left on the stream process's event loop besides frames: the engine's flush every second "
+        "(`book.account()` and `book.positions()` for every account that changed, then the sink's live state and "
+        "`risk.changed` push, yielding between accounts), which a frame may wait behind.",
         "",
         *KNOWN,
     ]
@@ -609,6 +628,12 @@ def where_the_time_goes(tables: dict[str, dict[str, list[float]]], done: dict[st
 
 # Facts from earlier runs that the figures above no longer show.
 KNOWN = [
+    "Before the screen (commit cb2ccff and the ones after it), at load average ~1: tick p50 265.1 ms, p99 411.7 "
+    "ms to the client; control p50 57.2 ms, p99 310.1 ms. The evaluator's pass built Decimal figures for every "
+    "account (237 ms a frame at 200 accounts), the writer could not start before it ended, `group_send` ran on "
+    "the stream loop and waited for the pass, and the sink's flush took ~20 s (one `sync_to_async` call per "
+    "account's positions and snapshot).",
+    "",
     "Before commit f611996 the alert writer shared asgiref's one sync thread with the sink's persistence; "
     "queue → writer thread was then p99 174 ms (tick) and 272 ms (control) in a run of this bench at load "
     "average ~3, against 3.5 ms now.",
@@ -675,13 +700,20 @@ def report(args: argparse.Namespace, results: dict) -> str:
                 f"{percentile(b, 99):.1f} | "
             )
         lines.append(f"| E → committed / → client, {label} only | " + " | ".join(cells) + " |")
+    from marketdata.sink import PERSIST_EVERY_S
+
+    persist = results["sink"].persist_ms
     lines += [
         "",
-        f"The DjangoSink's flush (positions and a snapshot of every account, one `sync_to_async` call each on "
-        f"asgiref's shared sync thread; the alert writer has its own thread since f611996) took p50 "
-        f"{percentile(flush, 50):.0f} ms, max {max(flush, default=float('nan')):.0f} ms per flush.",
+        f"The engine's flush on the event loop (every second: book figures, live state to the cache and the "
+        f"`risk.changed` push for each account that changed) took p50 {percentile(flush, 50):.0f} ms, p99 "
+        f"{percentile(flush, 99):.0f} ms. The DjangoSink's persistence (Position rows and snapshots of the "
+        f"accounts due, at most every {PERSIST_EVERY_S:g} s each, in one transaction of bulk statements on the "
+        f"sink's own thread) took p50 {percentile(persist, 50):.0f} ms, max "
+        f"{max(persist, default=float('nan')):.0f} ms per batch ({len(persist)} batches).",
         "",
     ]
+    lines += pass_lines(results.get("passes", {}))
     lines += where_the_time_goes(tables, done)
     for mode in modes:
         p99 = percentile(tables[mode][LEG_CLIENT], 99)
@@ -715,10 +747,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", REDIS_URL))
     parser.add_argument("--write-doc", action="store_true", help=f"update '{HEADING}' in docs/PERFORMANCE.md")
+    parser.add_argument(
+        "--pass-accounts", default="200,2000", help="desk sizes for the evaluator's pass alone ('' to skip)"
+    )
+    parser.add_argument("--pass-frames", type=int, default=30)
+    parser.add_argument("--pass-only", action="store_true", help="only the evaluator's pass; no services needed")
     args = parser.parse_args(argv)
     args.crossings += args.crossings % 2  # even: each mode ends with the alert resolved
     command = command_line("bench.alerts", argv)
 
+    sizes = [int(n) for n in args.pass_accounts.split(",") if n]
+    passes = {n: pass_figures(n, args.per_account, args.symbols, args.seed, args.pass_frames) for n in sizes}
+    if args.pass_only:
+        print("\n".join(pass_lines(passes)))
+        return
     from bench.streams import lift_weight_guard
 
     lift_weight_guard()  # 200 accounts x 2 syncs: Binance's weight limit would make start-up take minutes
@@ -751,6 +793,7 @@ def main(argv: list[str] | None = None) -> None:
         "mariadb": mariadb,
         "redis": redis_version,
         "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "passes": passes,
     }
     if os.environ.get("BENCH_DEBUG"):
         for mode, transitions in results["modes"].items():

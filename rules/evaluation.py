@@ -179,6 +179,7 @@ class Evaluator:
         self.evaluations = 0
         self.last_eval_us = 0.0
         self.screened = 0  # accounts the screen found quiet in the last pass
+        self._queued = self._done = 0  # jobs handed to the writer, and written or given up (each has one writer)
 
     async def load(self) -> None:
         ids = list(self.engine.accounts)
@@ -204,7 +205,9 @@ class Evaluator:
         ):
             evaluated += 1
             for change in changes:
-                self.queue.put(self._job(account_id, change, at_ms, self.limits[account_id], risk))
+                job = self._job(account_id, change, at_ms, self.limits[account_id], risk)
+                self._queued += 1  # before the put: drain() must never see a job out and not counted
+                self.queue.put(job)
         self.evaluations += 1
         self.screened = len(account_ids) - evaluated
         self.last_eval_us = (time.perf_counter() - started) * 1e6
@@ -238,6 +241,15 @@ class Evaluator:
         finally:
             self.queue.put(None)
 
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every queued change is written (tests; an orderly shutdown). True when it was."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._done == self._queued:
+                return True
+            time.sleep(0.01)
+        return False
+
     def write_forever(self) -> None:
         """One writer, in order. A failed write (database away) is retried with back-off, not dropped."""
         while (job := self.queue.get()) is not None:
@@ -251,6 +263,7 @@ class Evaluator:
                     # failure it may be dead (database restarted), so the retry opens a fresh one.
                     connection.close()
                     time.sleep(min(30.0, 0.5 * 2**attempt))
+            self._done += 1
         connection.close()
 
     async def reloader(self) -> None:

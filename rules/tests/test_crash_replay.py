@@ -78,16 +78,17 @@ def test_the_crash_raises_warning_then_critical_then_the_action_before_liquidati
         start_at="12:20",
         loop_replay=False,
     )
+    sink = DjangoSink()
     with SimulatorThread(config) as sim:
         engine = StreamEngine(
             accounts=[AccountSpec(account.id, account.name, "demo-key-1", "demo-secret-1")],
             rest_url=sim.base_url,
             ws_url=sim.ws_url,
-            sink=DjangoSink(),
+            sink=sink,
             stale_after_s=5,
             flush_interval_s=0.2,
         )
-        attach(engine)
+        evaluator = attach(engine)
 
         async def liquidated() -> bool:
             return await asyncio.to_thread(
@@ -95,6 +96,9 @@ def test_the_crash_raises_warning_then_critical_then_the_action_before_liquidati
             )
 
         asyncio.run(run_until(engine, liquidated, timeout_s=60))
+    # The alert writer and the sink's persistence have threads of their own: what they hold is
+    # written before the test looks (and before its database goes away).
+    assert evaluator.drain() and sink.drain()
 
     liquidation = OrderLog.objects.get(account=account, order_type="LIQUIDATION")
     [alert] = Alert.objects.filter(account=account, rule="liq_distance")  # escalated, never duplicated
