@@ -259,6 +259,7 @@ def run_inproc(args: argparse.Namespace) -> dict[str, Any]:
             "checks": len(orders),
         }
     results["make"] = _time_make(args.checks)
+    results["module"] = _module_used()
     if args.profile:
         results["profile"] = _cprofile(
             make_orders(random.Random(1), accounts, filters, 50_000, 0.1), market, profile, counters
@@ -296,6 +297,11 @@ def _time(
     }
 
 
+def _module_used() -> str:
+    # The Cython extension when setup built it (scripts/build_checks.py), else the .py.
+    return "compiled (Cython)" if c.COMPILED else "pure Python (no extension built)"
+
+
 def _time_make(n: int) -> dict[str, float]:
     raw = [("BTCUSDT", "BUY", "LIMIT", Decimal("0.015"), Decimal("66950.10"))] * n
     start = time.perf_counter()
@@ -316,6 +322,7 @@ def _cprofile(orders: list, market: c.MarketState, profile: c.GateProfile, count
 
 
 def print_inproc(r: dict[str, Any]) -> None:
+    print(f"rules.checks: {r['module']} ({Path(c.__file__).name})")
     for label in ("all passing", "10 % denied"):
         x = r[label]
         print(
@@ -562,7 +569,7 @@ def _inproc_lines(r: dict, cmd: str) -> list[str]:
     rows = [
         "### In process: `rules.checks.check_order`, one core",
         "",
-        f"Command: `taskset -c 1 {cmd}`",
+        f"Command: `taskset -c 1 {cmd}`; `rules.checks`: {r['module']}; load average {_load_average()}",
         "",
         "| run | checks/s | mean | p50 | p99 | p99.9 | target |",
         "|---|---|---|---|---|---|---|",
@@ -579,6 +586,10 @@ def _inproc_lines(r: dict, cmd: str) -> list[str]:
         "",
     ]
     return rows
+
+
+def _load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _http_lines(r: dict, cmd: str) -> list[str]:

@@ -26,11 +26,24 @@ positions.margin (Decimal) to the cent on random accounts.
 
 Limits are inclusive: a value equal to its limit passes; only beyond it denies (a count
 "including this order" above the cap, a distance below its floor).
+
+Compiled
+--------
+Setup (scripts/build_checks.py) compiles this file with Cython, typed by ``checks.pxd``, into
+``rules/checks.*.so``, which Python imports before the .py. ``COMPILED`` says which one runs.
+The source stays plain Python and is the reference: the check tests run on both
+(rules/tests/test_checks_pure.py). An extension built from another version of this file is
+never used: the source runs instead, with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import math
+import os
+import sys
+import warnings
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -45,6 +58,8 @@ UNIT_EXP = 8
 _UNIT_Q = Decimal("1e-8")
 _CAP = float(RATIO_CAP)
 _INF = math.inf
+# True in the Cython extension (its __file__ is the .so), False when this source runs.
+COMPILED = not __file__.endswith(".py")
 
 ACTIVE, REDUCING, HALTED = 0, 1, 2
 TRADING_STATES = {"ACTIVE": ACTIVE, "REDUCING": REDUCING, "HALTED": HALTED}
@@ -1003,9 +1018,10 @@ def check_order(
     projection = None
     warnings = _NO_WARNINGS
     if mk is not None and table is not None and account.complete:
-        projection = _project(order, account, leg, mk[1], table)
+        figures = _project(order, account, leg, mk[1], table)
+        projection = _tuple_new(Projection, figures)
         if not reduces and p.exposure:
-            warnings = _exposure(p, projection, leg, add)
+            warnings = _exposure(p, figures, leg, add)
 
     if fails and p.off:
         fails = [f for f in fails if f[0] not in p.off]
@@ -1016,9 +1032,10 @@ def _ratio_value(numerator_u: int, mark_u: int) -> Decimal:
     return Decimal(numerator_u) / Decimal(mark_u)
 
 
-def _exposure(p: GateProfile, pr: Projection, leg: Leg | None, add: Any) -> list:
+def _exposure(p: GateProfile, pr: tuple, leg: Leg | None, add: Any) -> list:
     """Critical levels deny; warning levels let the order through with a warning. Unrolled: a
-    loop over (code, limits, value) tuples costs more than the comparisons."""
+    loop over (code, limits, value) tuples costs more than the comparisons. ``pr`` is the plain
+    tuple of the Projection's fields: compiled, indexing a tuple subclass goes through a slow slot."""
     warnings: list = []
     pair = p.pos_notional
     if pair is not None:
@@ -1068,9 +1085,10 @@ def _exposure(p: GateProfile, pr: Projection, leg: Leg | None, add: Any) -> list
 # --------------------------------------------------------------------------- projection
 
 
-def _project(order: Order, a: AccountView, leg: Leg | None, mark: float, table: BracketTable) -> Projection:
-    """The order's position and account after a fill at the conservative price (see docs/ORDER_GATE.md).
-    Straight-line on purpose: it runs for every order, on the sums precomputed without the leg."""
+def _project(order: Order, a: AccountView, leg: Leg | None, mark: float, table: BracketTable) -> tuple:
+    """The order's position and account after a fill at the conservative price (see docs/ORDER_GATE.md),
+    as the Projection's fields in a plain tuple. Straight-line on purpose: it runs for every order, on
+    the sums precomputed without the leg."""
     price = order.price_f
     buy = order.buy
     if price is None:
@@ -1142,9 +1160,7 @@ def _project(order: Order, a: AccountView, leg: Leg | None, mark: float, table: 
     else:
         lp = point[0]
         distance = (mark - lp) / mark if point[1] else (lp - mark) / mark
-    return _tuple_new(
-        Projection, (new, new_entry if new_u else None, f, notional, gross, mb, leverage, ratio, lp, distance)
-    )
+    return (new, new_entry if new_u else None, f, notional, gross, mb, leverage, ratio, lp, distance)
 
 
 def _leg_after(order: Order, hedge: bool, leg: Leg, f: float) -> tuple[float, int, float, float, bool, float]:
@@ -1339,3 +1355,47 @@ def projection_row(pr: Projection | None) -> dict[str, Any] | None:
         "liquidation_price": money(pr.liquidation_price),
         "liquidation_distance": ratio(pr.liquidation_distance),
     }
+
+
+# --------------------------------------------------------------------------- compiled or source
+
+
+def _source_digest(folder: str) -> str:
+    """What scripts/build_checks.py writes to checks.built (must match its ``digest``)."""
+    parts = []
+    for name in ("checks.py", "checks.pxd"):
+        with open(os.path.join(folder, name), "rb") as f:
+            parts.append(f.read())
+    return hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+def _built_from_this_source() -> bool:
+    folder = os.path.dirname(os.path.abspath(__file__))
+    try:
+        with open(os.path.join(folder, "checks.built")) as f:
+            built = f.read().strip()
+        return built == _source_digest(folder)
+    except OSError:
+        return False
+
+
+def _run_source_instead() -> None:
+    # Replacing the sys.modules entry while the extension initialises makes `import` hand out
+    # the source module instead (importlib returns whatever sys.modules holds after exec).
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checks.py")
+    spec = importlib.util.spec_from_file_location(__name__, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[__name__] = module
+    spec.loader.exec_module(module)
+
+
+if COMPILED and not _built_from_this_source():
+    # Someone changed checks.py (or .pxd) after the build: a stale extension must never decide.
+    warnings.warn(
+        "rules/checks extension is older than rules/checks.py: running the source "
+        "(rebuild: .venv/bin/python scripts/build_checks.py)",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    _run_source_instead()
