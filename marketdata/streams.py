@@ -45,6 +45,7 @@ BACKOFF_CAP_S = 30.0
 # pipe full without the herd; the exchange's weight limit is enforced by the adapter.
 REST_CONCURRENCY = 8  # REST fetches (brackets, the first sync) in flight at start-up
 SOCKET_OPEN_CONCURRENCY = 16  # user-data sockets opening (listen key, handshake, re-sync) at once
+SOCKET_OPEN_TIMEOUT_S = 60.0  # for one of them; past it the session restarts with backoff
 MALFORMED = "_malformed"
 
 
@@ -378,7 +379,8 @@ class StreamEngine:
         _skip_bad_json(socket)
         async with contextlib.AsyncExitStack() as stack:
             # Reconnects pass the same gate: after a network blip every socket restarts at once.
-            async with self._opening:
+            # The time limit keeps one stuck handshake or request from holding a place forever.
+            async with self._opening, asyncio.timeout(SOCKET_OPEN_TIMEOUT_S):
                 await stack.enter_async_context(opened(socket))
                 feed.connected, feed.stale = True, False
                 await self.sink.feed_changed(feed, became_stale=False, recovered=True)

@@ -50,7 +50,10 @@ wallet or its brackets change. Per-position distances are derived on read.
 
 * Maintenance margin is the max of the tier lines ``n·mmr_k − cum_k``: the cum
   recurrence makes MM continuous and rising mmr makes it convex, so the max over
-  all tiers equals the tier-selected value (tested in test_margin).
+  all tiers equals the tier-selected value (tested in test_margin). Like the
+  liquidation pieces below, a tick evaluates only the line of the tier found
+  last time and searches all tiers only for positions whose notional left that
+  tier's range (a few hundred of 100k on a full-market tick).
 * Liquidation price. Write equity − MM at price P as ``W' + F(P)`` where
   ``W' = WB − TMM1 + UPNL1`` (or the isolated wallet) and F depends only on the
   position. F is concave and piecewise linear, so it is the min of its pieces'
@@ -79,6 +82,13 @@ to Decimal at the boundary: money and prices with 8 decimals, ratios with 12.
 Structural changes (a new position or liquidation unit, a removed one) rebuild
 the lookup indexes lazily on the next tick, O(N log N): a few ms per 100k
 positions. A quantity change of an existing position is not structural.
+
+A full-market tick (``!markPrice@arr``, every ~second) takes its own path: it
+writes each slot's pool contributions straight into their stored rows, sums the
+pools over runs of neighbouring slots (a sync loads an account's positions into
+consecutive slots), and reads the per-unit and per-pair tables as contiguous
+field-major rows; a single-symbol tick gathers only the units of the pools it
+touches (pair pieces are also kept pair-major for that gather).
 """
 
 from __future__ import annotations
