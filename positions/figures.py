@@ -77,15 +77,15 @@ class PositionInput:
             raise ValueError(f"{self.symbol}: side must be one of {SIDES}, got {self.side!r}")
         _require_decimal(f"{self.symbol} qty", self.qty)
         if self.qty == 0 or (self.side != "BOTH" and self.qty < 0):
-            raise ValueError(f"{self.symbol} {self.side}: qty must be non-zero (and > 0 for a hedge leg), "
-                             f"got {self.qty}")
+            raise ValueError(
+                f"{self.symbol} {self.side}: qty must be non-zero (and > 0 for a hedge leg), got {self.qty}"
+            )
         _require_positive(f"{self.symbol} entry_price", self.entry_price)
         _require_positive(f"{self.symbol} mark_price", self.mark_price)
         if not _is_int(self.leverage) or self.leverage < 1:
             raise ValueError(f"{self.symbol}: leverage must be an int >= 1, got {self.leverage!r}")
         if self.margin_type not in MARGIN_TYPES:
-            raise ValueError(f"{self.symbol}: margin_type must be one of {MARGIN_TYPES}, "
-                             f"got {self.margin_type!r}")
+            raise ValueError(f"{self.symbol}: margin_type must be one of {MARGIN_TYPES}, got {self.margin_type!r}")
         _require_decimal(f"{self.symbol} isolated_wallet", self.isolated_wallet)
         if self.margin_type == "cross" and self.isolated_wallet != 0:
             raise ValueError(f"{self.symbol}: a cross position has no isolated wallet")
@@ -256,7 +256,10 @@ def _leg_kwargs(legs: Sequence[PositionInput]) -> dict[str, Decimal]:
 
 
 def position_liquidation(
-    *, position: PositionInput, positions: Sequence[PositionInput], cross_wallet_balance: Decimal,
+    *,
+    position: PositionInput,
+    positions: Sequence[PositionInput],
+    cross_wallet_balance: Decimal,
     brackets: BracketTables,
 ) -> LiquidationPoint | None:
     """Liquidation price of ``position`` within its account's ``positions``.
@@ -269,15 +272,16 @@ def position_liquidation(
     check_positions(positions)
     table = _brackets_for(position.symbol, brackets)
     if position.margin_type == "isolated":
-        return liquidation_point(wallet_balance=position.isolated_wallet, brackets=table,
-                                 **_leg_kwargs([position]))
+        return liquidation_point(wallet_balance=position.isolated_wallet, brackets=table, **_leg_kwargs([position]))
     pool = [p for p in positions if p.margin_type == "cross" and p.margin_asset == position.margin_asset]
     legs = [p for p in pool if p.symbol == position.symbol]
     if position not in legs:
         raise ValueError(f"{position.symbol} {position.side}: position is not in positions")
     others = [p for p in pool if p.symbol != position.symbol]
     return liquidation_point(
-        wallet_balance=cross_wallet_balance, brackets=table, **_leg_kwargs(legs),
+        wallet_balance=cross_wallet_balance,
+        brackets=table,
+        **_leg_kwargs(legs),
         other_maint_margin=total_maint_margin(positions=others, brackets=brackets),
         other_unrealized_pnl=total_unrealized_pnl(others),
     )
@@ -316,7 +320,11 @@ class AssetFigures:
 
 
 def asset_figures(
-    *, asset: str, cross_wallet_balance: Decimal, positions: Sequence[PositionInput], brackets: BracketTables,
+    *,
+    asset: str,
+    cross_wallet_balance: Decimal,
+    positions: Sequence[PositionInput],
+    brackets: BracketTables,
 ) -> AssetFigures:
     """Figures of one pool; ``positions`` are filtered to ``asset`` here."""
     _require_decimal(f"{asset} cross_wallet_balance", cross_wallet_balance)
@@ -332,12 +340,21 @@ def asset_figures(
         cross_mm = total_maint_margin(positions=cross, brackets=brackets)
         cross_mb = cross_wallet_balance + total_unrealized_pnl(cross)
         return AssetFigures(
-            asset=asset, cross_wallet_balance=cross_wallet_balance, isolated_wallet_balance=isolated_wallet,
-            wallet_balance=wallet, unrealized_pnl=upnl, margin_balance=wallet + upnl, maint_margin=mm,
-            margin_ratio=capped_ratio(mm, wallet + upnl), cross_margin_balance=cross_mb,
-            cross_maint_margin=cross_mm, cross_margin_ratio=capped_ratio(cross_mm, cross_mb),
-            initial_margin=im, utilization=capped_ratio(im, wallet + upnl),
-            gross_exposure=gross_exposure(mine), net_exposure=net_exposure(mine),
+            asset=asset,
+            cross_wallet_balance=cross_wallet_balance,
+            isolated_wallet_balance=isolated_wallet,
+            wallet_balance=wallet,
+            unrealized_pnl=upnl,
+            margin_balance=wallet + upnl,
+            maint_margin=mm,
+            margin_ratio=capped_ratio(mm, wallet + upnl),
+            cross_margin_balance=cross_mb,
+            cross_maint_margin=cross_mm,
+            cross_margin_ratio=capped_ratio(cross_mm, cross_mb),
+            initial_margin=im,
+            utilization=capped_ratio(im, wallet + upnl),
+            gross_exposure=gross_exposure(mine),
+            net_exposure=net_exposure(mine),
         )
 
 
@@ -365,7 +382,10 @@ class AccountFigures:
 
 
 def account_figures(
-    *, wallet_balances: Mapping[str, Decimal], positions: Sequence[PositionInput], brackets: BracketTables,
+    *,
+    wallet_balances: Mapping[str, Decimal],
+    positions: Sequence[PositionInput],
+    brackets: BracketTables,
 ) -> AccountFigures:
     """All figures of one account. ``wallet_balances`` maps margin asset → cross wallet
     balance; a position in an asset with no wallet raises (never guess a 0)."""
@@ -373,8 +393,10 @@ def account_figures(
     missing = {p.margin_asset for p in positions} - set(wallet_balances)
     if missing:
         raise ValueError(f"no wallet balance for margin asset(s) {sorted(missing)}")
-    per_asset = {asset: asset_figures(asset=asset, cross_wallet_balance=wallet, positions=positions,
-                                      brackets=brackets) for asset, wallet in wallet_balances.items()}
+    per_asset = {
+        asset: asset_figures(asset=asset, cross_wallet_balance=wallet, positions=positions, brackets=brackets)
+        for asset, wallet in wallet_balances.items()
+    }
     pools = list(per_asset.values())
     mb = _sum(a.margin_balance for a in pools)
     mm = _sum(a.maint_margin for a in pools)
@@ -382,10 +404,16 @@ def account_figures(
     return AccountFigures(
         wallet_balance=_sum(a.wallet_balance for a in pools),
         unrealized_pnl=_sum(a.unrealized_pnl for a in pools),
-        margin_balance=mb, maint_margin=mm, margin_ratio=capped_ratio(mm, mb),
+        margin_balance=mb,
+        maint_margin=mm,
+        margin_ratio=capped_ratio(mm, mb),
         cross_margin_ratio=max((a.cross_margin_ratio for a in pools), default=ZERO),
-        initial_margin=im, utilization=capped_ratio(im, mb),
-        gross_exposure=gross_exposure(positions), net_exposure=net_exposure(positions),
-        largest_symbol_share=largest_symbol_share(positions), herfindahl=herfindahl(positions),
-        symbol_exposures=symbol_exposures(positions), per_asset=per_asset,
+        initial_margin=im,
+        utilization=capped_ratio(im, mb),
+        gross_exposure=gross_exposure(positions),
+        net_exposure=net_exposure(positions),
+        largest_symbol_share=largest_symbol_share(positions),
+        herfindahl=herfindahl(positions),
+        symbol_exposures=symbol_exposures(positions),
+        per_asset=per_asset,
     )

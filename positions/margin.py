@@ -204,8 +204,7 @@ def brackets_from_binance(rows: list[dict]) -> list[Bracket]:
     for i, row in enumerate(rows):
         number = row.get("bracket")
         if number is not None and number != i + 1:
-            raise ValueError(f"bracket row {i + 1}: bracket number {number!r} out of order "
-                             f"(expected {i + 1})")
+            raise ValueError(f"bracket row {i + 1}: bracket number {number!r} out of order (expected {i + 1})")
     check_brackets(table)
     return table
 
@@ -248,11 +247,20 @@ class _Leg:
 
 
 def _legs(
-    *, qty_both: Decimal, entry_both: Decimal, qty_long: Decimal, entry_long: Decimal,
-    qty_short: Decimal, entry_short: Decimal,
+    *,
+    qty_both: Decimal,
+    entry_both: Decimal,
+    qty_long: Decimal,
+    entry_long: Decimal,
+    qty_short: Decimal,
+    entry_short: Decimal,
 ) -> list[_Leg]:
-    for name, value in (("qty_both", qty_both), ("entry_both", entry_both), ("entry_long", entry_long),
-                        ("entry_short", entry_short)):
+    for name, value in (
+        ("qty_both", qty_both),
+        ("entry_both", entry_both),
+        ("entry_long", entry_long),
+        ("entry_short", entry_short),
+    ):
         _require_decimal(name, value)
     _require_non_negative("qty_long", qty_long)
     _require_non_negative("qty_short", qty_short)
@@ -281,9 +289,7 @@ def _tier_intervals(legs: Sequence[_Leg], table: Sequence[Bracket]) -> list[_Int
     other combinations of the up-to 12 × 12 possible ones are never consistent,
     so sweeping these (at most 2·12 − 1) intervals is the complete search.
     """
-    events = sorted(
-        (b.floor / leg.qty, li, k) for li, leg in enumerate(legs) for k, b in enumerate(table[1:], 1)
-    )
+    events = sorted((b.floor / leg.qty, li, k) for li, leg in enumerate(legs) for k, b in enumerate(table[1:], 1))
     tiers = [0] * len(legs)
     intervals: list[_Interval] = []
     low = ZERO
@@ -330,30 +336,48 @@ def _solve(wallet: Decimal, legs: Sequence[_Leg], table: Sequence[Bracket]) -> L
 
 
 def liquidation_point(
-    *, wallet_balance: Decimal, brackets: Sequence[Bracket],
-    qty_both: Decimal = ZERO, entry_both: Decimal = ZERO,
-    qty_long: Decimal = ZERO, entry_long: Decimal = ZERO,
-    qty_short: Decimal = ZERO, entry_short: Decimal = ZERO,
-    other_maint_margin: Decimal = ZERO, other_unrealized_pnl: Decimal = ZERO,
+    *,
+    wallet_balance: Decimal,
+    brackets: Sequence[Bracket],
+    qty_both: Decimal = ZERO,
+    entry_both: Decimal = ZERO,
+    qty_long: Decimal = ZERO,
+    entry_long: Decimal = ZERO,
+    qty_short: Decimal = ZERO,
+    entry_short: Decimal = ZERO,
+    other_maint_margin: Decimal = ZERO,
+    other_unrealized_pnl: Decimal = ZERO,
 ) -> LiquidationPoint | None:
     """Like ``liquidation_price`` but also says whether a fall or a rise reaches it."""
     _require_decimal("wallet_balance", wallet_balance)
     _require_non_negative("other_maint_margin", other_maint_margin)
     _require_decimal("other_unrealized_pnl", other_unrealized_pnl)
     table = check_brackets(brackets)
-    legs = _legs(qty_both=qty_both, entry_both=entry_both, qty_long=qty_long, entry_long=entry_long,
-                 qty_short=qty_short, entry_short=entry_short)
+    legs = _legs(
+        qty_both=qty_both,
+        entry_both=entry_both,
+        qty_long=qty_long,
+        entry_long=entry_long,
+        qty_short=qty_short,
+        entry_short=entry_short,
+    )
     with localcontext() as ctx:
         ctx.prec = PRECISION
         return _solve(wallet_balance - other_maint_margin + other_unrealized_pnl, legs, table)
 
 
 def liquidation_price(
-    *, wallet_balance: Decimal, brackets: Sequence[Bracket],
-    qty_both: Decimal = ZERO, entry_both: Decimal = ZERO,
-    qty_long: Decimal = ZERO, entry_long: Decimal = ZERO,
-    qty_short: Decimal = ZERO, entry_short: Decimal = ZERO,
-    other_maint_margin: Decimal = ZERO, other_unrealized_pnl: Decimal = ZERO,
+    *,
+    wallet_balance: Decimal,
+    brackets: Sequence[Bracket],
+    qty_both: Decimal = ZERO,
+    entry_both: Decimal = ZERO,
+    qty_long: Decimal = ZERO,
+    entry_long: Decimal = ZERO,
+    qty_short: Decimal = ZERO,
+    entry_short: Decimal = ZERO,
+    other_maint_margin: Decimal = ZERO,
+    other_unrealized_pnl: Decimal = ZERO,
 ) -> Decimal | None:
     """Binance's liquidation price (FAQ closed form with tier re-selection), unrounded.
 
@@ -367,9 +391,16 @@ def liquidation_price(
     short, the account is already below maintenance at every price.
     """
     point = liquidation_point(
-        wallet_balance=wallet_balance, brackets=brackets, qty_both=qty_both, entry_both=entry_both,
-        qty_long=qty_long, entry_long=entry_long, qty_short=qty_short, entry_short=entry_short,
-        other_maint_margin=other_maint_margin, other_unrealized_pnl=other_unrealized_pnl,
+        wallet_balance=wallet_balance,
+        brackets=brackets,
+        qty_both=qty_both,
+        entry_both=entry_both,
+        qty_long=qty_long,
+        entry_long=entry_long,
+        qty_short=qty_short,
+        entry_short=entry_short,
+        other_maint_margin=other_maint_margin,
+        other_unrealized_pnl=other_unrealized_pnl,
     )
     return None if point is None else point.price
 

@@ -45,10 +45,17 @@ def cents(value: Decimal | None) -> Decimal | None:
 
 
 # The 2020-21 tables the Binance FAQ example uses (reference §1.5 "older copies").
-FAQ_BTC = table(("50000", "0.004", "0"), ("250000", "0.005", "50"), ("1000000", "0.01", "1300"),
-                ("10000000", "0.025", "16300"))
-FAQ_ETH = table(("10000", "0.005", "0"), ("100000", "0.0065", "15"), ("500000", "0.01", "365"),
-                ("1000000", "0.02", "5365"), ("2000000", "0.05", "35365"), ("5000000", "0.10", "135365"))
+FAQ_BTC = table(
+    ("50000", "0.004", "0"), ("250000", "0.005", "50"), ("1000000", "0.01", "1300"), ("10000000", "0.025", "16300")
+)
+FAQ_ETH = table(
+    ("10000", "0.005", "0"),
+    ("100000", "0.0065", "15"),
+    ("500000", "0.01", "365"),
+    ("1000000", "0.02", "5365"),
+    ("2000000", "0.05", "35365"),
+    ("5000000", "0.10", "135365"),
+)
 FAQ_WB = D("1535443.01")
 BTC_QTY, BTC_ENTRY, BTC_MARK = D("109.488"), D("32481.98"), D("31967.27")
 ETH_QTY, ETH_ENTRY, ETH_MARK = D("3683.979"), D("1456.84"), D("1335.18")
@@ -60,16 +67,28 @@ ETH_QTY, ETH_ENTRY, ETH_MARK = D("3683.979"), D("1456.84"), D("1335.18")
 def test_faq_eth_cross_liquidation_price_is_1153_26() -> None:
     btc_mm = maintenance_margin(BTC_QTY * BTC_MARK, FAQ_BTC)
     assert btc_mm == D("71200.81144400")
-    lp = liquidation_price(wallet_balance=FAQ_WB, brackets=FAQ_ETH, qty_both=ETH_QTY, entry_both=ETH_ENTRY,
-                           other_maint_margin=btc_mm, other_unrealized_pnl=D("-56354.57"))
+    lp = liquidation_price(
+        wallet_balance=FAQ_WB,
+        brackets=FAQ_ETH,
+        qty_both=ETH_QTY,
+        entry_both=ETH_ENTRY,
+        other_maint_margin=btc_mm,
+        other_unrealized_pnl=D("-56354.57"),
+    )
     assert cents(lp) == D("1153.26")
 
 
 def test_faq_btc_cross_liquidation_price_is_26316_89() -> None:
     eth_mm = maintenance_margin(ETH_QTY * ETH_MARK, FAQ_ETH)
     assert eth_mm.quantize(D("0.001")) == D("356512.508")
-    lp = liquidation_price(wallet_balance=FAQ_WB, brackets=FAQ_BTC, qty_both=BTC_QTY, entry_both=BTC_ENTRY,
-                           other_maint_margin=eth_mm, other_unrealized_pnl=ETH_QTY * (ETH_MARK - ETH_ENTRY))
+    lp = liquidation_price(
+        wallet_balance=FAQ_WB,
+        brackets=FAQ_BTC,
+        qty_both=BTC_QTY,
+        entry_both=BTC_ENTRY,
+        other_maint_margin=eth_mm,
+        other_unrealized_pnl=ETH_QTY * (ETH_MARK - ETH_ENTRY),
+    )
     assert cents(lp) == D("26316.89")
 
 
@@ -95,42 +114,95 @@ def test_faq_distance_for_eth_is_13_63_percent() -> None:
 
 OWN_VECTORS = [
     # isolated one-way long: 107950 / 1.99; notional 108.5k is tier 2 (0.5 % / 50)
-    ("isolated long", "BTCUSDT", dict(wallet_balance=D("12000"), qty_both=D("2"), entry_both=D("60000")),
-     D("54246.23"), True),
+    (
+        "isolated long",
+        "BTCUSDT",
+        dict(wallet_balance=D("12000"), qty_both=D("2"), entry_both=D("60000")),
+        D("54246.23"),
+        True,
+    ),
     # isolated one-way short: 131300 / 50.25; notional 130.6k is tier 2
-    ("isolated short", "ETHUSDT", dict(wallet_balance=D("6250"), qty_both=D("-50"), entry_both=D("2500")),
-     D("2612.94"), False),
+    (
+        "isolated short",
+        "ETHUSDT",
+        dict(wallet_balance=D("6250"), qty_both=D("-50"), entry_both=D("2500")),
+        D("2612.94"),
+        False,
+    ),
     # cross one-way long with another contract: W' = 20000 − 255 − 1000; 281205 / 99.5
-    ("cross long", "ETHUSDT", dict(wallet_balance=D("20000"), qty_both=D("100"), entry_both=D("3000"),
-                                   other_maint_margin=D("255"), other_unrealized_pnl=D("-1000")),
-     D("2826.18"), True),
+    (
+        "cross long",
+        "ETHUSDT",
+        dict(
+            wallet_balance=D("20000"),
+            qty_both=D("100"),
+            entry_both=D("3000"),
+            other_maint_margin=D("255"),
+            other_unrealized_pnl=D("-1000"),
+        ),
+        D("2826.18"),
+        True,
+    ),
     # cross short opened in tier 4 (10M, 1 %): tier 4 gives 64413.12 → 12.88M, i.e. tier 5,
     # so re-selected: 13131450 / 204 = 64369.85 → 12.87M, tier 5 (2 % / 131450) consistent
-    ("reselect up one tier", "BTCUSDT", dict(wallet_balance=D("3000000"), qty_both=D("-200"),
-                                             entry_both=D("50000")), D("64369.85"), False),
+    (
+        "reselect up one tier",
+        "BTCUSDT",
+        dict(wallet_balance=D("3000000"), qty_both=D("-200"), entry_both=D("50000")),
+        D("64369.85"),
+        False,
+    ),
     # long opened at 60M (tier 5); tier 5 gives 376 → 376k (tier 2); tier 2: 499950 / 995 = 502.46 → 502k ✓.
     # Skips tiers 4 and 3 entirely.
-    ("reselect down three tiers", "BTCUSDT", dict(wallet_balance=D("59500000"), qty_both=D("1000"),
-                                                  entry_both=D("60000")), D("502.46"), True),
+    (
+        "reselect down three tiers",
+        "BTCUSDT",
+        dict(wallet_balance=D("59500000"), qty_both=D("1000"), entry_both=D("60000")),
+        D("502.46"),
+        True,
+    ),
     # cross hedge: long 3 @ 60000, short 1 @ 62000, W 10000. Naive (long tier 2, short tier 1) gives
     # 54493.69 with the short at 54.5k notional = tier 2, inconsistent; (2, 2): 107900 / 1.98
-    ("cross hedge net long", "BTCUSDT",
-     dict(wallet_balance=D("10000"), qty_long=D("3"), entry_long=D("60000"), qty_short=D("1"),
-          entry_short=D("62000")), D("54494.95"), True),
+    (
+        "cross hedge net long",
+        "BTCUSDT",
+        dict(
+            wallet_balance=D("10000"), qty_long=D("3"), entry_long=D("60000"), qty_short=D("1"), entry_short=D("62000")
+        ),
+        D("54494.95"),
+        True,
+    ),
     # cross hedge net short: long 1 @ 60000, short 3 @ 60000, W 30000: (2, 2): 150100 / 2.02
-    ("cross hedge net short", "BTCUSDT",
-     dict(wallet_balance=D("30000"), qty_long=D("1"), entry_long=D("60000"), qty_short=D("3"),
-          entry_short=D("60000")), D("74306.93"), False),
+    (
+        "cross hedge net short",
+        "BTCUSDT",
+        dict(
+            wallet_balance=D("30000"), qty_long=D("1"), entry_long=D("60000"), qty_short=D("3"), entry_short=D("60000")
+        ),
+        D("74306.93"),
+        False,
+    ),
     # isolated hedge legs, each with its own wallet: 161950 / 2.985 and 68250 / 1.005
-    ("isolated hedge long leg", "BTCUSDT",
-     dict(wallet_balance=D("18000"), qty_long=D("3"), entry_long=D("60000")), D("54254.61"), True),
-    ("isolated hedge short leg", "BTCUSDT", dict(wallet_balance=D("6200"), qty_short=D("1"),
-                                                 entry_short=D("62000")), D("67910.45"), False),
+    (
+        "isolated hedge long leg",
+        "BTCUSDT",
+        dict(wallet_balance=D("18000"), qty_long=D("3"), entry_long=D("60000")),
+        D("54254.61"),
+        True,
+    ),
+    (
+        "isolated hedge short leg",
+        "BTCUSDT",
+        dict(wallet_balance=D("6200"), qty_short=D("1"), entry_short=D("62000")),
+        D("67910.45"),
+        False,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "symbol", "kwargs", "expected", "on_fall"), OWN_VECTORS,
-                         ids=[v[0] for v in OWN_VECTORS])
+@pytest.mark.parametrize(
+    ("name", "symbol", "kwargs", "expected", "on_fall"), OWN_VECTORS, ids=[v[0] for v in OWN_VECTORS]
+)
 def test_own_vectors(name: str, symbol: str, kwargs: dict, expected: Decimal, on_fall: bool) -> None:
     point = liquidation_point(brackets=TABLES[symbol], **kwargs)
     assert point is not None
@@ -142,13 +214,19 @@ def test_own_vectors(name: str, symbol: str, kwargs: dict, expected: Decimal, on
 
 def test_long_fully_covered_by_wallet_has_no_liquidation_price() -> None:
     # Binance shows "--": a 1x long cannot be liquidated.
-    assert liquidation_price(wallet_balance=D("60000"), brackets=TABLES["BTCUSDT"], qty_both=D("1"),
-                             entry_both=D("60000")) is None
+    assert (
+        liquidation_price(wallet_balance=D("60000"), brackets=TABLES["BTCUSDT"], qty_both=D("1"), entry_both=D("60000"))
+        is None
+    )
 
 
 def test_short_already_bankrupt_at_every_price_has_no_liquidation_price() -> None:
-    assert liquidation_price(wallet_balance=D("-70000"), brackets=TABLES["BTCUSDT"], qty_both=D("-1"),
-                             entry_both=D("60000")) is None
+    assert (
+        liquidation_price(
+            wallet_balance=D("-70000"), brackets=TABLES["BTCUSDT"], qty_both=D("-1"), entry_both=D("60000")
+        )
+        is None
+    )
 
 
 # --------------------------------------------------------------------------- oracles for the properties
@@ -161,9 +239,11 @@ def equity_minus_mm(price: Decimal, brackets: tuple[Bracket, ...], kwargs: dict)
         get = kwargs.get
         balance = get("wallet_balance") - get("other_maint_margin", ZERO) + get("other_unrealized_pnl", ZERO)
         mm = ZERO
-        legs = [(get("qty_both", ZERO), get("entry_both", ZERO)),
-                (get("qty_long", ZERO), get("entry_long", ZERO)),
-                (-get("qty_short", ZERO), get("entry_short", ZERO))]
+        legs = [
+            (get("qty_both", ZERO), get("entry_both", ZERO)),
+            (get("qty_long", ZERO), get("entry_long", ZERO)),
+            (-get("qty_short", ZERO), get("entry_short", ZERO)),
+        ]
         for signed_qty, entry in legs:
             if signed_qty:
                 balance += signed_qty * (price - entry)
@@ -176,8 +256,9 @@ def assert_equity_equals_mm(price: Decimal, brackets: tuple[Bracket, ...], kwarg
     assert abs(balance - mm) <= D("1e-8") * max(mm, D(1)), (balance, mm)
 
 
-def faq_reselection_one_way(wallet: Decimal, qty: Decimal, entry: Decimal,
-                            brackets: tuple[Bracket, ...]) -> Decimal | None:
+def faq_reselection_one_way(
+    wallet: Decimal, qty: Decimal, entry: Decimal, brackets: tuple[Bracket, ...]
+) -> Decimal | None:
     """The reference's loop: try each tier, keep the one consistent at the result (§1.3)."""
     side, q_abs = (1 if qty > 0 else -1), abs(qty)
     with localcontext() as ctx:
@@ -241,7 +322,7 @@ def hedge(draw: st.DrawFn) -> dict:
     kwargs["wallet_balance"] = ((ql * el + qs * es) * draw(st.integers(-200, 1000)) / 1000).quantize(CENT)
     if draw(st.booleans()):
         kwargs["other_maint_margin"] = D(draw(st.integers(0, 10**8))) / 100
-        kwargs["other_unrealized_pnl"] = D(draw(st.integers(-10**8, 10**8))) / 100
+        kwargs["other_unrealized_pnl"] = D(draw(st.integers(-(10**8), 10**8))) / 100
     return kwargs
 
 
@@ -263,8 +344,9 @@ def test_one_way_equity_equals_mm_at_the_liquidation_price(symbol: str, kwargs: 
 @PROPERTY
 @given(one_way())
 def test_one_way_matches_the_faq_reselection_loop(symbol: str, kwargs: dict) -> None:
-    expected = faq_reselection_one_way(kwargs["wallet_balance"], kwargs["qty_both"], kwargs["entry_both"],
-                                       TABLES[symbol])
+    expected = faq_reselection_one_way(
+        kwargs["wallet_balance"], kwargs["qty_both"], kwargs["entry_both"], TABLES[symbol]
+    )
     assert cents(liquidation_price(brackets=TABLES[symbol], **kwargs)) == cents(expected)
 
 
@@ -273,8 +355,9 @@ def test_one_way_matches_the_faq_reselection_loop(symbol: str, kwargs: dict) -> 
 @given(hedge())
 def test_hedge_returns_the_lowest_tier_consistent_root(symbol: str, kwargs: dict) -> None:
     brackets = TABLES[symbol]
-    wallet = kwargs["wallet_balance"] - kwargs.get("other_maint_margin", ZERO) + kwargs.get(
-        "other_unrealized_pnl", ZERO)
+    wallet = (
+        kwargs["wallet_balance"] - kwargs.get("other_maint_margin", ZERO) + kwargs.get("other_unrealized_pnl", ZERO)
+    )
     roots = all_hedge_roots(wallet, kwargs, brackets)
     point = liquidation_point(brackets=brackets, **kwargs)
     if not roots:
@@ -405,8 +488,7 @@ def test_every_fixture_symbol_parses_exactly() -> None:
 
 
 def test_json_floats_are_read_through_str() -> None:
-    rows = [dict(bracket=1, initialLeverage=20, notionalFloor=0, notionalCap=1000, maintMarginRatio=0.1,
-                 cum=0.0)]
+    rows = [dict(bracket=1, initialLeverage=20, notionalFloor=0, notionalCap=1000, maintMarginRatio=0.1, cum=0.0)]
     assert brackets_from_binance(rows)[0].mmr == D("0.1")  # not 0.1000000000000000055...
 
 
@@ -416,30 +498,31 @@ def broken(index: int, **changes: object) -> list[dict]:
     return rows
 
 
-@pytest.mark.parametrize(("rows", "message"), [
-    ([], "non-empty"),
-    ("BTCUSDT", "non-empty"),
-    (["x"], "bracket row 1: expected a dict"),
-    (broken(2, cum=951.0), "bracket 3: cum 951.0 breaks the recurrence"),
-    (broken(3, notionalFloor=3000001), r"bracket 4: floor 3000001 != previous cap"),
-    (broken(1, bracket=3), "bracket row 2: bracket number 3 out of order"),
-    (list(reversed(fixture_rows())), "bracket row 1: bracket number 12 out of order"),
-    ([{k: v for k, v in r.items() if k != "bracket"} for r in reversed(fixture_rows())],
-     "floor and cum must be 0"),
-    (broken(0, maintMarginRatio=float("nan")), "bracket row 1 .*must be finite"),
-    (broken(0, maintMarginRatio=float("inf")), "bracket row 1 .*must be finite"),
-    (broken(0, maintMarginRatio="abc"), "not a number"),
-    (broken(0, maintMarginRatio="NaN"), "must be finite"),
-    (broken(0, maintMarginRatio=True), "must be a number"),
-    (broken(0, maintMarginRatio=None), "must be a number"),
-    (broken(0, maintMarginRatio=1.5), r"mmr must be in \(0, 1\)"),
-    (broken(0, initialLeverage=12.5), "initialLeverage must be an int"),
-    (broken(0, initialLeverage=0), "max_leverage must be an int >= 1"),
-    (broken(4, notionalCap=12000000), "cap"),
-    ([{k: v for k, v in fixture_rows()[0].items() if k != "cum"}], r"missing fields \['cum'\]"),
-    (broken(5, maintMarginRatio=0.015, cum=131450.0 - 60000.0),
-     "bracket 6: maintMarginRatio 0.015 < previous"),
-])
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([], "non-empty"),
+        ("BTCUSDT", "non-empty"),
+        (["x"], "bracket row 1: expected a dict"),
+        (broken(2, cum=951.0), "bracket 3: cum 951.0 breaks the recurrence"),
+        (broken(3, notionalFloor=3000001), r"bracket 4: floor 3000001 != previous cap"),
+        (broken(1, bracket=3), "bracket row 2: bracket number 3 out of order"),
+        (list(reversed(fixture_rows())), "bracket row 1: bracket number 12 out of order"),
+        ([{k: v for k, v in r.items() if k != "bracket"} for r in reversed(fixture_rows())], "floor and cum must be 0"),
+        (broken(0, maintMarginRatio=float("nan")), "bracket row 1 .*must be finite"),
+        (broken(0, maintMarginRatio=float("inf")), "bracket row 1 .*must be finite"),
+        (broken(0, maintMarginRatio="abc"), "not a number"),
+        (broken(0, maintMarginRatio="NaN"), "must be finite"),
+        (broken(0, maintMarginRatio=True), "must be a number"),
+        (broken(0, maintMarginRatio=None), "must be a number"),
+        (broken(0, maintMarginRatio=1.5), r"mmr must be in \(0, 1\)"),
+        (broken(0, initialLeverage=12.5), "initialLeverage must be an int"),
+        (broken(0, initialLeverage=0), "max_leverage must be an int >= 1"),
+        (broken(4, notionalCap=12000000), "cap"),
+        ([{k: v for k, v in fixture_rows()[0].items() if k != "cum"}], r"missing fields \['cum'\]"),
+        (broken(5, maintMarginRatio=0.015, cum=131450.0 - 60000.0), "bracket 6: maintMarginRatio 0.015 < previous"),
+    ],
+)
 def test_brackets_from_binance_rejects_bad_tables(rows: list, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         brackets_from_binance(rows)
@@ -451,24 +534,40 @@ def good_bracket(**changes: object) -> Bracket:
     return Bracket(**fields)
 
 
-@pytest.mark.parametrize("changes", [
-    dict(floor=0), dict(cap=100.0), dict(mmr=True), dict(cum=D("NaN")), dict(cap=D("Infinity")),
-    dict(floor=D(-1)), dict(cap=D(0)), dict(mmr=D(0)), dict(mmr=D(1)), dict(cum=D(-1)),
-    dict(max_leverage=True), dict(max_leverage=0), dict(max_leverage=2.0),
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(floor=0),
+        dict(cap=100.0),
+        dict(mmr=True),
+        dict(cum=D("NaN")),
+        dict(cap=D("Infinity")),
+        dict(floor=D(-1)),
+        dict(cap=D(0)),
+        dict(mmr=D(0)),
+        dict(mmr=D(1)),
+        dict(cum=D(-1)),
+        dict(max_leverage=True),
+        dict(max_leverage=0),
+        dict(max_leverage=2.0),
+    ],
+)
 def test_bracket_rejects_bad_fields(changes: dict) -> None:
     with pytest.raises(ValueError):
         good_bracket(**changes)
 
 
-@pytest.mark.parametrize(("brackets", "message"), [
-    ((), "non-empty"),
-    (None, "non-empty"),
-    ([good_bracket(), "x"], "bracket 2: expected Bracket"),
-    ([good_bracket(floor=D(1), cap=D(100))], "floor and cum must be 0"),
-    ([good_bracket(), good_bracket(floor=D(101), cap=D(200), mmr=D("0.02"), cum=D(1))], "gap or overlap"),
-    ([good_bracket(), good_bracket(floor=D(100), cap=D(200), mmr=D("0.02"), cum=D(2))], "recurrence"),
-])
+@pytest.mark.parametrize(
+    ("brackets", "message"),
+    [
+        ((), "non-empty"),
+        (None, "non-empty"),
+        ([good_bracket(), "x"], "bracket 2: expected Bracket"),
+        ([good_bracket(floor=D(1), cap=D(100))], "floor and cum must be 0"),
+        ([good_bracket(), good_bracket(floor=D(101), cap=D(200), mmr=D("0.02"), cum=D(1))], "gap or overlap"),
+        ([good_bracket(), good_bracket(floor=D(100), cap=D(200), mmr=D("0.02"), cum=D(2))], "recurrence"),
+    ],
+)
 def test_check_brackets_rejects_bad_sequences(brackets: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_brackets(brackets)  # type: ignore[arg-type]
@@ -481,29 +580,32 @@ BTC = TABLES["BTCUSDT"]
 GOOD_LP = dict(wallet_balance=D("1000"), brackets=BTC, qty_both=D("1"), entry_both=D("60000"))
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    (dict(wallet_balance=1000), "wallet_balance must be a Decimal, got int"),
-    (dict(wallet_balance=1000.0), "wallet_balance must be a Decimal, got float"),
-    (dict(wallet_balance=True), "wallet_balance must be a Decimal, got bool"),
-    (dict(wallet_balance=D("NaN")), "wallet_balance must be finite"),
-    (dict(wallet_balance=D("Infinity")), "wallet_balance must be finite"),
-    (dict(qty_both=1.0), "qty_both must be a Decimal"),
-    (dict(entry_both=D("-Infinity")), "entry_both must be finite"),
-    (dict(entry_both=ZERO), "entry_both must be > 0"),
-    (dict(qty_both=ZERO), "no position"),
-    (dict(qty_both=ZERO, qty_long=D("-1"), entry_long=D("1")), "qty_long must be >= 0"),
-    (dict(qty_both=ZERO, qty_short=D("-1"), entry_short=D("1")), "qty_short must be >= 0"),
-    (dict(qty_long=D("1"), entry_long=D("1")), "not both"),
-    (dict(qty_both=ZERO, qty_long=D("1")), "entry_long must be > 0"),
-    (dict(qty_both=ZERO, qty_short=D("1"), entry_short=D("-5")), "entry_short must be > 0"),
-    (dict(qty_both=ZERO, qty_short=D("1"), entry_short=1), "entry_short must be a Decimal"),
-    (dict(other_maint_margin=D("-1")), "other_maint_margin must be >= 0"),
-    (dict(other_maint_margin=5), "other_maint_margin must be a Decimal"),
-    (dict(other_unrealized_pnl=D("sNaN")), "other_unrealized_pnl must be finite"),
-    (dict(other_unrealized_pnl=-5.0), "other_unrealized_pnl must be a Decimal"),
-    (dict(brackets=[]), "non-empty"),
-    (dict(brackets=[good_bracket(floor=D(5))]), "floor and cum must be 0"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (dict(wallet_balance=1000), "wallet_balance must be a Decimal, got int"),
+        (dict(wallet_balance=1000.0), "wallet_balance must be a Decimal, got float"),
+        (dict(wallet_balance=True), "wallet_balance must be a Decimal, got bool"),
+        (dict(wallet_balance=D("NaN")), "wallet_balance must be finite"),
+        (dict(wallet_balance=D("Infinity")), "wallet_balance must be finite"),
+        (dict(qty_both=1.0), "qty_both must be a Decimal"),
+        (dict(entry_both=D("-Infinity")), "entry_both must be finite"),
+        (dict(entry_both=ZERO), "entry_both must be > 0"),
+        (dict(qty_both=ZERO), "no position"),
+        (dict(qty_both=ZERO, qty_long=D("-1"), entry_long=D("1")), "qty_long must be >= 0"),
+        (dict(qty_both=ZERO, qty_short=D("-1"), entry_short=D("1")), "qty_short must be >= 0"),
+        (dict(qty_long=D("1"), entry_long=D("1")), "not both"),
+        (dict(qty_both=ZERO, qty_long=D("1")), "entry_long must be > 0"),
+        (dict(qty_both=ZERO, qty_short=D("1"), entry_short=D("-5")), "entry_short must be > 0"),
+        (dict(qty_both=ZERO, qty_short=D("1"), entry_short=1), "entry_short must be a Decimal"),
+        (dict(other_maint_margin=D("-1")), "other_maint_margin must be >= 0"),
+        (dict(other_maint_margin=5), "other_maint_margin must be a Decimal"),
+        (dict(other_unrealized_pnl=D("sNaN")), "other_unrealized_pnl must be finite"),
+        (dict(other_unrealized_pnl=-5.0), "other_unrealized_pnl must be a Decimal"),
+        (dict(brackets=[]), "non-empty"),
+        (dict(brackets=[good_bracket(floor=D(5))]), "floor and cum must be 0"),
+    ],
+)
 def test_liquidation_price_rejects_bad_input(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         liquidation_price(**{**GOOD_LP, **changes})
@@ -511,38 +613,47 @@ def test_liquidation_price_rejects_bad_input(changes: dict, message: str) -> Non
         liquidation_point(**{**GOOD_LP, **changes})
 
 
-@pytest.mark.parametrize(("notional", "brackets", "message"), [
-    (D("-1"), BTC, "notional must be >= 0"),
-    (100.0, BTC, "notional must be a Decimal"),
-    (100, BTC, "notional must be a Decimal"),
-    (D("NaN"), BTC, "notional must be finite"),
-    (D("100"), [], "non-empty"),
-    (D("100"), "BTC", "non-empty"),
-])
+@pytest.mark.parametrize(
+    ("notional", "brackets", "message"),
+    [
+        (D("-1"), BTC, "notional must be >= 0"),
+        (100.0, BTC, "notional must be a Decimal"),
+        (100, BTC, "notional must be a Decimal"),
+        (D("NaN"), BTC, "notional must be finite"),
+        (D("100"), [], "non-empty"),
+        (D("100"), "BTC", "non-empty"),
+    ],
+)
 def test_maintenance_margin_rejects_bad_input(notional: object, brackets: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         maintenance_margin(notional, brackets)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(maint_margin=D("-1"), margin_balance=D(1)), "maint_margin must be >= 0"),
-    (dict(maint_margin=1, margin_balance=D(1)), "maint_margin must be a Decimal"),
-    (dict(maint_margin=D(1), margin_balance=1.0), "margin_balance must be a Decimal"),
-    (dict(maint_margin=D(1), margin_balance=D("Infinity")), "margin_balance must be finite"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(maint_margin=D("-1"), margin_balance=D(1)), "maint_margin must be >= 0"),
+        (dict(maint_margin=1, margin_balance=D(1)), "maint_margin must be a Decimal"),
+        (dict(maint_margin=D(1), margin_balance=1.0), "margin_balance must be a Decimal"),
+        (dict(maint_margin=D(1), margin_balance=D("Infinity")), "margin_balance must be finite"),
+    ],
+)
 def test_margin_ratio_rejects_bad_input(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         margin_ratio(**kwargs)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(mark=D(0), liquidation=D(1), long=True), "mark must be > 0"),
-    (dict(mark=100.0, liquidation=D(1), long=True), "mark must be a Decimal"),
-    (dict(mark=D(100), liquidation=D(0), long=True), "liquidation must be > 0"),
-    (dict(mark=D(100), liquidation=80.0, long=True), "liquidation must be a Decimal"),
-    (dict(mark=D(100), liquidation=D(80), long=1), "long must be a bool"),
-    (dict(mark=D("NaN"), liquidation=D(80), long=True), "mark must be finite"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(mark=D(0), liquidation=D(1), long=True), "mark must be > 0"),
+        (dict(mark=100.0, liquidation=D(1), long=True), "mark must be a Decimal"),
+        (dict(mark=D(100), liquidation=D(0), long=True), "liquidation must be > 0"),
+        (dict(mark=D(100), liquidation=80.0, long=True), "liquidation must be a Decimal"),
+        (dict(mark=D(100), liquidation=D(80), long=1), "long must be a bool"),
+        (dict(mark=D("NaN"), liquidation=D(80), long=True), "mark must be finite"),
+    ],
+)
 def test_liquidation_distance_rejects_bad_input(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         liquidation_distance(**kwargs)
