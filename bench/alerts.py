@@ -379,7 +379,10 @@ class Probe:
         engine._flush = timed_flush
 
     def on_frame(self, event_ms: int) -> None:
-        self.frame = (event_ms, time.time())
+        now = time.time()
+        if os.environ.get("BENCH_DEBUG") and self.frame[1] and now - self.frame[1] > 2:
+            print(f"\nframe gap {now - self.frame[1]:.1f} s; E lag {now * 1000 - event_ms:.0f} ms", file=sys.stderr)
+        self.frame = (event_ms, now)
         self.frame_fresh = True
 
     def wrap_write(self, write: Any) -> Any:
