@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 import pytest
+from django.core.cache import cache
 
 from accounts import services as account_services
 from alerts.models import Alert, AlertStatus
@@ -19,7 +20,11 @@ from positions.models import Position
 def wired(sim, settings, db):
     settings.BINANCE_FUTURES_REST_URL = sim.base_url
     settings.BINANCE_FUTURES_WS_URL = sim.ws_url
-    return account_services.account_create(name="acct-1", api_key=KEY, api_secret=SECRET)
+    account = account_services.account_create(name="acct-1", api_key=KEY, api_secret=SECRET)
+    # Row ids are reused after a rolled-back test (SQLite), and the cache is shared: an earlier
+    # test's fresh live state under this id would stand in for "the stream's view" here.
+    cache.delete(live.ACCOUNT_KEY.format(id=account.id))
+    return account
 
 
 def test_refresh_symbols_loads_the_exchange_filters(wired):
