@@ -556,7 +556,8 @@ def pass_lines(passes: dict[int, dict[str, list[float]]]) -> list[str]:
         return []
     lines = [
         "The evaluator's pass alone (`--pass-accounts`: in process, no services, a full-market frame with every "
-        "mark moved ±0.1 %, every account on the default profile; thread CPU time per frame, p50 / p99):",
+        "mark moved ±0.1 %, every account on the default profile, a quarter of the symbols isolated; thread CPU "
+        "time per frame, p50 / p99):",
         "",
         "| accounts | screen + exact path | exact path on every account (before) |",
         "|---|---|---|",
