@@ -70,11 +70,13 @@ ACCESS_CACHE_S = 2.0
 _CACHE_BOUND = 10_000
 _USERS: dict[Any, tuple[float, Any]] = {}
 _ACCESS: dict[tuple, tuple[float, ExchangeAccount | None]] = {}
+_TOKENS: dict[bytes, tuple[float, Any]] = {}  # raw access token -> (its exp, simplejwt's validated token)
 
 
 def access_cache_clear() -> None:
     _USERS.clear()
     _ACCESS.clear()
+    _TOKENS.clear()
 
 
 def _remember(cache: dict, key: Any, value: Any) -> None:
@@ -93,6 +95,22 @@ def _recall(cache: dict, key: Any) -> tuple[bool, Any]:
 class CachedJWTAuthentication(JWTAuthentication):
     """simplejwt's authentication (signature and expiry checked every time) with the user row
     kept for ACCESS_CACHE_S. An inactive or deleted user raises and is not kept."""
+
+    def get_validated_token(self, raw_token: bytes):
+        """simplejwt's answer for this token string, kept until the token's ``exp``: a token is
+        immutable, so its signature and claims check the same every time until it expires
+        (PyJWT's decode was ~6 % of a check). Refusals are not kept; past ``exp`` (or for a
+        token with ``nbf``) simplejwt decides again, leeway included."""
+        hit = _TOKENS.get(raw_token)
+        if hit is not None and time.time() < hit[0]:
+            return hit[1]
+        token = super().get_validated_token(raw_token)
+        exp = token.get("exp")
+        if isinstance(exp, (int, float)) and "nbf" not in token:
+            if len(_TOKENS) > _CACHE_BOUND:
+                _TOKENS.clear()
+            _TOKENS[bytes(raw_token)] = (exp, token)
+        return token
 
     def get_user(self, validated_token):
         found, user = self.recent_user(validated_token)

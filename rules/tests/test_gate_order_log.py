@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.db.backends.utils import CursorWrapper
 
 from positions.models import OrderDecision, OrderLog
 from rules import gate
@@ -46,7 +47,7 @@ def test_a_failed_write_keeps_its_rows_for_the_next_attempt(api_for, trader_a, a
         raise RuntimeError("database away")
 
     with monkeypatch.context() as m:
-        m.setattr(OrderLog.objects, "bulk_create", broken)
+        m.setattr(CursorWrapper, "execute", broken)  # the database, not the writer, fails
         with pytest.raises(RuntimeError):
             gate.order_log_flush()
     assert len(gate.ORDER_LOG.rows) == 3
