@@ -208,7 +208,7 @@ class _CatalogHolder:
                 self.thread = None
                 return
             try:
-                close_old_connections()
+                _thread_connection_check()
                 self.reload()
             except Exception:  # a failed refresh keeps the previous catalogue; try again next time
                 log.exception("order gate: catalogue refresh failed")
@@ -699,7 +699,7 @@ class OrderLogBuffer:
                 self.thread = None
                 return
             if self.rows:
-                close_old_connections()
+                _thread_connection_check()
                 self._flush_quietly()
 
     def _flush_quietly(self) -> None:
@@ -710,6 +710,16 @@ class OrderLogBuffer:
 
 
 ORDER_LOG = OrderLogBuffer()
+
+
+def _thread_connection_check() -> None:
+    """Before a background thread's round of database work (the order log writer, the catalogue).
+    The thread keeps its connection across rounds whatever CONN_MAX_AGE says: that age is for
+    requests, and a new MariaDB connection five times a second cost the web worker more CPU than
+    the rows it wrote. One that failed and no longer answers (a restart, wait_timeout) is closed
+    as Django closes it after a request, so the round opens a fresh one (the rows wait)."""
+    connection.close_at = None  # this thread's connection: no age limit
+    connection.close_if_unusable_or_obsolete()
 
 
 def _on_event_loop() -> bool:
