@@ -719,7 +719,8 @@ def _thread_connection_check() -> None:
     the rows it wrote. One that failed and no longer answers (a restart, wait_timeout) is closed
     as Django closes it after a request, so the round opens a fresh one (the rows wait)."""
     connection.close_at = None  # this thread's connection: no age limit
-    connection.close_if_unusable_or_obsolete()
+    if connection.errors_occurred:  # otherwise not even a ping (CONN_HEALTH_CHECKS pings per round)
+        connection.close_if_unusable_or_obsolete()
 
 
 def _on_event_loop() -> bool:
@@ -763,13 +764,16 @@ class _OrderLogInsert:
     def __call__(self, rows: list[dict[str, Any]]) -> None:
         db = connection
         fields, now = self.fields, timezone.now()  # created_at: the write time, as auto_now_add gives it
-        stamp = dict.fromkeys(self.stamped, now)
+        stamp = {f.attname: f.get_db_prep_save(now, db) for f in fields if f.attname in self.stamped}  # once a batch
         params: list = []
         for row in rows:
-            row = {**row, "details": plain(row.get("details", {})), **stamp}
+            row = {**row, "details": plain(row.get("details", {}))}
             for f in fields:
-                value = row[f.attname] if f.attname in row else f.get_default()
-                params.append(f.get_db_prep_save(value, db))
+                name = f.attname
+                if name in stamp:
+                    params.append(stamp[name])
+                else:
+                    params.append(f.get_db_prep_save(row[name] if name in row else f.get_default(), db))
         # Rows per statement as bulk_create batches them (SQLite caps the parameters); one statement
         # (MariaDB: the whole batch) needs no transaction of its own, several share one.
         size = max(1, db.ops.bulk_batch_size(fields, rows))

@@ -4,6 +4,7 @@ background thread in batches; nothing is lost (rows survive a failed write)."""
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 import pytest
 from django.db.backends.utils import CursorWrapper
@@ -65,3 +66,21 @@ def test_past_the_bound_the_request_writes_the_rows_itself(api_for, trader_a, ac
     for _ in range(5):
         api.post("/api/v1/orders/check", order_body(account_a.id), format="json")
     assert OrderLog.objects.filter(account=account_a).count() == 5 and not gate.ORDER_LOG.rows
+
+
+def test_a_flush_writes_each_row_as_the_model_defines_it(api_for, trader_a, account_a, gate_env):
+    # 60 rows: more than one INSERT's worth of parameters on SQLite (its statements then share a
+    # transaction), one statement on MariaDB.
+    publish(account_a.id, positions=[long_btc()])
+    api = api_for(trader_a)
+    for i in range(60):
+        api.post("/api/v1/orders/check", order_body(account_a.id, quantity=f"0.{100 + i}"), format="json")
+    assert gate.order_log_flush() == 60
+    rows = list(OrderLog.objects.filter(account=account_a).order_by("id"))
+    assert [r.quantity for r in rows] == [Decimal(f"0.{100 + i}") for i in range(60)]
+    row = rows[0]
+    answer = api.post("/api/v1/orders/check", order_body(account_a.id, quantity="0.100"), format="json").json()
+    assert row.user_id == trader_a.id and row.symbol == "BTCUSDT" and row.created_at is not None
+    assert row.decision == OrderDecision.ALLOWED and row.reason_codes == [] and row.exchange_order_id == ""
+    assert row.details["action"] == "check" and row.details["projected"] == answer["projected"]
+    assert row.details["counters"]["daily_orders"] >= 1 and row.details["counters"]["duplicate"] is False

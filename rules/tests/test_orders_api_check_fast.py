@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import time
 from datetime import timedelta
 from decimal import Decimal as D
 
@@ -220,6 +221,24 @@ def test_an_expired_token_is_a_401_with_the_bearer_challenge(trader_a, account_a
     status, answer = same_answer(order_body(account_a.id), str(token))
     assert status == 401 and answer["code"] == "token_not_valid"
     assert asgi_post(order_body(account_a.id), token=str(token))[1][b"www-authenticate"] == b'Bearer realm="api"'
+
+
+def test_a_token_the_lane_has_seen_is_refused_once_it_expires(trader_a, account_a, live_a):
+    # Validated tokens are kept (CachedJWTAuthentication) only until their exp.
+    token = AccessToken.for_user(trader_a)
+    token.set_exp(lifetime=timedelta(seconds=2))
+    assert same_answer(order_body(account_a.id), str(token))[0] == 200
+    time.sleep(max(0.0, token["exp"] - time.time()) + 0.05)
+    status, answer = same_answer(order_body(account_a.id), str(token))
+    assert status == 401 and answer["code"] == "token_not_valid"
+
+
+def test_a_tampered_copy_of_a_seen_token_is_a_401(trader_a, account_a, live_a):
+    token = token_for(trader_a)
+    assert same_answer(order_body(account_a.id), token)[0] == 200
+    head, payload, signature = token.split(".")
+    forged = ".".join((head, payload, signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")))
+    assert same_answer(order_body(account_a.id), forged)[0] == 401
 
 
 @pytest.mark.parametrize("token", ["not-a-jwt", "a.b.c"])
