@@ -38,8 +38,9 @@ LOG = BUILD / "checks-build.log"
 # negative indexes and Python division (ZeroDivisionError) stay on: the same behaviour as the .py.
 DIRECTIVES = {"language_level": 3, "annotation_typing": False}
 # -ffp-contract=off: no fused multiply-add (GCC's default on aarch64 would fuse a*b+c), so every
-# float equals the one CPython computes. -g0: no debug info (a 6 MB .so and a slower build).
-CFLAGS = ["-O2", "-g0", "-ffp-contract=off"]
+# float equals the one CPython computes. -g0: no debug info (a 6 MB .so and a slower build); -O3 (the
+# interpreter's own flags) gives ~7 % fewer instructions per check than -O2.
+CFLAGS = ["-g0", "-ffp-contract=off"]
 
 
 def digest() -> str:
