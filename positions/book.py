@@ -794,7 +794,9 @@ class RiskBook:
                 self._p_hw += pair == self._p_hw
                 self._ui["pair"][unit], self._p_unit[pair] = pair, unit
         self._build_pairs(pairs)
-        hot[_H_PAIR, units] = self._ui["pair"][units]
+        # Re-read: growing the tables above may have replaced the hot rows this method started with,
+        # and a pair flag written to the old array leaves the unit valued as a single leg.
+        self._u_hot[_H_PAIR, units] = self._ui["pair"][units]
         self._update_own(units)
 
     def _build_singles(self, units: np.ndarray) -> None:

@@ -236,6 +236,24 @@ def test_resync_changes_nothing() -> None:
             assert abs(getattr(after, name) - getattr(risk, name)) < D("0.0001")  # float drift only
 
 
+def test_hedge_pairs_formed_while_the_tables_grow_stay_pairs() -> None:
+    """Each account's second leg turns a single into a pair; forming the pair may grow the unit
+    tables. A pair flag written to the replaced table left the unit valued as one leg (wrong LP on
+    the next single-symbol tick, or an IndexError in the tier search): every growth step here."""
+    desk = Desk(seed=5, accounts=80, positions=0)
+    for account in range(40):
+        desk.hedged[account] = True
+        for side in ("LONG", "SHORT"):
+            desk.upsert(account, desk.random_position("ETHUSDT", side, "cross", "USDT"))
+    others = [s for s in SYMBOLS if s != "ETHUSDT"][:5]
+    for account in range(40, 80):  # so that an ETHUSDT tick revalues a few units, not the whole book
+        desk.hedged[account] = False
+        for symbol in others:
+            desk.upsert(account, desk.random_position(symbol, "BOTH", "cross", "USDT"))
+    desk.move_marks(["ETHUSDT"], T0 + 1)  # the incremental path reads each unit's pair flag
+    assert_desk_matches(desk)
+
+
 def test_a_desk_loaded_account_by_account_matches_the_decimal_reference() -> None:
     # Slots allocated a whole account at a time, as a sync loads them: a full-market tick then sums
     # the pools over runs of neighbouring slots (RiskBook._sum_pools), not slot by slot as above.
