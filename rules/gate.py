@@ -36,7 +36,7 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection, connections, router, transaction
 from django.utils import timezone
 
 from accounts.models import ExchangeAccount, PositionMode, TradingState, User
@@ -762,7 +762,8 @@ class _OrderLogInsert:
         self.stamped = [f.attname for f in self.fields if any(getattr(f, a, False) for a in auto)]
 
     def __call__(self, rows: list[dict[str, Any]]) -> None:
-        db = connection
+        # The wrapper, not the `connection` proxy each conversion would go through (the router, as bulk_create).
+        db = connections[router.db_for_write(OrderLog)]
         fields, now = self.fields, timezone.now()  # created_at: the write time, as auto_now_add gives it
         stamp = {f.attname: f.get_db_prep_save(now, db) for f in fields if f.attname in self.stamped}  # once a batch
         params: list = []
@@ -780,7 +781,7 @@ class _OrderLogInsert:
         if len(rows) <= size:
             self._insert(db, len(rows), params)
             return
-        with transaction.atomic(savepoint=False):
+        with transaction.atomic(using=db.alias, savepoint=False):
             width = len(fields)
             for start in range(0, len(rows), size):
                 chunk = params[start * width : (start + size) * width]
