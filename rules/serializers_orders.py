@@ -104,8 +104,8 @@ class OrderInputSerializer(StrictSerializer):
     """One per /orders/check (about a thousand a second): DRF deep-copies every declared field
     for each instance, re-running each field's __init__ (validators, regexes), which was over
     half of validating an order. These fields are flat and keep no per-request state (bind()
-    sets the copy's own name and parent; validators and choices are only read), so a shallow
-    copy per instance validates the same way."""
+    sets the copy's own name and parent; validators and choices are only read), so shallow
+    copies, bound once per class (``fields``), validate the same way."""
 
     def get_fields(self) -> dict[str, serializers.Field]:
         return {name: copy.copy(field) for name, field in self._declared_fields.items()}
