@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import threading
@@ -80,6 +81,8 @@ def alert_clear(**kwargs: Any) -> None:
 PERSIST_EVERY_S = 5.0  # Position rows and snapshots per account; the live state and the push are per flush
 PERSIST_GATHER_S = 0.05  # one engine flush hands over its accounts one by one: write them as one batch
 PERSIST_ATTEMPTS = 8  # about two minutes of back-off before a batch is given up (and logged)
+PERSIST_CHUNK_ACCOUNTS = 100  # accounts per transaction (~5,000 position rows)
+FEED_WRITE_ATTEMPTS = 8  # a feed alert that cannot be written is retried with back-off, then logged
 PERSIST_IDLE_S = 2.0  # the thread ends after this long with nothing to write (and starts again on demand)
 POSITION_FIELDS = (
     "quantity",
@@ -204,9 +207,15 @@ def snapshots_write_many(batch: dict[int, AccountRisk]) -> int:
 
 
 def persist_accounts(batch: dict[int, tuple[AccountRisk, list[PositionRisk]]]) -> None:
-    with transaction.atomic():
-        positions_write_many({a: positions for a, (_, positions) in batch.items()})
-        snapshots_write_many({a: risk for a, (risk, _) in batch.items()})
+    # One transaction per chunk, not per batch: on SQLite a transaction holds the only write lock,
+    # and 2,000 accounts' rows in one kept every other writer (the feed alert, the alert writer)
+    # waiting past the 20 s busy timeout ("database is locked", seen in bench/streams).
+    ids = list(batch)
+    for start in range(0, len(ids), PERSIST_CHUNK_ACCOUNTS):
+        chunk = {a: batch[a] for a in ids[start : start + PERSIST_CHUNK_ACCOUNTS]}
+        with transaction.atomic():
+            positions_write_many({a: positions for a, (_, positions) in chunk.items()})
+            snapshots_write_many({a: risk for a, (risk, _) in chunk.items()})
 
 
 class DjangoSink:
@@ -221,6 +230,7 @@ class DjangoSink:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._busy = False  # a batch is being written
+        self._feed_writes: asyncio.Future | None = None  # the last feed alert write (they run in order)
         self.persist_ms: list[float] = []  # per batch written (bench/alerts.py reads it)
 
     async def account_changed(
@@ -299,33 +309,47 @@ class DjangoSink:
         await sync_to_async(marks_write)(marks=marks)
 
     async def feed_changed(self, status: FeedStatus, *, became_stale: bool, recovered: bool) -> None:
-        live.feed_set(status.name, status.as_dict())
-        if became_stale:
-            await sync_to_async(self._feed_alert)(status)
-        elif recovered:
-            await sync_to_async(self._feed_clear)(status)
+        live.feed_set(status.name, status.as_dict())  # what the order gate reads: fails closed at once
+        if became_stale or recovered:
+            # The alert row must not take the feed down with it: raised here, a database error
+            # (SQLite busy, MariaDB away) restarted the market socket, which went stale again.
+            # Written in order, after any earlier feed write, retried with back-off.
+            write = self._feed_alert if became_stale else self._feed_clear
+            self._feed_writes = asyncio.ensure_future(self._feed_write(self._feed_writes, write, status.as_dict()))
 
     @staticmethod
-    def _feed_alert(status: FeedStatus) -> None:
+    async def _feed_write(previous: asyncio.Future | None, write: Any, status: dict) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        for attempt in range(FEED_WRITE_ATTEMPTS):
+            try:
+                await sync_to_async(write)(status)
+                return
+            except Exception:
+                log.exception("writing the %s feed alert failed (attempt %d)", status["name"], attempt + 1)
+                await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+
+    @staticmethod
+    def _feed_alert(status: dict) -> None:
         with transaction.atomic():
             alert_raise(
                 account_id=None,
                 rule="feed_stale",
-                subject=status.name,
+                subject=status["name"],
                 level=CRITICAL,
                 reason_code="FEED_STALE",
                 value=None,
                 limit=None,
                 mark_price=None,
-                details=status.as_dict(),
-                message=f"The {status.name} feed is stale: no data since {status.last_message_ms} (epoch ms). "
+                details=status,
+                message=f"The {status['name']} feed is stale: no data since {status['last_message_ms']} (epoch ms). "
                 "Orders are denied until it recovers.",
             )
 
     @staticmethod
-    def _feed_clear(status: FeedStatus) -> None:
+    def _feed_clear(status: dict) -> None:
         with transaction.atomic():
-            alert_clear(account_id=None, rule="feed_stale", subject=status.name, details=status.as_dict())
+            alert_clear(account_id=None, rule="feed_stale", subject=status["name"], details=status)
 
     async def exchange_event(self, account_id: int, event: dict) -> None:
         if event.get("e") == "ORDER_TRADE_UPDATE":
