@@ -7,21 +7,17 @@ import dataclasses
 import logging
 import threading
 import time
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
-from django.utils import timezone
 
 from marketdata import live
-from marketdata.models import Symbol
 from marketdata.services import marks_write
 from marketdata.streams import FeedStatus
 from positions.book import AccountRisk, PositionRisk
-from positions.models import AccountSnapshot, Position
-from positions.services import SNAPSHOT_EVERY_S, order_event_record
+from positions.services import order_event_record, positions_write_many, snapshots_write_many
 
 log = logging.getLogger(__name__)
 
@@ -84,126 +80,6 @@ PERSIST_ATTEMPTS = 8  # about two minutes of back-off before a batch is given up
 PERSIST_CHUNK_ACCOUNTS = 100  # accounts per transaction (~5,000 position rows)
 FEED_WRITE_ATTEMPTS = 8  # a feed alert that cannot be written is retried with back-off, then logged
 PERSIST_IDLE_S = 2.0  # the thread ends after this long with nothing to write (and starts again on demand)
-POSITION_FIELDS = (
-    "quantity",
-    "entry_price",
-    "leverage",
-    "margin_type",
-    "isolated_wallet",
-    "mark_price",
-    "unrealized_pnl",
-    "liquidation_price",
-    "updated_at",
-)
-
-
-def positions_write_many(batch: dict[int, list[PositionRisk]]) -> None:
-    """Position rows mirror the book for every account of ``batch``, in a few statements: one
-    upsert (INSERT … ON DUPLICATE KEY UPDATE on MySQL) per 1,000 rows and one delete of the
-    rows whose positions closed. Row by row (positions_write) a 200-account flush took ~20 s."""
-    names = {p.symbol for positions in batch.values() for p in positions}
-    symbols = dict(Symbol.objects.filter(name__in=names).values_list("name", "id"))
-    rows = []
-    for account_id, positions in batch.items():
-        for p in positions:
-            if p.symbol not in symbols:
-                continue  # unknown to the desk until refresh_symbols runs; the book still watches it
-            rows.append(
-                Position(
-                    account_id=account_id,
-                    symbol_id=symbols[p.symbol],
-                    side=p.side,
-                    quantity=p.qty,
-                    entry_price=p.entry_price,
-                    leverage=p.leverage,
-                    margin_type=p.margin_type,
-                    isolated_wallet=p.isolated_wallet,
-                    mark_price=p.mark,
-                    unrealized_pnl=p.unrealized_pnl or Decimal(0),
-                    liquidation_price=p.liquidation_price,
-                )
-            )
-    keep = {(r.account_id, r.symbol_id, r.side) for r in rows}
-    existing = Position.objects.filter(account_id__in=batch).values_list("pk", "account_id", "symbol_id", "side")
-    closed = [pk for pk, *key in existing if tuple(key) not in keep]
-    if closed:
-        Position.objects.filter(pk__in=closed).delete()
-    if connection.vendor == "mysql":
-        _upsert_mysql(rows)
-        return
-    Position.objects.bulk_create(
-        rows,
-        batch_size=1000,
-        update_conflicts=True,
-        unique_fields=["account", "symbol", "side"],
-        update_fields=list(POSITION_FIELDS),
-    )
-
-
-def _upsert_mysql(rows: list[Position]) -> None:
-    """INSERT … ON DUPLICATE KEY UPDATE through the driver's executemany (one multi-row statement
-    per 1,000 rows). The ORM's bulk_create builds the same statement but prepares every Decimal
-    through DecimalField (format_number): 1.8 s of CPU for 10,000 rows against 0.35 s here, on the
-    stream process's GIL. The values are the ones bulk_create would send: Decimals (the columns
-    hold 12 decimals, the book's figures 8), the aware time adapted by the backend."""
-    fields = ["account", "symbol", "side", *POSITION_FIELDS]
-    columns = [Position._meta.get_field(name).column for name in fields]
-    qn = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {qn(Position._meta.db_table)} ({', '.join(map(qn, columns))}) "
-        f"VALUES ({', '.join(['%s'] * len(columns))}) ON DUPLICATE KEY UPDATE "
-        + ", ".join(f"{qn(c)} = VALUES({qn(c)})" for c in columns[3:])
-    )
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    params = [
-        (
-            r.account_id,
-            r.symbol_id,
-            r.side,
-            r.quantity,
-            r.entry_price,
-            r.leverage,
-            r.margin_type,
-            r.isolated_wallet,
-            r.mark_price,
-            r.unrealized_pnl,
-            r.liquidation_price,
-            now,
-        )
-        for r in rows
-    ]
-    with connection.cursor() as cursor:
-        for start in range(0, len(params), 1000):
-            cursor.executemany(sql, params[start : start + 1000])
-
-
-def snapshots_write_many(batch: dict[int, AccountRisk]) -> int:
-    """snapshot_write for many accounts in two statements, with its rule: at most one snapshot per
-    SNAPSHOT_EVERY_S per account, complete figures only. Returns how many were written."""
-    now = timezone.now()
-    recent = set(
-        AccountSnapshot.objects.filter(account_id__in=batch, time__gt=now - timedelta(seconds=SNAPSHOT_EVERY_S))
-        .values_list("account_id", flat=True)
-        .distinct()
-    )
-    rows = [
-        AccountSnapshot(
-            account_id=account_id,
-            time=now,
-            wallet_balance=risk.wallet_balance,
-            margin_balance=risk.margin_balance,
-            maint_margin=risk.maint_margin or Decimal(0),
-            unrealized_pnl=risk.unrealized_pnl or Decimal(0),
-            margin_ratio=risk.margin_ratio,
-        )
-        for account_id, risk in batch.items()
-        if account_id not in recent
-        and risk.complete
-        and risk.wallet_balance is not None
-        and risk.margin_balance is not None
-    ]
-    AccountSnapshot.objects.bulk_create(rows, batch_size=1000)
-    return len(rows)
 
 
 def persist_accounts(batch: dict[int, tuple[AccountRisk, list[PositionRisk]]]) -> None:

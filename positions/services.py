@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import ExchangeAccount
@@ -14,51 +14,126 @@ from positions.models import AccountSnapshot, OrderDecision, OrderLog, OrderSour
 SNAPSHOT_EVERY_S = 10  # AccountSnapshot rows per account are at least this far apart
 
 
-@transaction.atomic
-def positions_write(*, account_id: int, positions: list[PositionRisk]) -> None:
-    """Make the account's Position rows mirror the book: update, create, and delete closed ones."""
-    symbols = {s.name: s for s in Symbol.objects.filter(name__in={p.symbol for p in positions})}
-    keep = []
-    for p in positions:
-        symbol = symbols.get(p.symbol)
-        if symbol is None:
-            continue  # unknown to the desk until refresh_symbols runs; the book still watches it
-        row, _ = Position.objects.update_or_create(
-            account_id=account_id,
-            symbol=symbol,
-            side=p.side,
-            defaults=dict(
-                quantity=p.qty,
-                entry_price=p.entry_price,
-                leverage=p.leverage,
-                margin_type=p.margin_type,
-                isolated_wallet=p.isolated_wallet,
-                mark_price=p.mark,
-                unrealized_pnl=p.unrealized_pnl or Decimal(0),
-                liquidation_price=p.liquidation_price,
-            ),
-        )
-        keep.append(row.pk)
-    Position.objects.filter(account_id=account_id).exclude(pk__in=keep).delete()
+POSITION_FIELDS = (
+    "quantity",
+    "entry_price",
+    "leverage",
+    "margin_type",
+    "isolated_wallet",
+    "mark_price",
+    "unrealized_pnl",
+    "liquidation_price",
+    "updated_at",
+)
 
 
-def snapshot_write(*, account_id: int, risk: AccountRisk, force: bool = False) -> AccountSnapshot | None:
-    """An AccountSnapshot, at most one per SNAPSHOT_EVERY_S per account; incomplete figures are not snapshotted."""
-    if not risk.complete or risk.wallet_balance is None or risk.margin_balance is None:
-        return None
-    now = timezone.now()
-    recent = AccountSnapshot.objects.filter(account_id=account_id, time__gt=now - timedelta(seconds=SNAPSHOT_EVERY_S))
-    if not force and recent.exists():
-        return None
-    return AccountSnapshot.objects.create(
-        account_id=account_id,
-        time=now,
-        wallet_balance=risk.wallet_balance,
-        margin_balance=risk.margin_balance,
-        maint_margin=risk.maint_margin or Decimal(0),
-        unrealized_pnl=risk.unrealized_pnl or Decimal(0),
-        margin_ratio=risk.margin_ratio,
+def positions_write_many(batch: dict[int, list[PositionRisk]]) -> None:
+    """Position rows mirror the book for every account of ``batch``, in a few statements: one
+    upsert (INSERT … ON DUPLICATE KEY UPDATE on MySQL) per 1,000 rows and one delete of the
+    rows whose positions closed. Row by row (one update_or_create each) a 200-account flush took ~20 s."""
+    names = {p.symbol for positions in batch.values() for p in positions}
+    symbols = dict(Symbol.objects.filter(name__in=names).values_list("name", "id"))
+    rows = []
+    for account_id, positions in batch.items():
+        for p in positions:
+            if p.symbol not in symbols:
+                continue  # unknown to the desk until refresh_symbols runs; the book still watches it
+            rows.append(
+                Position(
+                    account_id=account_id,
+                    symbol_id=symbols[p.symbol],
+                    side=p.side,
+                    quantity=p.qty,
+                    entry_price=p.entry_price,
+                    leverage=p.leverage,
+                    margin_type=p.margin_type,
+                    isolated_wallet=p.isolated_wallet,
+                    mark_price=p.mark,
+                    unrealized_pnl=p.unrealized_pnl or Decimal(0),
+                    liquidation_price=p.liquidation_price,
+                )
+            )
+    keep = {(r.account_id, r.symbol_id, r.side) for r in rows}
+    existing = Position.objects.filter(account_id__in=batch).values_list("pk", "account_id", "symbol_id", "side")
+    closed = [pk for pk, *key in existing if tuple(key) not in keep]
+    if closed:
+        Position.objects.filter(pk__in=closed).delete()
+    if connection.vendor == "mysql":
+        _upsert_mysql(rows)
+        return
+    Position.objects.bulk_create(
+        rows,
+        batch_size=1000,
+        update_conflicts=True,
+        unique_fields=["account", "symbol", "side"],
+        update_fields=list(POSITION_FIELDS),
     )
+
+
+def _upsert_mysql(rows: list[Position]) -> None:
+    """INSERT … ON DUPLICATE KEY UPDATE through the driver's executemany (one multi-row statement
+    per 1,000 rows). The ORM's bulk_create builds the same statement but prepares every Decimal
+    through DecimalField (format_number): 1.8 s of CPU for 10,000 rows against 0.35 s here, on the
+    stream process's GIL. The values are the ones bulk_create would send: Decimals (the columns
+    hold 12 decimals, the book's figures 8), the aware time adapted by the backend."""
+    fields = ["account", "symbol", "side", *POSITION_FIELDS]
+    columns = [Position._meta.get_field(name).column for name in fields]
+    qn = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {qn(Position._meta.db_table)} ({', '.join(map(qn, columns))}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) ON DUPLICATE KEY UPDATE "
+        + ", ".join(f"{qn(c)} = VALUES({qn(c)})" for c in columns[3:])
+    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = [
+        (
+            r.account_id,
+            r.symbol_id,
+            r.side,
+            r.quantity,
+            r.entry_price,
+            r.leverage,
+            r.margin_type,
+            r.isolated_wallet,
+            r.mark_price,
+            r.unrealized_pnl,
+            r.liquidation_price,
+            now,
+        )
+        for r in rows
+    ]
+    with connection.cursor() as cursor:
+        for start in range(0, len(params), 1000):
+            cursor.executemany(sql, params[start : start + 1000])
+
+
+def snapshots_write_many(batch: dict[int, AccountRisk]) -> int:
+    """Account snapshots for many accounts in two statements, with one rule: at most one snapshot per
+    SNAPSHOT_EVERY_S per account, complete figures only. Returns how many were written."""
+    now = timezone.now()
+    recent = set(
+        AccountSnapshot.objects.filter(account_id__in=batch, time__gt=now - timedelta(seconds=SNAPSHOT_EVERY_S))
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+    rows = [
+        AccountSnapshot(
+            account_id=account_id,
+            time=now,
+            wallet_balance=risk.wallet_balance,
+            margin_balance=risk.margin_balance,
+            maint_margin=risk.maint_margin or Decimal(0),
+            unrealized_pnl=risk.unrealized_pnl or Decimal(0),
+            margin_ratio=risk.margin_ratio,
+        )
+        for account_id, risk in batch.items()
+        if account_id not in recent
+        and risk.complete
+        and risk.wallet_balance is not None
+        and risk.margin_balance is not None
+    ]
+    AccountSnapshot.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)
 
 
 def order_event_record(*, account_id: int, event: dict) -> OrderLog | None:
