@@ -1,8 +1,12 @@
 """Live push to the desk over the channel layer. Called on commit, with ids, so a
 socket never shows a state that was rolled back.
 
-Group names come from `account_group` alone: the consumer joins with it and every
-sender (alerts here, risk and positions later) sends with it, so the two cannot drift.
+Group names come from this module alone: the consumer joins with `groups_to_join` and every
+sender sends with `groups_of` (alerts) or `risk_changed` (the stream process's figures), so the
+two cannot drift. A user who may see every account (risk managers, viewers) joins one group,
+ALL_ACCOUNTS, instead of one group per account: the figures of every account that changed then
+reach them as one message per flush, not one per account (200 messages per flush queued an
+alert behind them, bench/alerts.py), and an account created after they connected is heard too.
 
 Sends over Redis run on an event loop this module keeps for the calling thread, in that
 thread. The alert writer calls `alert_changed` from its thread; with `async_to_sync` the send ran
@@ -25,44 +29,87 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from alerts.models import Alert
 
+# Sends in flight at once from one thread: each holds a connection of channels_redis's pool for the
+# thread's loop, and 200 at once ran it out ("Too many connections", bench/alerts.py).
+SEND_CONCURRENCY = 16
 SEND_TIMEOUT_S = 5.0  # a send that takes longer raises (on_commit(robust=True) logs it); Redis answers in ms
 
 _local = threading.local()  # .loop, .pid: a forked child (Celery prefork) makes its own
 _home: asyncio.AbstractEventLoop | None = None
 
 
+DESK = "desk"  # desk-wide events (no account, e.g. a silent market-data stream): every desk member
+ALL_ACCOUNTS = "acct.all"  # everything about every account: users who may see them all
+RISK_BATCH = 200  # accounts per risk.changed message to ALL_ACCOUNTS (a message stays ~200 kB)
+
+
 def account_group(account_id: int | None) -> str:
-    """The group of one exchange account. Desk-wide events (no account, e.g. a silent
-    market-data stream) go to "desk", which every desk member joins."""
-    return "desk" if account_id is None else f"acct.{int(account_id)}"
+    """The group of one exchange account (its traders), or DESK for None."""
+    return DESK if account_id is None else f"acct.{int(account_id)}"
+
+
+def groups_to_join(*, sees_all: bool, account_ids: set[int]) -> list[str]:
+    if sees_all:
+        return [DESK, ALL_ACCOUNTS]
+    return [DESK, *(account_group(i) for i in sorted(account_ids))]
+
+
+def groups_of(account_id: int | None) -> list[str]:
+    """Where an event about one account goes: its own group and ALL_ACCOUNTS (or DESK for None)."""
+    return [DESK] if account_id is None else [account_group(account_id), ALL_ACCOUNTS]
 
 
 def alert_changed(alert_id: int) -> None:
     alert = Alert.objects.filter(pk=alert_id).first()
     if alert is None:  # deleted since the commit that scheduled this
         return
-    _send(alert.account_id, {"type": "alert.changed", "alert": alert.snapshot()})
+    event = {"type": "alert.changed", "alert": alert.snapshot()}
+    _send_all([(group, event) for group in groups_of(alert.account_id)])
+
+
+def risk_changed(accounts: list[dict]) -> None:
+    """The live figures of the accounts that changed (each a dict with ``account_id``): one
+    ``risk.changed`` message per account to its group, and the lot in a few messages to
+    ALL_ACCOUNTS. Every message has the same shape: ``{"type": "risk.changed", "accounts": [...]}``."""
+    sends = [(account_group(a["account_id"]), {"type": "risk.changed", "accounts": [a]}) for a in accounts]
+    for start in range(0, len(accounts), RISK_BATCH):
+        sends.append((ALL_ACCOUNTS, {"type": "risk.changed", "accounts": accounts[start : start + RISK_BATCH]}))
+    _send_all(sends)
 
 
 def set_home_loop(loop: asyncio.AbstractEventLoop | None) -> None:
     """The loop this process's consumers run on, for the in-memory layer (embedded mode: the
-    stream engine shares the web process's loop). Set by the stream process's alert writer."""
+    stream engine shares the web process's loop). Set by the stream process (its alert writer
+    and its sink), from that loop."""
     global _home
     _home = loop
 
 
-def _send(account_id: int | None, event: dict) -> None:
+def _send_all(sends: list[tuple[str, dict]]) -> None:
+    """Group sends, concurrently, in the caller's thread; waits until all are sent (which keeps
+    pushes in commit order and surfaces a failure to the caller, after the others went)."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not sends:
         return
-    group = account_group(account_id)
-    # Waiting keeps pushes in commit order and surfaces a failed send to the caller.
+
+    async def all_of() -> None:
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def one(group: str, event: dict) -> None:
+            async with gate:
+                await _group_send(layer, group, event)
+
+        results = await asyncio.gather(*(one(g, event) for g, event in sends), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+
     if not isinstance(layer, InMemoryChannelLayer):
-        _thread_loop().run_until_complete(_group_send(layer, group, event))
+        _thread_loop().run_until_complete(all_of())
     elif _home is not None and _home.is_running() and not _on(_home):
-        asyncio.run_coroutine_threadsafe(_group_send(layer, group, event), _home).result()
-    else:  # no home loop known (tests, management commands): asgiref's way, as before
-        async_to_sync(layer.group_send)(group, event)
+        asyncio.run_coroutine_threadsafe(all_of(), _home).result()
+    else:  # no home loop known (tests, management commands): asgiref's way
+        async_to_sync(all_of)()
 
 
 async def _group_send(layer: Any, group: str, event: dict) -> None:

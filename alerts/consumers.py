@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts import access
-from alerts.broadcast import account_group
+from alerts.broadcast import groups_to_join
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -22,12 +22,12 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self._refuse(CLOSE_UNAUTHENTICATED)
             return
-        account_ids = await database_sync_to_async(_visible_account_ids)(user)
-        if account_ids is None:
+        groups = await database_sync_to_async(_groups_for)(user)
+        if groups is None:
             await self._refuse(CLOSE_FORBIDDEN)
             return
         # Join before accepting, so a client that sees the socket open misses nothing sent after.
-        for group in [account_group(None), *(account_group(i) for i in sorted(account_ids))]:
+        for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self.accept()
@@ -55,8 +55,10 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event)
 
 
-def _visible_account_ids(user) -> set[int] | None:
-    """The accounts this user may watch; None for an outsider, who may watch nothing."""
+def _groups_for(user) -> list[str] | None:
+    """The groups carrying what this user may watch; None for an outsider, who may watch nothing."""
     if not access.is_desk_member(user):
         return None
-    return access.visible_account_ids(user)
+    if access.can_see_all_accounts(user):
+        return groups_to_join(sees_all=True, account_ids=set())
+    return groups_to_join(sees_all=False, account_ids=access.visible_account_ids(user))

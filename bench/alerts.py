@@ -482,6 +482,10 @@ async def measure(
     started = time.perf_counter()
     await engine.start()
     out["start_s"] = time.perf_counter() - started
+    # Steady state: every account's user-data socket open and its account re-synced through it
+    # (start() returns once the book is loaded; the sockets open 16 at a time behind it).
+    await wait_for(lambda: all(f.connected for f in engine.user_feeds.values()), 300)
+    out["connected_s"] = time.perf_counter() - started
     async with aiohttp.ClientSession() as http:
         await post_mark(http, sim.base_url, target.symbol, target.start_mark * LOW)
         await asyncio.sleep(args.warmup_s)
@@ -620,9 +624,9 @@ def where_the_time_goes(tables: dict[str, dict[str, list[float]]], done: dict[st
         f"reaches the writer's thread {t[LEG_QUEUE]:.1f} / {t99[LEG_QUEUE]:.1f} ms after it leaves `evaluate`; "
         f"write and commit {t[LEG_WRITE]:.1f} / {t99[LEG_WRITE]:.1f} ms; the broadcast {t[LEG_BROADCAST]:.1f} / "
         f"{t99[LEG_BROADCAST]:.1f} ms; Redis → uvicorn → client {t[LEG_HOP]:.1f} / {t99[LEG_HOP]:.1f} ms. "
-        "What is left on the stream process's event loop besides frames: the engine's flush every second "
-        "(`book.account()` and `book.positions()` for every account that changed, then the sink's live state and "
-        "`risk.changed` push, yielding between accounts), which a frame may wait behind.",
+        "What is left on the stream process's event loop besides frames: the engine's flush every 0.5 s "
+        "(`book.account()` and `book.positions()` for every account that changed, handed to the sink's "
+        "publishing thread, yielding between accounts), which a frame may wait behind.",
         "",
         *KNOWN,
     ]
@@ -672,7 +676,9 @@ def report(args: argparse.Namespace, results: dict) -> str:
         "",
         f"Desk (seed {args.seed}): {results['positions']:,} positions, {len(results['desk'])} accounts x "
         f"{args.per_account} over {args.symbols} synthetic symbols, all cross, synced over REST at start "
-        f"({results['start_s']:.1f} s). Account {target.account_id}'s profile caps position notional at "
+        f"({results['start_s']:.1f} s), every user-data socket open {results['connected_s']:.1f} s after the "
+        f"start; measured from {args.warmup_s:g} s after that. Account {target.account_id}'s profile caps "
+        "position notional at "
         f"{target.limit:.2f} (critical only, `breach_after_n=1`, hysteresis 0.02): its {target.subject} notional "
         f"at the start mark {target.start_mark.normalize()}. Every other account has a default profile it never "
         "breaches (position notional, liquidation distance, margin ratio, leverage), so each frame is evaluated "
@@ -705,12 +711,15 @@ def report(args: argparse.Namespace, results: dict) -> str:
         lines.append(f"| E → committed / → client, {label} only | " + " | ".join(cells) + " |")
     from marketdata.sink import PERSIST_EVERY_S
 
-    persist = results["sink"].persist_ms
+    persist, publish = results["sink"].persist_ms, results["sink"].publish_ms
     lines += [
         "",
-        f"The engine's flush on the event loop (every second: book figures, live state to the cache and the "
-        f"`risk.changed` push for each account that changed) took p50 {percentile(flush, 50):.0f} ms, p99 "
-        f"{percentile(flush, 99):.0f} ms. The DjangoSink's persistence (Position rows and snapshots of the "
+        "The engine's flush on the event loop (every 0.5 s, as `run_streams` runs it: the book's figures for "
+        "each account that changed, handed to the sink, yielding between accounts) took p50 "
+        f"{percentile(flush, 50):.0f} ms, p99 {percentile(flush, 99):.0f} ms wall. The sink's publishing thread "
+        "(the live state of those accounts to the cache in one round trip, then their `risk.changed` pushes) "
+        f"took p50 {percentile(publish, 50):.0f} ms, p99 {percentile(publish, 99):.0f} ms per batch "
+        f"({len(publish)} batches). The DjangoSink's persistence (Position rows and snapshots of the "
         f"accounts due, at most every {PERSIST_EVERY_S:g} s each, in one transaction of bulk statements on the "
         f"sink's own thread) took p50 {percentile(persist, 50):.0f} ms, max "
         f"{max(persist, default=float('nan')):.0f} ms per batch ({len(persist)} batches).",

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -41,7 +42,7 @@ _POSITION_FIELDS = tuple(f.name for f in dataclasses.fields(PositionRisk))
 def account_state(risk: AccountRisk, positions: list[PositionRisk], open_orders: list[dict]) -> dict[str, Any]:
     """JSON-safe live figures for one account: Decimals as strings, with the time they describe.
     Fields are read directly, not through dataclasses.asdict: its deep copies cost ~3 ms an account
-    (50 positions), on the stream process's event loop, for every account of every flush."""
+    (50 positions) for every account of every flush."""
     return {
         "account_id": risk.account_id,
         "published_ms": live.now_ms(),
@@ -51,15 +52,21 @@ def account_state(risk: AccountRisk, positions: list[PositionRisk], open_orders:
     }
 
 
-async def push_risk(account_id: int, state: dict[str, Any]) -> None:
-    """The account's live figures to the sockets allowed to see it (group naming: alerts.broadcast)."""
-    from channels.layers import get_channel_layer
+def risk_summary(state: dict[str, Any]) -> dict[str, Any]:
+    """What ``risk.changed`` carries per account: its figures and their time. The positions and orders
+    stay in the cache (pages and the order gate read them there): the desk page re-fetches what it
+    shows on this event, and 50 positions per account per flush to every desk socket cost the web
+    process more than everything else it did (bench/alerts.py)."""
+    return {k: state[k] for k in ("account_id", "published_ms", "figures")}
 
-    from alerts.broadcast import account_group
 
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(account_group(account_id), {"type": "risk.changed", "account": state})
+def publish_states(batch: dict[int, tuple[AccountRisk, list[PositionRisk], list[dict]]]) -> None:
+    """Live state of every account in ``batch`` to the cache in one round trip, then the pushes."""
+    from alerts import broadcast
+
+    states = {a: account_state(*parts) for a, parts in batch.items()}
+    live.accounts_set(states)
+    broadcast.risk_changed([risk_summary(state) for state in states.values()])
 
 
 def alert_raise(**kwargs: Any) -> None:
@@ -76,10 +83,11 @@ def alert_clear(**kwargs: Any) -> None:
 
 PERSIST_EVERY_S = 5.0  # Position rows and snapshots per account; the live state and the push are per flush
 PERSIST_GATHER_S = 0.05  # one engine flush hands over its accounts one by one: write them as one batch
+PUBLISH_GATHER_S = 0.01  # the same for the live state: one cache round trip for the flush's accounts
 PERSIST_ATTEMPTS = 8  # about two minutes of back-off before a batch is given up (and logged)
 PERSIST_CHUNK_ACCOUNTS = 100  # accounts per transaction (~5,000 position rows)
 FEED_WRITE_ATTEMPTS = 8  # a feed alert that cannot be written is retried with back-off, then logged
-PERSIST_IDLE_S = 2.0  # the thread ends after this long with nothing to write (and starts again on demand)
+BATCH_IDLE_S = 2.0  # a batch thread ends after this long with nothing to do (and starts again on demand)
 
 
 def persist_accounts(batch: dict[int, tuple[AccountRisk, list[PositionRisk]]]) -> None:
@@ -94,84 +102,38 @@ def persist_accounts(batch: dict[int, tuple[AccountRisk, list[PositionRisk]]]) -
             snapshots_write_many({a: risk for a, (risk, _) in chunk.items()})
 
 
-class DjangoSink:
-    """Implements streams.Sink against the database, the cache and the channel layer."""
+class Batches:
+    """The latest value per account, handed to ``handle`` in batches on a thread of its own.
 
-    def __init__(self) -> None:
-        self._persisted_at: dict[int, float] = {}
-        # Persistence has a thread (and database connection) of its own: on the event loop's
-        # executor it held the GIL and asgiref's shared sync thread for seconds per flush.
-        self._due: dict[int, tuple[AccountRisk, list[PositionRisk]]] = {}
+    The stream process's event loop only drops a value here: serialising, the cache and the
+    database run on the thread (with its own connections), so a market frame never waits behind
+    them. A newer value for an account replaces one not yet handled. ``handle`` may call
+    ``put_back`` to have a failed batch retried behind anything newer."""
+
+    def __init__(self, name: str, handle: Callable[[dict], None], gather_s: float) -> None:
+        self.name, self._handle, self._gather_s = name, handle, gather_s
+        self._due: dict[int, Any] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._busy = False  # a batch is being written
-        self._feed_writes: asyncio.Future | None = None  # the last feed alert write (they run in order)
-        self.persist_ms: list[float] = []  # per batch written (bench/alerts.py reads it)
+        self._busy = False  # a batch is being handled
 
-    async def account_changed(
-        self, account_id: int, risk: AccountRisk, positions: list[PositionRisk], open_orders: list[dict]
-    ) -> None:
-        state = account_state(risk, positions, open_orders)
-        live.accounts_set({account_id: state})
-        await push_risk(account_id, state)
-        now = time.monotonic()
-        if now - self._persisted_at.get(account_id, 0.0) >= PERSIST_EVERY_S:
-            self._persisted_at[account_id] = now
-            self._persist_later(account_id, risk, positions)
-
-    def _persist_later(self, account_id: int, risk: AccountRisk, positions: list[PositionRisk]) -> None:
+    def put(self, key: int, value: Any) -> None:
         with self._lock:
-            self._due[account_id] = (risk, positions)  # a newer state of the account replaces an unwritten one
+            self._due[key] = value
             if self._thread is None or not self._thread.is_alive():
-                # Not a daemon: at exit the interpreter waits until what is due is written.
-                self._thread = threading.Thread(target=self._persist_forever, name="sink-persist")
+                # Not a daemon: at exit the interpreter waits until what is due is handled.
+                self._thread = threading.Thread(target=self._run, name=self.name)
                 self._thread.start()
         self._wake.set()
 
-    def _persist_forever(self) -> None:
-        attempt = 0
-        try:
-            while True:
-                if not self._wake.wait(PERSIST_IDLE_S):
-                    with self._lock:
-                        if not self._due:
-                            self._thread = None
-                            return
-                    continue
-                self._wake.clear()
-                time.sleep(PERSIST_GATHER_S)
-                with self._lock:
-                    batch, self._due = self._due, {}
-                    self._busy = bool(batch)
-                if batch:
-                    attempt = self._persist_batch(batch, attempt)
-                self._busy = False
-        finally:
-            connection.close()
-
-    def _persist_batch(self, batch: dict[int, tuple[AccountRisk, list[PositionRisk]]], attempt: int) -> int:
-        """Writes ``batch``; on failure puts it back (behind anything newer) and backs off.
-        Returns the attempt count for the next batch."""
-        started = time.perf_counter()
-        try:
-            persist_accounts(batch)
-        except Exception:
-            log.exception("persisting %d accounts failed (attempt %d)", len(batch), attempt + 1)
-            connection.close()  # maybe dead (database restarted): the retry opens a fresh one
-            if attempt + 1 >= PERSIST_ATTEMPTS:
-                log.error("gave up persisting accounts %s; the next flush writes them again", sorted(batch))
-                return 0
-            with self._lock:
-                self._due = {**batch, **self._due}
-            self._wake.set()
-            time.sleep(min(30.0, 0.5 * 2**attempt))
-            return attempt + 1
-        self.persist_ms.append((time.perf_counter() - started) * 1000)
-        return 0
+    def put_back(self, batch: dict[int, Any]) -> None:
+        with self._lock:
+            self._due = {**batch, **self._due}
+        self._wake.set()
 
     def drain(self, timeout_s: float = 30.0) -> bool:
-        """Wait until everything due is written (tests; an orderly shutdown). True when it was."""
+        """Wait until everything due is handled (tests; an orderly shutdown). True when it was."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
@@ -179,6 +141,94 @@ class DjangoSink:
                     return True
             time.sleep(0.01)
         return False
+
+    def _run(self) -> None:
+        try:
+            while True:
+                if not self._wake.wait(BATCH_IDLE_S):
+                    with self._lock:
+                        if not self._due:
+                            self._thread = None
+                            return
+                    continue
+                self._wake.clear()
+                time.sleep(self._gather_s)
+                with self._lock:
+                    batch, self._due = self._due, {}
+                    self._busy = bool(batch)
+                try:
+                    if batch:
+                        self._handle(batch)
+                finally:
+                    self._busy = False
+        finally:
+            connection.close()
+
+
+class DjangoSink:
+    """Implements streams.Sink against the database, the cache and the channel layer."""
+
+    def __init__(self) -> None:
+        self._persisted_at: dict[int, float] = {}
+        # Live state and persistence each have a thread (and connections) of their own: on the
+        # event loop the cache round trip per account and the pushes held market frames back, and on
+        # the loop's executor persistence held asgiref's shared sync thread for seconds per flush.
+        self._publish = Batches("sink-publish", self._publish_batch, PUBLISH_GATHER_S)
+        self._persist = Batches("sink-persist", self._persist_batch, PERSIST_GATHER_S)
+        self._attempt = 0  # consecutive failed persistence batches
+        self._feed_writes: asyncio.Future | None = None  # the last feed alert write (they run in order)
+        self.persist_ms: list[float] = []  # per batch written (bench/alerts.py reads it)
+        self.publish_ms: list[float] = []  # per batch published (bench/alerts.py reads it)
+
+    async def account_changed(
+        self, account_id: int, risk: AccountRisk, positions: list[PositionRisk], open_orders: list[dict]
+    ) -> None:
+        from alerts import broadcast
+
+        broadcast.set_home_loop(asyncio.get_running_loop())  # embedded mode's in-memory layer lives here
+        self._publish.put(account_id, (risk, positions, open_orders))
+        now = time.monotonic()
+        if now - self._persisted_at.get(account_id, 0.0) >= PERSIST_EVERY_S:
+            self._persisted_at[account_id] = now
+            self._persist_later(account_id, risk, positions)
+
+    def _publish_batch(self, batch: dict[int, tuple[AccountRisk, list[PositionRisk], list[dict]]]) -> None:
+        started = time.perf_counter()
+        try:
+            publish_states(batch)
+        except Exception:
+            # Not retried: the next flush publishes fresher figures. Readers judge freshness by
+            # published_ms and fail closed on old ones, so a lost publish cannot pass as current.
+            log.exception("publishing the live state of %d accounts failed", len(batch))
+            return
+        self.publish_ms.append((time.perf_counter() - started) * 1000)
+
+    def _persist_later(self, account_id: int, risk: AccountRisk, positions: list[PositionRisk]) -> None:
+        self._persist.put(account_id, (risk, positions))
+
+    def _persist_batch(self, batch: dict[int, tuple[AccountRisk, list[PositionRisk]]]) -> None:
+        """Writes ``batch``; on failure puts it back (behind anything newer) and backs off."""
+        started = time.perf_counter()
+        try:
+            persist_accounts(batch)
+        except Exception:
+            log.exception("persisting %d accounts failed (attempt %d)", len(batch), self._attempt + 1)
+            connection.close()  # maybe dead (database restarted): the retry opens a fresh one
+            self._attempt += 1
+            if self._attempt >= PERSIST_ATTEMPTS:
+                log.error("gave up persisting accounts %s; the next flush writes them again", sorted(batch))
+                self._attempt = 0
+                return
+            self._persist.put_back(batch)
+            time.sleep(min(30.0, 0.5 * 2 ** (self._attempt - 1)))
+            return
+        self._attempt = 0
+        self.persist_ms.append((time.perf_counter() - started) * 1000)
+
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait until everything due is published and written (tests; an orderly shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        return self._publish.drain(timeout_s) and self._persist.drain(max(0.0, deadline - time.monotonic()))
 
     async def marks_changed(self, marks: dict[str, tuple[Decimal, int]]) -> None:
         live.marks_merge({s: [str(p), ts] for s, (p, ts) in marks.items()})

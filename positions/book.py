@@ -610,6 +610,8 @@ class RiskBook:
         wallets travel with their positions."""
         _require_decimal(f"{account_id} {asset} wallet", balance)
         pool = self._pool(self._account(account_id), asset)
+        if self._pool_wallet_dec[pool] == balance:
+            return set()  # a re-sync repeats the balance: nothing to recompute
         self._pool_wallet[pool] = float(balance)
         self._pool_wallet_dec[pool] = balance
         return self._refresh(np.empty(0, dtype=np.int64), pools=np.array([pool]))
@@ -622,11 +624,24 @@ class RiskBook:
         other rows of the symbol) before the book changes."""
         touched, units, pools = [], set(), set()
         for account_id, position in items:
+            if self._holds(account_id, position):
+                # A REST re-sync (every reconnect, every beat) repeats each row: re-indexing the book
+                # for rows it already holds held the event loop ~30 ms an account at 10,000 positions.
+                continue
             slot, old_unit, old_pool = self._place(account_id, position)
             touched.append(slot)
             units.update((old_unit, int(self._si["unit"][slot])))
             pools.add(old_pool)
+        if not touched:
+            return set()
         return self._after_structural_change(touched, units, pools)
+
+    def _holds(self, account_id: AccountId, position: BookPosition) -> bool:
+        if not isinstance(position, BookPosition):
+            return False  # _place says what is wrong with it
+        acct = self._acct_index.get(account_id)
+        slot = None if acct is None else self._acct_slots[acct].get((position.symbol, position.side))
+        return slot is not None and self._s_pos[slot] == position
 
     def remove_position(self, account_id: AccountId, symbol: str, side: str) -> set[AccountId]:
         acct = self._acct_index.get(account_id)
@@ -1101,47 +1116,55 @@ class RiskBook:
 
     def positions(self, account_id: AccountId) -> list[PositionRisk]:
         acct = self._require_account(account_id)
-        slots = self._acct_slots[acct]
-        return [self._position_risk(account_id, slots[key]) for key in sorted(slots)]
+        by_key = self._acct_slots[acct]
+        slots = np.array([by_key[key] for key in sorted(by_key)], dtype=np.int64)
+        # The account's columns in one gather each, as Python floats: the same values as
+        # reading one numpy scalar at a time, at a fraction of the cost. The engine's
+        # flush calls this for every account that changed, on the stream process's event loop.
+        units, syms = self._si["unit"][slots], self._si["sym"][slots]
+        sf = self._sf
+        marks, notional, upnl = sf["mark"][slots].tolist(), sf["notional"][slots].tolist(), sf["upnl"][slots].tolist()
+        mm, im = sf["mm"][slots].tolist(), sf["im"][slots].tolist()
+        complete, known = self._sb["complete"][slots].tolist(), self._ub["known"][units].tolist()
+        lps, onfall = self._uf["lp"][units].tolist(), self._ub["onfall"][units].tolist()
+        mark_ts = self._sym_ts[syms].tolist()
+        out = []
+        for i, slot in enumerate(slots.tolist()):
+            p = self._s_pos[slot]
+            mark, lp, on_fall, lp_known = marks[i], lps[i], onfall[i], known[i]
+            has_mark = math.isfinite(mark)
+            distance = ((mark - lp) if on_fall else (lp - mark)) / mark if has_mark else math.nan
+            raw = self._sym_raw[int(syms[i])]
+            out.append(
+                PositionRisk(
+                    account_id=account_id,
+                    symbol=p.symbol,
+                    side=p.side,
+                    qty=p.qty,
+                    entry_price=p.entry_price,
+                    leverage=p.leverage,
+                    margin_type=p.margin_type,
+                    margin_asset=p.margin_asset,
+                    isolated_wallet=p.isolated_wallet,
+                    mark=raw,
+                    mark_ts_ms=int(mark_ts[i]) if raw is not None else None,
+                    notional=_money(notional[i]) if has_mark else None,
+                    unrealized_pnl=_money(upnl[i]) if has_mark else None,
+                    maint_margin=_opt(mm[i]),
+                    initial_margin=_money(im[i]) if has_mark else None,
+                    liquidation_price=_opt(lp) if lp_known else None,
+                    liquidation_on_fall=on_fall if lp_known and math.isfinite(lp) else None,
+                    liquidation_distance=_opt(distance, _ratio) if lp_known else None,
+                    complete=bool(complete[i]) and lp_known,
+                )
+            )
+        return out
 
     def _require_account(self, account_id: AccountId) -> int:
         acct = self._acct_index.get(account_id)
         if acct is None:
             raise ValueError(f"unknown account {account_id!r}")
         return acct
-
-    def _position_risk(self, account_id: AccountId, slot: int) -> PositionRisk:
-        p = self._s_pos[slot]
-        sf, sb = self._sf, self._sb
-        unit = int(self._si["unit"][slot])
-        mark = float(sf["mark"][slot])
-        has_mark = math.isfinite(mark)
-        lp_known = bool(self._ub["known"][unit])
-        complete = bool(sb["complete"][slot]) and lp_known
-        lp, on_fall = float(self._uf["lp"][unit]), bool(self._ub["onfall"][unit])
-        distance = ((mark - lp) if on_fall else (lp - mark)) / mark if has_mark else math.nan
-        state = self.mark(p.symbol)
-        return PositionRisk(
-            account_id=account_id,
-            symbol=p.symbol,
-            side=p.side,
-            qty=p.qty,
-            entry_price=p.entry_price,
-            leverage=p.leverage,
-            margin_type=p.margin_type,
-            margin_asset=p.margin_asset,
-            isolated_wallet=p.isolated_wallet,
-            mark=state.price if state else None,
-            mark_ts_ms=state.ts_ms if state else None,
-            notional=_money(sf["notional"][slot]) if has_mark else None,
-            unrealized_pnl=_money(sf["upnl"][slot]) if has_mark else None,
-            maint_margin=_opt(sf["mm"][slot]),
-            initial_margin=_money(sf["im"][slot]) if has_mark else None,
-            liquidation_price=_opt(lp) if lp_known else None,
-            liquidation_on_fall=on_fall if lp_known and math.isfinite(lp) else None,
-            liquidation_distance=_opt(distance, _ratio) if lp_known else None,
-            complete=complete,
-        )
 
     def account(self, account_id: AccountId) -> AccountRisk:
         acct = self._require_account(account_id)

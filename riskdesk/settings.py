@@ -135,10 +135,13 @@ if REDIS_URL:
     # socket_timeout=None: redis-py 8 reads with a 5 s timeout by default while channels_redis blocks in
     # BZPOPMIN for 5 s, so every idle /ws/desk/ consumer died with TimeoutError (channels_redis#422).
     # A socket_timeout in REDIS_URL's query string still wins (redis-py lets URL options override).
+    # capacity: channels_redis keeps one inbox per web process for all its sockets (the channel name's
+    # part before "!"), holding at most `capacity` messages; past it a group_send drops the message,
+    # an alert included. The default 100 was one flush's risk.changed for 100 accounts to one socket.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}], "capacity": 2000},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -7,14 +7,15 @@ import json
 from decimal import Decimal
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.test import Client
 
-from alerts import services
+from accounts.models import ExchangeAccount
+from alerts import broadcast, services
 from alerts.broadcast import account_group
 from alerts.models import AlertStatus, Level
 from riskdesk.asgi import application
@@ -154,19 +155,34 @@ def test_a_desk_wide_alert_reaches_every_desk_member(trader_a):
 
 def test_risk_and_position_changes_are_forwarded_as_they_come(trader_a, account_a, account_b):
     socket = DeskSocket(trader_a)
-    risk = {"type": "risk.changed", "account_id": account_a.id, "figures": {"margin_ratio": "0.42"}}
+    figures = {"account_id": account_a.id, "figures": {"margin_ratio": "0.42"}}
     position = {"type": "position.changed", "account_id": account_a.id, "symbol": "BTCUSDT", "size": "0.5"}
 
     async def scenario():
         await socket.connect()
-        layer = get_channel_layer()
-        await layer.group_send(account_group(account_b.id), {**risk, "account_id": account_b.id})
-        await layer.group_send(account_group(account_a.id), risk)
-        await layer.group_send(account_group(account_a.id), position)
+        # As the stream process's sink sends them: account_b's figures must not reach trader_a.
+        await sync_to_async(broadcast.risk_changed)([{**figures, "account_id": account_b.id}, figures])
+        await get_channel_layer().group_send(account_group(account_a.id), position)
 
-        assert await socket.receive_json() == risk
+        assert await socket.receive_json() == {"type": "risk.changed", "accounts": [figures]}
         assert await socket.receive_json() == position
         assert await socket.hears_nothing()
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_risk_manager_hears_every_account_in_one_message_even_one_created_after_connecting(risk_manager, account_a):
+    socket = DeskSocket(risk_manager)
+
+    async def scenario():
+        await socket.connect()
+        later = await database_sync_to_async(ExchangeAccount.objects.create)(name="opened after the socket")
+        accounts = [{"account_id": account_a.id, "figures": {}}, {"account_id": later.id, "figures": {}}]
+        await sync_to_async(broadcast.risk_changed)(accounts)
+
+        assert await socket.receive_json() == {"type": "risk.changed", "accounts": accounts}
+        assert await socket.hears_nothing()  # not once more per account
         await socket.disconnect()
 
     async_to_sync(scenario)()

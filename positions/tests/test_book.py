@@ -362,6 +362,21 @@ def test_a_mark_in_one_symbol_moves_the_cross_liquidation_price_of_another() -> 
     assert btc_after > btc_before
 
 
+def test_a_resync_repeating_what_the_book_holds_changes_nothing() -> None:
+    book = small_book()
+    before = (book.account("alice"), book.positions("alice"))
+    same = BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("1"), entry_price=D("60000"), leverage=10)
+    assert book.upsert_positions([("alice", same)]) == set()
+    assert book.set_wallet("alice", D("10000.00")) == set()
+    assert (book.account("alice"), book.positions("alice")) == before
+    # Any one field different is a change, handled as before.
+    moved = BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("1"), entry_price=D("60000"), leverage=20)
+    assert book.upsert_positions([("alice", same), ("alice", moved)]) == {"alice"}
+    assert book.positions("alice")[0].leverage == 20
+    assert book.set_wallet("alice", D("9000")) == {"alice"}
+    assert book.account("alice").wallet_balance == D("9000")
+
+
 def test_an_isolated_liquidation_price_ignores_other_marks_and_the_wallet() -> None:
     book = small_book()
     before = book.positions("bob")[0].liquidation_price

@@ -119,7 +119,7 @@ def test_a_trader_never_sees_another_traders_account_on_a_page_or_on_the_socket(
     while time.monotonic() < deadline and not any(f.get("type") == "risk.changed" for f in frames):
         page.wait_for_timeout(100)
     page.wait_for_timeout(1500)
-    heard = {f["account"]["account_id"] for f in frames if f["type"] == "risk.changed"}
+    heard = {a["account_id"] for f in frames if f["type"] == "risk.changed" for a in f["accounts"]}
     heard |= {f["alert"]["account_id"] for f in frames if f["type"] == "alert.changed"} - {None}
     assert heard and heard <= mine, (heard, len(frames))
 

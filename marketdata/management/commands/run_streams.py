@@ -32,7 +32,6 @@ def build_engine(specs: list[AccountSpec]) -> StreamEngine:
         ws_url=settings.BINANCE_FUTURES_WS_URL,
         sink=DjangoSink(),
         stale_after_s=settings.STREAM_STALE_AFTER_S,
-        flush_interval_s=0.5,  # live figures reach the pages twice a second
     )
     try:  # the rule evaluator subscribes to the engine's changes once the rules app provides it
         from rules.evaluation import attach
