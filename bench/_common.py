@@ -27,6 +27,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "PERFORMANCE.md"
+# Bench-only secrets: the settings refuse to start without them when DEBUG is off (a fresh clone has no .env).
+BENCH_SECRETS = {
+    "SECRET_KEY": "bench-only-secret-key-not-for-production",
+    "FIELD_ENCRYPTION_KEY": "YmVuY2gtb25seS1mZXJuZXQta2V5LTMyLWJ5dGVzISE=",
+}
 LEVERAGES = (2, 3, 5, 10, 20)
 
 

@@ -52,6 +52,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bench._common import (
+    BENCH_SECRETS,
     GENEROUS_LIMITS,
     ROOT,
     SimOptions,
@@ -74,10 +75,8 @@ DATABASE_URL = "mysql://root@127.0.0.1:3306/riskdesk_bench_alerts"
 # Its own Redis database (no other desk's groups or cache keys).
 REDIS_URL = "redis://127.0.0.1:6379/9"
 HIGH, LOW = Decimal("1.1"), Decimal("0.9")
-# Bench-only secrets: the settings refuse to start without them when DEBUG is off.
 BENCH_ENV = {
-    "SECRET_KEY": "bench-only-secret-key-not-for-production",
-    "FIELD_ENCRYPTION_KEY": "YmVuY2gtb25seS1mZXJuZXQta2V5LTMyLWJ5dGVzISE=",
+    **BENCH_SECRETS,
     "DEBUG": "false",  # DEBUG keeps every query in memory: not the production path
     "STREAMS_IN_PROCESS": "false",
     "LOG_LEVEL": "WARNING",

@@ -48,7 +48,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench._common import command_line, machine, percentile, write_doc
+from bench._common import BENCH_SECRETS, command_line, machine, percentile, write_doc
 from positions.book import BookPosition, RiskBook
 from positions.margin import brackets_from_binance
 from rules import checks as c
@@ -342,6 +342,8 @@ def http_setup(args: argparse.Namespace) -> dict[str, Any]:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskdesk.settings")
+    for name, value in BENCH_SECRETS.items():  # uvicorn inherits them
+        os.environ.setdefault(name, value)
     django.setup()
     from django.core.management import call_command
 
