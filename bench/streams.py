@@ -67,7 +67,7 @@ STATIC_TICK_S = 3600.0  # part 1: the first tick would come after an hour, i.e. 
 class NullSink:
     """The engine's Sink that does nothing: what is measured is the tick path, not persistence."""
 
-    async def account_changed(self, account_id: int, risk: Any, positions: list, open_orders: list) -> None:
+    async def account_changed(self, account_id: int, book: Any, open_orders: list) -> None:
         pass
 
     async def marks_changed(self, marks: dict) -> None:

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from marketdata import live
 from marketdata.services import marks_write
 from marketdata.streams import FeedStatus
-from positions.book import AccountRisk, PositionRisk
+from positions.book import AccountRisk, PositionRisk, RiskBook
 from positions.services import order_event_record, positions_write_many, snapshots_write_many
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,21 @@ _ACCOUNT_FIELDS = tuple(f.name for f in dataclasses.fields(AccountRisk) if f.nam
 _POSITION_FIELDS = tuple(f.name for f in dataclasses.fields(PositionRisk))
 
 
-def account_state(risk: AccountRisk, positions: list[PositionRisk], open_orders: list[dict]) -> dict[str, Any]:
+def account_state(
+    risk: AccountRisk, positions: list[PositionRisk] | list[dict[str, Any]], open_orders: list[dict]
+) -> dict[str, Any]:
     """JSON-safe live figures for one account: Decimals as strings, with the time they describe.
+    ``positions``: the book's PositionRisk rows, or ``RiskBook.positions_plain()`` (the same,
+    already as strings: what the engine's flush uses, without building the Decimals).
     Fields are read directly, not through dataclasses.asdict: its deep copies cost ~3 ms an account
     (50 positions) for every account of every flush."""
     return {
         "account_id": risk.account_id,
         "published_ms": live.now_ms(),
         "figures": {k: _plain(getattr(risk, k)) for k in _ACCOUNT_FIELDS},
-        "positions": [{k: _plain(getattr(p, k)) for k in _POSITION_FIELDS} for p in positions],
+        "positions": [
+            p if isinstance(p, dict) else {k: _plain(getattr(p, k)) for k in _POSITION_FIELDS} for p in positions
+        ],
         "open_orders": _plain(open_orders),
     }
 
@@ -60,11 +66,10 @@ def risk_summary(state: dict[str, Any]) -> dict[str, Any]:
     return {k: state[k] for k in ("account_id", "published_ms", "figures")}
 
 
-def publish_states(batch: dict[int, tuple[AccountRisk, list[PositionRisk], list[dict]]]) -> None:
-    """Live state of every account in ``batch`` to the cache in one round trip, then the pushes."""
+def publish_states(states: dict[int, dict[str, Any]]) -> None:
+    """Live state of every account in ``states`` to the cache in one round trip, then the pushes."""
     from alerts import broadcast
 
-    states = {a: account_state(*parts) for a, parts in batch.items()}
     live.accounts_set(states)
     broadcast.risk_changed([risk_summary(state) for state in states.values()])
 
@@ -84,6 +89,7 @@ def alert_clear(**kwargs: Any) -> None:
 PERSIST_EVERY_S = 5.0  # Position rows and snapshots per account; the live state and the push are per flush
 PERSIST_GATHER_S = 0.05  # one engine flush hands over its accounts one by one: write them as one batch
 PUBLISH_GATHER_S = 0.01  # the same for the live state: one cache round trip for the flush's accounts
+MARKS_WRITE_EVERY_S = 5.0  # Symbol.mark_price rows; the cache's live marks are written every flush
 PERSIST_ATTEMPTS = 8  # about two minutes of back-off before a batch is given up (and logged)
 PERSIST_CHUNK_ACCOUNTS = 100  # accounts per transaction (~5,000 position rows)
 FEED_WRITE_ATTEMPTS = 8  # a feed alert that cannot be written is retried with back-off, then logged
@@ -176,23 +182,24 @@ class DjangoSink:
         self._publish = Batches("sink-publish", self._publish_batch, PUBLISH_GATHER_S)
         self._persist = Batches("sink-persist", self._persist_batch, PERSIST_GATHER_S)
         self._attempt = 0  # consecutive failed persistence batches
+        self._marks_due: dict[str, tuple[Decimal, int]] = {}  # newest mark per symbol not yet on its row
+        self._marks_written_at = -MARKS_WRITE_EVERY_S  # the first flush writes
         self._feed_writes: asyncio.Future | None = None  # the last feed alert write (they run in order)
         self.persist_ms: list[float] = []  # per batch written (bench/alerts.py reads it)
         self.publish_ms: list[float] = []  # per batch published (bench/alerts.py reads it)
 
-    async def account_changed(
-        self, account_id: int, risk: AccountRisk, positions: list[PositionRisk], open_orders: list[dict]
-    ) -> None:
+    async def account_changed(self, account_id: int, book: RiskBook, open_orders: list[dict]) -> None:
         from alerts import broadcast
 
         broadcast.set_home_loop(asyncio.get_running_loop())  # embedded mode's in-memory layer lives here
-        self._publish.put(account_id, (risk, positions, open_orders))
+        risk = book.account(account_id)
+        self._publish.put(account_id, account_state(risk, book.positions_plain(account_id), open_orders))
         now = time.monotonic()
         if now - self._persisted_at.get(account_id, 0.0) >= PERSIST_EVERY_S:
             self._persisted_at[account_id] = now
-            self._persist_later(account_id, risk, positions)
+            self._persist_later(account_id, risk, book.positions(account_id))  # Decimals for the rows
 
-    def _publish_batch(self, batch: dict[int, tuple[AccountRisk, list[PositionRisk], list[dict]]]) -> None:
+    def _publish_batch(self, batch: dict[int, dict[str, Any]]) -> None:
         started = time.perf_counter()
         try:
             publish_states(batch)
@@ -231,8 +238,14 @@ class DjangoSink:
         return self._publish.drain(timeout_s) and self._persist.drain(max(0.0, deadline - time.monotonic()))
 
     async def marks_changed(self, marks: dict[str, tuple[Decimal, int]]) -> None:
-        live.marks_merge({s: [str(p), ts] for s, (p, ts) in marks.items()})
-        await sync_to_async(marks_write)(marks=marks)
+        live.marks_merge({s: [str(p), ts] for s, (p, ts) in marks.items()})  # what readers use: every flush
+        # Symbol rows (and the minute's TickerHistory row) at most every MARKS_WRITE_EVERY_S: a
+        # bulk_update of 300 symbols twice a second was a tenth of the stream process's CPU.
+        self._marks_due.update(marks)
+        now = time.monotonic()
+        if now - self._marks_written_at >= MARKS_WRITE_EVERY_S:
+            due, self._marks_due, self._marks_written_at = self._marks_due, {}, now
+            await sync_to_async(marks_write)(marks=due)
 
     async def feed_changed(self, status: FeedStatus, *, became_stale: bool, recovered: bool) -> None:
         live.feed_set(status.name, status.as_dict())  # what the order gate reads: fails closed at once

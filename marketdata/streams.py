@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from marketdata.exchange import BinanceFutures, ExchangeError, dec
-from positions.book import AccountRisk, BookPosition, PositionRisk, RiskBook
+from positions.book import BookPosition, RiskBook
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,8 @@ class FeedStatus:
 class Sink(Protocol):
     """Where the engine's results go. Every method must be quick or hand off."""
 
-    async def account_changed(
-        self, account_id: int, risk: AccountRisk, positions: list[PositionRisk], open_orders: list[dict]
-    ) -> None: ...
+    async def account_changed(self, account_id: int, book: RiskBook, open_orders: list[dict]) -> None:
+        """Read what it needs of the account from ``book`` during the call: the book moves on after it."""
 
     async def marks_changed(self, marks: dict[str, tuple[Decimal, int]]) -> None: ...
 
@@ -507,10 +506,7 @@ class StreamEngine:
         for account_id in sorted(pending.accounts):
             if account_id in self.accounts and account_id in known:
                 await self.sink.account_changed(
-                    account_id,
-                    self.book.account(account_id),
-                    self.book.positions(account_id),
-                    list(self.open_orders.get(account_id, {}).values()),
+                    account_id, self.book, list(self.open_orders.get(account_id, {}).values())
                 )
                 # ~1 ms of figures per account: without a yield here a flush of 2,000 accounts held
                 # the loop for seconds, and market frames (and the silence watchdog) waited behind it.

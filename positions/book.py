@@ -95,10 +95,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -222,6 +223,20 @@ def _money(value: float) -> Decimal:
 
 def _ratio(value: float) -> Decimal:
     return Decimal(format(value, ".12f"))
+
+
+def _plain_str(fixed: str) -> str:
+    """``str(Decimal(fixed))`` for a fixed-point string: the same text unless the value is below
+    1e-6 (six zeros after the point), which Decimal writes in exponent form ("0E-8", "1.2E-7")."""
+    return str(Decimal(fixed)) if fixed.lstrip("-").startswith("0.000000") else fixed
+
+
+def _money_str(value: float) -> str:
+    return _plain_str(format(value, ".8f"))
+
+
+def _ratio_str(value: float) -> str:
+    return _plain_str(format(value, ".12f"))
 
 
 def _opt(value: float, convert: Callable[[float], Decimal] = _money) -> Decimal | None:
@@ -1115,26 +1130,10 @@ class RiskBook:
         return [s for i, s in enumerate(self._sym_names) if i and i not in has]
 
     def positions(self, account_id: AccountId) -> list[PositionRisk]:
-        acct = self._require_account(account_id)
-        by_key = self._acct_slots[acct]
-        slots = np.array([by_key[key] for key in sorted(by_key)], dtype=np.int64)
-        # The account's columns in one gather each, as Python floats: the same values as
-        # reading one numpy scalar at a time, at a fraction of the cost. The engine's
-        # flush calls this for every account that changed, on the stream process's event loop.
-        units, syms = self._si["unit"][slots], self._si["sym"][slots]
-        sf = self._sf
-        marks, notional, upnl = sf["mark"][slots].tolist(), sf["notional"][slots].tolist(), sf["upnl"][slots].tolist()
-        mm, im = sf["mm"][slots].tolist(), sf["im"][slots].tolist()
-        complete, known = self._sb["complete"][slots].tolist(), self._ub["known"][units].tolist()
-        lps, onfall = self._uf["lp"][units].tolist(), self._ub["onfall"][units].tolist()
-        mark_ts = self._sym_ts[syms].tolist()
         out = []
-        for i, slot in enumerate(slots.tolist()):
-            p = self._s_pos[slot]
-            mark, lp, on_fall, lp_known = marks[i], lps[i], onfall[i], known[i]
-            has_mark = math.isfinite(mark)
-            distance = ((mark - lp) if on_fall else (lp - mark)) / mark if has_mark else math.nan
-            raw = self._sym_raw[int(syms[i])]
+        for p, raw, ts, has_mark, notional, upnl, mm, im, lp, lp_known, on_fall, distance, complete in self._rows(
+            account_id
+        ):
             out.append(
                 PositionRisk(
                     account_id=account_id,
@@ -1147,16 +1146,49 @@ class RiskBook:
                     margin_asset=p.margin_asset,
                     isolated_wallet=p.isolated_wallet,
                     mark=raw,
-                    mark_ts_ms=int(mark_ts[i]) if raw is not None else None,
-                    notional=_money(notional[i]) if has_mark else None,
-                    unrealized_pnl=_money(upnl[i]) if has_mark else None,
-                    maint_margin=_opt(mm[i]),
-                    initial_margin=_money(im[i]) if has_mark else None,
+                    mark_ts_ms=ts,
+                    notional=_money(notional) if has_mark else None,
+                    unrealized_pnl=_money(upnl) if has_mark else None,
+                    maint_margin=_opt(mm),
+                    initial_margin=_money(im) if has_mark else None,
                     liquidation_price=_opt(lp) if lp_known else None,
                     liquidation_on_fall=on_fall if lp_known and math.isfinite(lp) else None,
                     liquidation_distance=_opt(distance, _ratio) if lp_known else None,
-                    complete=bool(complete[i]) and lp_known,
+                    complete=complete,
                 )
+            )
+        return out
+
+    def positions_plain(self, account_id: AccountId) -> list[dict[str, Any]]:
+        """``positions()`` as JSON-safe dicts, every Decimal as ``str()`` would write it, built
+        without the Decimals: what the live state publishes for every account that changed, twice
+        a second, at a third of the cost (tested equal in positions/tests/test_book.py)."""
+        out = []
+        for p, raw, ts, has_mark, notional, upnl, mm, im, lp, lp_known, on_fall, distance, complete in self._rows(
+            account_id
+        ):
+            out.append(
+                {
+                    "account_id": account_id,
+                    "symbol": p.symbol,
+                    "side": p.side,
+                    "qty": str(p.qty),
+                    "entry_price": str(p.entry_price),
+                    "leverage": p.leverage,
+                    "margin_type": p.margin_type,
+                    "margin_asset": p.margin_asset,
+                    "isolated_wallet": str(p.isolated_wallet),
+                    "mark": None if raw is None else str(raw),
+                    "mark_ts_ms": ts,
+                    "notional": _money_str(notional) if has_mark else None,
+                    "unrealized_pnl": _money_str(upnl) if has_mark else None,
+                    "maint_margin": _money_str(mm) if math.isfinite(mm) else None,
+                    "initial_margin": _money_str(im) if has_mark else None,
+                    "liquidation_price": _money_str(lp) if lp_known and math.isfinite(lp) else None,
+                    "liquidation_on_fall": on_fall if lp_known and math.isfinite(lp) else None,
+                    "liquidation_distance": (_ratio_str(distance) if lp_known and math.isfinite(distance) else None),
+                    "complete": complete,
+                }
             )
         return out
 
@@ -1165,6 +1197,44 @@ class RiskBook:
         if acct is None:
             raise ValueError(f"unknown account {account_id!r}")
         return acct
+
+    def _rows(self, account_id: AccountId) -> Iterator[tuple]:
+        """The inputs and float figures of the account's positions, in (symbol, side) order. The
+        columns are gathered once per account as Python floats (the same values as reading one
+        numpy scalar at a time, at a fraction of the cost): the engine's flush reads every account
+        that changed, on the stream process's event loop."""
+        acct = self._require_account(account_id)
+        by_key = self._acct_slots[acct]
+        slots = np.array([by_key[key] for key in sorted(by_key)], dtype=np.int64)
+        units, syms = self._si["unit"][slots], self._si["sym"][slots]
+        sf = self._sf
+        marks, notional, upnl = sf["mark"][slots].tolist(), sf["notional"][slots].tolist(), sf["upnl"][slots].tolist()
+        mm, im = sf["mm"][slots].tolist(), sf["im"][slots].tolist()
+        complete, known = self._sb["complete"][slots].tolist(), self._ub["known"][units].tolist()
+        lps, onfall = self._uf["lp"][units].tolist(), self._ub["onfall"][units].tolist()
+        mark_ts = self._sym_ts[syms].tolist()
+        for i, slot in enumerate(slots.tolist()):
+            mark, lp, on_fall = marks[i], lps[i], onfall[i]
+            has_mark = math.isfinite(mark)
+            distance = ((mark - lp) if on_fall else (lp - mark)) / mark if has_mark else math.nan
+            raw = self._sym_raw[int(syms[i])]
+            ts = int(mark_ts[i]) if raw is not None else None
+            lp_known = known[i]
+            yield (
+                self._s_pos[slot],
+                raw,
+                ts,
+                has_mark,
+                notional[i],
+                upnl[i],
+                mm[i],
+                im[i],
+                lp,
+                lp_known,
+                on_fall,
+                distance,
+                bool(complete[i]) and lp_known,
+            )
 
     def account(self, account_id: AccountId) -> AccountRisk:
         acct = self._require_account(account_id)

@@ -25,8 +25,8 @@ class RecordingSink:
         self.drifts: list[tuple[int, list]] = []
         self.resyncs: list[int] = []
 
-    async def account_changed(self, account_id, risk, positions, open_orders):
-        self.accounts[account_id] = (risk, positions, open_orders)
+    async def account_changed(self, account_id, book, open_orders):
+        self.accounts[account_id] = (book.account(account_id), book.positions(account_id), open_orders)
 
     async def marks_changed(self, marks):
         self.marks.update(marks)

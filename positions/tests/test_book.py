@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -162,9 +163,19 @@ def assert_account_matches(desk: Desk, account: int) -> None:
     assert_positions_match(desk, account, inputs)
 
 
+def assert_plain_matches(book: RiskBook, account) -> None:  # noqa: ANN001 - any account id
+    """positions_plain() is positions() with every Decimal as str() writes it ("0E-8", "1.2E-7" too)."""
+    expected = [
+        {k: str(v) if isinstance(v, Decimal) else v for k, v in dataclasses.asdict(r).items()}
+        for r in book.positions(account)
+    ]
+    assert book.positions_plain(account) == expected
+
+
 def assert_positions_match(desk: Desk, account: int, inputs: list[figures.PositionInput]) -> None:
     by_key = {(p.symbol, p.side): p for p in inputs}
     rows = desk.book.positions(account)
+    assert_plain_matches(desk.book, account)
     assert {(r.symbol, r.side) for r in rows} == set(by_key)
     for row in rows:
         p = by_key[(row.symbol, row.side)]
@@ -433,9 +444,23 @@ def test_a_symbol_without_mark_makes_the_account_incomplete() -> None:
     # cross: the other positions' TMM1/UPNL1 are unknown, so their LP is unknown, not "--"
     assert rows["BTCUSDT"].liquidation_price is None and not rows["BTCUSDT"].complete
     assert "DOGEUSDT" in book.symbols_without_mark()
+    assert_plain_matches(book, "alice")
     book.apply_mark("DOGEUSDT", "0.11", ts=T0 + 1)
     assert book.account("alice").complete
     assert book.positions("alice")[0].liquidation_price is not None
+
+
+def test_plain_positions_write_tiny_and_zero_figures_as_decimal_does() -> None:
+    book = small_book()
+    # A position worth less than a millionth: notional, uPnL and margins print in exponent form.
+    book.apply_mark("DOGEUSDT", "0.00000100", ts=T0)
+    book.set_brackets("DOGEUSDT", TABLES["DOGEUSDT"])
+    book.upsert_position(
+        "carol", BookPosition(symbol="DOGEUSDT", side="BOTH", qty=D("0.1"), entry_price=D("0.00000100"), leverage=5)
+    )
+    assert_plain_matches(book, "carol")
+    doge = next(p for p in book.positions_plain("carol") if p["symbol"] == "DOGEUSDT")
+    assert doge["unrealized_pnl"] == "0E-8" and doge["notional"] == "1.0E-7"
 
 
 def test_a_symbol_without_brackets_makes_the_account_incomplete() -> None:
