@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
@@ -330,6 +331,8 @@ class Probe:
     by_job: dict[int, Transition] = field(default_factory=dict)
     jobs: list[Any] = field(default_factory=list)  # keeps jobs alive so their ids stay unique
     flush_ms: list[float] = field(default_factory=list)
+    gc_ms: dict[int, list[float]] = field(default_factory=dict)  # collector pauses by generation, while measuring
+    recording: bool = False
     frame: tuple[int, float] = (0, 0.0)
     frame_fresh: bool = False  # a frame was applied and its listeners have not run yet
     local: threading.local = field(default_factory=threading.local)
@@ -374,6 +377,15 @@ class Probe:
             self.flush_ms.append((time.perf_counter() - started) * 1000)
 
         engine._flush = timed_flush
+        started: dict[str, float] = {}
+
+        def gc_pause(phase: str, info: dict) -> None:
+            if phase == "start":
+                started["t"] = time.perf_counter()
+            elif self.recording and "t" in started:
+                self.gc_ms.setdefault(info["generation"], []).append((time.perf_counter() - started["t"]) * 1000)
+
+        gc.callbacks.append(gc_pause)
 
     def on_frame(self, event_ms: int) -> None:
         now = time.time()
@@ -466,7 +478,7 @@ async def measure(
     import aiohttp
 
     from marketdata.sink import DjangoSink
-    from marketdata.streams import AccountSpec, StreamEngine
+    from marketdata.streams import AccountSpec, StreamEngine, settle_gc
     from rules.evaluation import attach
 
     specs = [AccountSpec(i + 1, f"bench {i}", api_key(i), api_secret(i)) for i in range(len(desk))]
@@ -480,6 +492,7 @@ async def measure(
     out: dict[str, Any] = {"probe": probe, "modes": {}, "timeouts": {}, "sink": sink}
     started = time.perf_counter()
     await engine.start()
+    settle_gc()  # as run_streams does
     out["start_s"] = time.perf_counter() - started
     # Steady state: every account's user-data socket open and its account re-synced through it
     # (start() returns once the book is loaded; the sockets open 16 at a time behind it).
@@ -488,6 +501,7 @@ async def measure(
     async with aiohttp.ClientSession() as http:
         await post_mark(http, sim.base_url, target.symbol, target.start_mark * LOW)
         await asyncio.sleep(args.warmup_s)
+        probe.recording = True
         for mode in args.modes.split(","):
             probe.transitions.clear()
             out["timeouts"][mode] = await cross(args, mode, sim, http, target, probe, client)
@@ -721,7 +735,15 @@ def report(args: argparse.Namespace, results: dict) -> str:
         f"({len(publish)} batches). The DjangoSink's persistence (Position rows and snapshots of the "
         f"accounts due, at most every {PERSIST_EVERY_S:g} s each, in one transaction of bulk statements on the "
         f"sink's own thread) took p50 {percentile(persist, 50):.0f} ms, max "
-        f"{max(persist, default=float('nan')):.0f} ms per batch ({len(persist)} batches).",
+        f"{max(persist, default=float('nan')):.0f} ms per batch ({len(persist)} batches). Garbage collector "
+        "pauses in this process while measuring (`streams.settle_gc()` after the start, as `run_streams` runs): "
+        + (
+            ", ".join(
+                f"generation {g}: {len(v)}, max {max(v):.1f} ms" for g, v in sorted(results["probe"].gc_ms.items())
+            )
+            or "none"
+        )
+        + ".",
         "",
     ]
     lines += pass_lines(results.get("passes", {}))

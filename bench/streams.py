@@ -369,7 +369,9 @@ async def _stream(
         attach_rules(engine, len(desk), result, lambda: state["on"])
     if result.kind == "plain":
         result.upserts_ms = resync_upserts_ms(engine, desk, len(desk) - 1)
-    gc.freeze()  # as run_streams does once its start-up sync has filled the book
+    from marketdata.streams import settle_gc
+
+    settle_gc()  # as run_streams does once the start-up sync has filled the book
     frames = args.slow_frames if result.rate <= 1 else args.fast_frames
     await asyncio.sleep(max(args.warmup_s, 3 / result.rate))
     state["on"], cpu, wall, shown = True, time.process_time(), time.perf_counter(), -1

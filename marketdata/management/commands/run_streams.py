@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 
@@ -12,7 +11,7 @@ from accounts.models import ExchangeAccount
 from marketdata import services
 from marketdata.exchange import ExchangeError
 from marketdata.sink import DjangoSink
-from marketdata.streams import AccountSpec, StreamEngine
+from marketdata.streams import AccountSpec, StreamEngine, settle_gc
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +76,6 @@ class Command(BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await engine.start()
-        # The start-up sync leaves ~100k long-lived objects (positions with their Decimals) that a
-        # full collection would walk on the tick path for tens of ms; frozen, collections skip them.
-        gc.freeze()
+        settle_gc()
         await stop.wait()
         await engine.stop()
