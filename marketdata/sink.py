@@ -89,6 +89,7 @@ def alert_clear(**kwargs: Any) -> None:
 PERSIST_EVERY_S = 5.0  # Position rows and snapshots per account; the live state and the push are per flush
 PERSIST_GATHER_S = 0.05  # one engine flush hands over its accounts one by one: write them as one batch
 PUBLISH_GATHER_S = 0.01  # the same for the live state: one cache round trip for the flush's accounts
+POSITION_FIGURES_EVERY_S = 60.0  # Position rows whose inputs did not change: their figures this often
 MARKS_WRITE_EVERY_S = 5.0  # Symbol.mark_price rows; the cache's live marks are written every flush
 PERSIST_ATTEMPTS = 8  # about two minutes of back-off before a batch is given up (and logged)
 PERSIST_CHUNK_ACCOUNTS = 100  # accounts per transaction (~5,000 position rows)
@@ -96,7 +97,8 @@ FEED_WRITE_ATTEMPTS = 8  # a feed alert that cannot be written is retried with b
 BATCH_IDLE_S = 2.0  # a batch thread ends after this long with nothing to do (and starts again on demand)
 
 
-def persist_accounts(batch: dict[int, tuple[AccountRisk, list[PositionRisk]]]) -> None:
+def persist_accounts(batch: dict[int, tuple[AccountRisk, list[PositionRisk] | None]]) -> None:
+    """Snapshots for every account of ``batch``; Position rows for those whose positions are given."""
     # One transaction per chunk, not per batch: on SQLite a transaction holds the only write lock,
     # and 2,000 accounts' rows in one kept every other writer (the feed alert, the alert writer)
     # waiting past the 20 s busy timeout ("database is locked", seen in bench/streams).
@@ -104,8 +106,22 @@ def persist_accounts(batch: dict[int, tuple[AccountRisk, list[PositionRisk]]]) -
     for start in range(0, len(ids), PERSIST_CHUNK_ACCOUNTS):
         chunk = {a: batch[a] for a in ids[start : start + PERSIST_CHUNK_ACCOUNTS]}
         with transaction.atomic():
-            positions_write_many({a: positions for a, (_, positions) in chunk.items()})
+            rows = {a: positions for a, (_, positions) in chunk.items() if positions is not None}
+            if rows:
+                positions_write_many(rows)
             snapshots_write_many({a: risk for a, (risk, _) in chunk.items()})
+
+
+def rows_phase_s(account_id: int) -> float:
+    """Where in the POSITION_FIGURES_EVERY_S period an account's Position rows fall due (golden-ratio
+    spacing: consecutive ids land far apart, any run of ids covers the period evenly)."""
+    return (account_id * 0.6180339887 % 1.0) * POSITION_FIGURES_EVERY_S
+
+
+def _keep_rows(unwritten: tuple, newer: tuple) -> tuple:
+    """A newer snapshot without Position rows must not drop rows still waiting to be written."""
+    risk, positions = newer
+    return newer if positions is not None else (risk, unwritten[1])
 
 
 class Batches:
@@ -124,8 +140,11 @@ class Batches:
         self._thread: threading.Thread | None = None
         self._busy = False  # a batch is being handled
 
-    def put(self, key: int, value: Any) -> None:
+    def put(self, key: int, value: Any, merge: Callable[[Any, Any], Any] | None = None) -> None:
+        """``merge(unhandled, value)``, when given, decides what replaces a value not yet handled."""
         with self._lock:
+            if merge is not None and key in self._due:
+                value = merge(self._due[key], value)
             self._due[key] = value
             if self._thread is None or not self._thread.is_alive():
                 # Not a daemon: at exit the interpreter waits until what is due is handled.
@@ -174,8 +193,11 @@ class Batches:
 class DjangoSink:
     """Implements streams.Sink against the database, the cache and the channel layer."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock  # what the persistence cadence counts in (tests step it)
         self._persisted_at: dict[int, float] = {}
+        self._rows_at: dict[int, float] = {}  # Position rows of the account last handed to persistence
+        self._rows_inputs: dict[int, tuple] = {}  # ... and the positions' inputs then
         # Live state and persistence each have a thread (and connections) of their own: on the
         # event loop the cache round trip per account and the pushes held market frames back, and on
         # the loop's executor persistence held asgiref's shared sync thread for seconds per flush.
@@ -193,11 +215,30 @@ class DjangoSink:
 
         broadcast.set_home_loop(asyncio.get_running_loop())  # embedded mode's in-memory layer lives here
         risk = book.account(account_id)
-        self._publish.put(account_id, account_state(risk, book.positions_plain(account_id), open_orders))
-        now = time.monotonic()
-        if now - self._persisted_at.get(account_id, 0.0) >= PERSIST_EVERY_S:
+        plain = book.positions_plain(account_id)
+        self._publish.put(account_id, account_state(risk, plain, open_orders))
+        now = self._clock()
+        if now - self._persisted_at.get(account_id, -PERSIST_EVERY_S) >= PERSIST_EVERY_S:
             self._persisted_at[account_id] = now
-            self._persist_later(account_id, risk, book.positions(account_id))  # Decimals for the rows
+            # Position rows when a position's inputs changed (opened, closed, resized, re-levered),
+            # else every POSITION_FIGURES_EVERY_S for their marks and figures: rewriting 10,000 rows
+            # every 5 s for the figures alone made MariaDB's commits (alerts' too) wait behind them.
+            inputs = tuple(
+                (p["symbol"], p["side"], p["qty"], p["entry_price"], p["leverage"], p["margin_type"])
+                + (p["isolated_wallet"],)
+                for p in plain
+            )
+            rows_due = (
+                inputs != self._rows_inputs.get(account_id)
+                or now - self._rows_at.get(account_id, -POSITION_FIGURES_EVERY_S) >= POSITION_FIGURES_EVERY_S
+            )
+            if rows_due:
+                # The first write is counted as if made up to a period earlier, by account id: the
+                # accounts of a desk that started together then come due spread over the period,
+                # not all in one batch a minute later (10,000 rows, 352 ms, in bench/alerts.py).
+                offset = rows_phase_s(account_id) if account_id not in self._rows_at else 0.0
+                self._rows_inputs[account_id], self._rows_at[account_id] = inputs, now - offset
+            self._persist_later(account_id, risk, book.positions(account_id) if rows_due else None)
 
     def _publish_batch(self, batch: dict[int, dict[str, Any]]) -> None:
         started = time.perf_counter()
@@ -210,8 +251,8 @@ class DjangoSink:
             return
         self.publish_ms.append((time.perf_counter() - started) * 1000)
 
-    def _persist_later(self, account_id: int, risk: AccountRisk, positions: list[PositionRisk]) -> None:
-        self._persist.put(account_id, (risk, positions))
+    def _persist_later(self, account_id: int, risk: AccountRisk, positions: list[PositionRisk] | None) -> None:
+        self._persist.put(account_id, (risk, positions), merge=_keep_rows)
 
     def _persist_batch(self, batch: dict[int, tuple[AccountRisk, list[PositionRisk]]]) -> None:
         """Writes ``batch``; on failure puts it back (behind anything newer) and backs off."""

@@ -4,6 +4,7 @@ rate, on whichever database the tests run (the MySQL upsert is its own code path
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal as D
 from pathlib import Path
@@ -95,3 +96,54 @@ def test_the_sink_writes_on_its_own_thread_and_loses_nothing(desk):
         sink._persist_later(account_id, book.account(account_id), book.positions(account_id))
     assert sink.drain()
     assert Position.objects.count() == 4 and AccountSnapshot.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_position_rows_are_rewritten_when_inputs_change_and_for_figures_only_every_minute(desk, monkeypatch):
+    monkeypatch.setattr("marketdata.sink.rows_phase_s", lambda account_id: 0.0)  # see the next test
+    book, ids = desk
+    account = ids[0]
+    clock = [1000.0]
+    sink = DjangoSink(clock=lambda: clock[0])
+
+    def flush(at: float) -> None:
+        clock[0] = at
+        asyncio.run(sink.account_changed(account, book, []))
+        assert sink.drain()
+
+    def btc() -> tuple:
+        return Position.objects.filter(account_id=account, symbol__name="BTCUSDT").values_list(
+            "quantity", "mark_price"
+        )[0]
+
+    flush(1000.0)
+    assert btc() == (D("0.5"), D(43000))
+    book.apply_mark("BTCUSDT", D("44000"), ts=2)
+    flush(1006.0)  # a snapshot is due, the rows are not: same inputs, figures written a minute apart
+    assert btc() == (D("0.5"), D(43000))
+    book.upsert_position(
+        account, BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("0.7"), entry_price=D(42000), leverage=5)
+    )
+    flush(1012.0)  # a resized position: written at the next persistence, figures included
+    assert btc() == (D("0.7"), D(44000))
+    book.apply_mark("BTCUSDT", D("45000"), ts=3)
+    flush(1018.0)
+    assert btc() == (D("0.7"), D(44000))
+    flush(1073.0)  # a minute after the last rows
+    assert btc() == (D("0.7"), D(45000))
+
+
+def test_a_snapshot_without_rows_does_not_drop_rows_waiting_to_be_written():
+    from marketdata.sink import _keep_rows
+
+    assert _keep_rows(("old risk", ["rows"]), ("new risk", None)) == ("new risk", ["rows"])
+    assert _keep_rows(("old risk", ["rows"]), ("new risk", ["newer rows"])) == ("new risk", ["newer rows"])
+
+
+def test_the_accounts_of_a_desk_started_together_come_due_spread_over_the_period():
+    from marketdata.sink import POSITION_FIGURES_EVERY_S, rows_phase_s
+
+    phases = sorted(rows_phase_s(a) for a in range(1, 201))
+    assert phases[0] >= 0 and phases[-1] < POSITION_FIGURES_EVERY_S
+    per_tenth = [sum(1 for p in phases if k * 6 <= p < (k + 1) * 6) for k in range(10)]
+    assert min(per_tenth) >= 15  # 200 accounts: ~20 in every 6 s of the minute, none bunched
