@@ -752,7 +752,7 @@ def report(args: argparse.Namespace, results: dict) -> str:
                 f"{percentile(b, 99):.1f} | "
             )
         lines.append(f"| E → committed / → client, {label} only | " + " | ".join(cells) + " |")
-    from marketdata.sink import PERSIST_EVERY_S
+    from marketdata.sink import PERSIST_EVERY_S, POSITION_FIGURES_EVERY_S
 
     persist, publish = results["sink"].persist_ms, results["sink"].publish_ms
     lines += [
@@ -762,9 +762,9 @@ def report(args: argparse.Namespace, results: dict) -> str:
         f"{percentile(flush, 50):.0f} ms, p99 {percentile(flush, 99):.0f} ms wall. The sink's publishing thread "
         "(the live state of those accounts to the cache in one round trip, then their `risk.changed` pushes) "
         f"took p50 {percentile(publish, 50):.0f} ms, p99 {percentile(publish, 99):.0f} ms per batch "
-        f"({len(publish)} batches). The DjangoSink's persistence (Position rows and snapshots of the "
-        f"accounts due, at most every {PERSIST_EVERY_S:g} s each, in one transaction of bulk statements on the "
-        f"sink's own thread) took p50 {percentile(persist, 50):.0f} ms, max "
+        f"({len(publish)} batches). The DjangoSink's persistence (a snapshot of each account at most every "
+        f"{PERSIST_EVERY_S:g} s, its Position rows when an input changed or every {POSITION_FIGURES_EVERY_S:g} s, "
+        "in bulk statements on the sink's own thread) took p50 {percentile(persist, 50):.0f} ms, max "
         f"{max(persist, default=float('nan')):.0f} ms per batch ({len(persist)} batches). Garbage collector "
         "pauses in this process while measuring (`streams.settle_gc()` after the start, as `run_streams` runs): "
         + (
