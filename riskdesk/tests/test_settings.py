@@ -67,3 +67,70 @@ def test_an_idle_desk_socket_outlives_redis_py_default_read_timeout():
         return "received"
 
     assert asyncio.run(idle_receive()) == "builtins"
+
+
+@pytest.mark.parametrize(("mode", "fails"), [("IMMEDIATE", False), ("DEFERRED", True)])
+def test_embedded_sqlite_writers_wait_for_one_another_instead_of_failing(tmp_path, django_db_blocker, mode, fails):
+    """Two processes' transactions on the embedded SQLite file: one reads, the other writes and
+    commits, then the first writes. Deferred, the first fails at once with "database is locked"
+    (seen in the demo's alert writer); with the settings' IMMEDIATE it holds the write lock from
+    its start and the other waits."""
+    import threading
+
+    from django.db import OperationalError, connections, transaction
+
+    from riskdesk.settings import SQLITE_OPTIONS
+
+    alias = f"sqlite_probe_{mode.lower()}"
+    path = tmp_path / "desk.sqlite3"
+    options = {**SQLITE_OPTIONS, "timeout": 5, "transaction_mode": mode}
+    probe = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path), "OPTIONS": options}
+    connections.settings[alias] = connections.configure_settings({"default": dict(probe), alias: probe})[alias]
+    read_done, other_done = threading.Event(), threading.Event()
+    errors: list[Exception] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic(using=alias):
+                cursor = connections[alias].cursor()
+                cursor.execute("SELECT n FROM counter")
+                read_done.set()
+                other_done.wait(0.5)  # the other has committed (deferred) or waits for us (immediate)
+                cursor.execute("UPDATE counter SET n = n + 1")
+        except OperationalError as exc:
+            errors.append(exc)
+        finally:
+            read_done.set()
+            connections[alias].close()
+
+    def second() -> None:
+        read_done.wait(5)
+        try:
+            with transaction.atomic(using=alias):
+                connections[alias].cursor().execute("UPDATE counter SET n = n + 10")
+        except OperationalError as exc:
+            errors.append(exc)
+        finally:
+            other_done.set()
+            connections[alias].close()
+
+    try:
+        with django_db_blocker.unblock():
+            setup = connections[alias]
+            setup.cursor().execute("CREATE TABLE counter (n INTEGER)")
+            setup.cursor().execute("INSERT INTO counter VALUES (0)")
+            setup.close()
+            threads = [threading.Thread(target=first), threading.Thread(target=second)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            check = connections[alias]
+            total = check.cursor().execute("SELECT n FROM counter").fetchone()[0]
+            check.close()
+    finally:
+        del connections.settings[alias]
+    if fails:
+        assert errors and "database is locked" in str(errors[0])
+    else:
+        assert not errors and total == 11
