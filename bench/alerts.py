@@ -764,7 +764,7 @@ def report(args: argparse.Namespace, results: dict) -> str:
         f"took p50 {percentile(publish, 50):.0f} ms, p99 {percentile(publish, 99):.0f} ms per batch "
         f"({len(publish)} batches). The DjangoSink's persistence (a snapshot of each account at most every "
         f"{PERSIST_EVERY_S:g} s, its Position rows when an input changed or every {POSITION_FIGURES_EVERY_S:g} s, "
-        "in bulk statements on the sink's own thread) took p50 {percentile(persist, 50):.0f} ms, max "
+        f"in bulk statements on the sink's own thread) took p50 {percentile(persist, 50):.0f} ms, max "
         f"{max(persist, default=float('nan')):.0f} ms per batch ({len(persist)} batches). Garbage collector "
         "pauses in this process while measuring (`streams.settle_gc()` after the start, as `run_streams` runs): "
         + (
