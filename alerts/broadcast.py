@@ -26,7 +26,6 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from channels_redis.core import RedisChannelLayer
 
 from alerts.models import Alert
 
@@ -75,9 +74,7 @@ def risk_changed(accounts: list[dict]) -> None:
     sends = [(account_group(a["account_id"]), {"type": "risk.changed", "accounts": [a]}) for a in accounts]
     for start in range(0, len(accounts), RISK_BATCH):
         sends.append((ALL_ACCOUNTS, {"type": "risk.changed", "accounts": accounts[start : start + RISK_BATCH]}))
-    # Most accounts have no trader watching: a send to an empty group still costs channels_redis two
-    # round trips and the publishing thread's CPU, 400 of them a second at 200 accounts.
-    _send_all(sends, only_joined=True)
+    _send_all(sends)
 
 
 def set_home_loop(loop: asyncio.AbstractEventLoop | None) -> None:
@@ -88,19 +85,14 @@ def set_home_loop(loop: asyncio.AbstractEventLoop | None) -> None:
     _home = loop
 
 
-def _send_all(sends: list[tuple[str, dict]], *, only_joined: bool = False) -> None:
+def _send_all(sends: list[tuple[str, dict]]) -> None:
     """Group sends, concurrently, in the caller's thread; waits until all are sent (which keeps
-    pushes in commit order and surfaces a failure to the caller, after the others went).
-    ``only_joined``: skip the groups nobody has joined (asked of Redis in one pipeline)."""
+    pushes in commit order and surfaces a failure to the caller, after the others went)."""
     layer = get_channel_layer()
     if layer is None or not sends:
         return
 
     async def all_of() -> None:
-        nonlocal sends
-        if only_joined and isinstance(layer, RedisChannelLayer):
-            joined = await _joined(layer, {group for group, _ in sends})
-            sends = [(group, event) for group, event in sends if group in joined]
         gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
         async def one(group: str, event: dict) -> None:
@@ -118,24 +110,6 @@ def _send_all(sends: list[tuple[str, dict]], *, only_joined: bool = False) -> No
         asyncio.run_coroutine_threadsafe(all_of(), _home).result()
     else:  # no home loop known (tests, management commands): asgiref's way
         async_to_sync(all_of)()
-
-
-async def _joined(layer: RedisChannelLayer, groups: set[str]) -> set[str]:
-    """The groups with at least one member, by ZCARD of channels_redis's group keys (its
-    ``_group_key`` and sharding, pinned with channels-redis in requirements.txt). A member whose
-    socket died without leaving counts until channels_redis expires it: the send is then made, as
-    before."""
-    shards: dict[int, list[str]] = {}
-    for group in groups:
-        shards.setdefault(layer.consistent_hash(group), []).append(group)
-    joined: set[str] = set()
-    for index, names in shards.items():
-        async with layer.connection(index).pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.zcard(layer._group_key(name))
-            counts = await pipe.execute()
-        joined.update(name for name, count in zip(names, counts, strict=True) if count)
-    return joined
 
 
 async def _group_send(layer: Any, group: str, event: dict) -> None:
