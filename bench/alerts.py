@@ -676,6 +676,12 @@ KNOWN = [
     "trips, each waiting for the GIL the loop, the publishing thread and the persistence thread share, "
     "and MariaDB's commit on the same two cores) and its broadcast (p99 58.6 ms: the publishing thread's "
     "200 `risk.changed` sends a flush, most of them to groups nobody has joined, hold Redis and the GIL)."
+    " Tried after the table's run and reverted (commits 6058f5d, b4dce50): skipping the `risk.changed` "
+    "sends to groups nobody has joined (one ZCARD pipeline per flush). The publishing thread's batch went"
+    " from p50 56 to 32 ms, but in two 100-crossing runs the engine's flush on the loop went from p50 127"
+    " to 206 ms and the latency to the client got worse: p50 21–22 ms, p99 68–75 ms (tick) and 109 ms "
+    "(control), the evaluator's pass alone (no services) unchanged. Probably the thread, with fewer Redis"
+    " waits, held the GIL for longer stretches."
     "",
     "Before the screen (commit cb2ccff and the ones after it), at load average ~1: tick p50 265.1 ms, p99 411.7 "
     "ms to the client; control p50 57.2 ms, p99 310.1 ms. The evaluator's pass built Decimal figures for every "
