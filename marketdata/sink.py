@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -37,6 +38,8 @@ def _plain(value: Any) -> Any:
 
 _ACCOUNT_FIELDS = tuple(f.name for f in dataclasses.fields(AccountRisk) if f.name != "per_asset")
 _POSITION_FIELDS = tuple(f.name for f in dataclasses.fields(PositionRisk))
+# What a Position row stores of a position besides its figures: a change in any is written at once.
+_ROW_INPUTS = ("symbol", "side", "qty", "entry_price", "leverage", "margin_type", "isolated_wallet")
 
 
 def account_state(
@@ -86,7 +89,7 @@ def alert_clear(**kwargs: Any) -> None:
     alert_services.alert_clear(**kwargs)
 
 
-PERSIST_EVERY_S = 5.0  # Position rows and snapshots per account; the live state and the push are per flush
+PERSIST_EVERY_S = 5.0  # snapshots (and Position rows that are due) per account; the live state is per flush
 PERSIST_GATHER_S = 0.05  # one engine flush hands over its accounts one by one: write them as one batch
 PUBLISH_GATHER_S = 0.01  # the same for the live state: one cache round trip for the flush's accounts
 POSITION_FIGURES_EVERY_S = 60.0  # Position rows whose inputs did not change: their figures this often
@@ -94,6 +97,7 @@ MARKS_WRITE_EVERY_S = 5.0  # Symbol.mark_price rows; the cache's live marks are 
 PERSIST_ATTEMPTS = 8  # about two minutes of back-off before a batch is given up (and logged)
 PERSIST_CHUNK_ACCOUNTS = 100  # accounts per transaction (~5,000 position rows)
 FEED_WRITE_ATTEMPTS = 8  # a feed alert that cannot be written is retried with back-off, then logged
+TIMINGS_KEPT = 100_000  # batch timings kept for the benches
 BATCH_IDLE_S = 2.0  # a batch thread ends after this long with nothing to do (and starts again on demand)
 
 
@@ -207,8 +211,9 @@ class DjangoSink:
         self._marks_due: dict[str, tuple[Decimal, int]] = {}  # newest mark per symbol not yet on its row
         self._marks_written_at = -MARKS_WRITE_EVERY_S  # the first flush writes
         self._feed_writes: asyncio.Future | None = None  # the last feed alert write (they run in order)
-        self.persist_ms: list[float] = []  # per batch written (bench/alerts.py reads it)
-        self.publish_ms: list[float] = []  # per batch published (bench/alerts.py reads it)
+        # Per batch written / published, for bench/alerts.py; bounded, as the process runs for months.
+        self.persist_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
+        self.publish_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
 
     async def account_changed(self, account_id: int, book: RiskBook, open_orders: list[dict]) -> None:
         from alerts import broadcast
@@ -223,11 +228,7 @@ class DjangoSink:
             # Position rows when a position's inputs changed (opened, closed, resized, re-levered),
             # else every POSITION_FIGURES_EVERY_S for their marks and figures: rewriting 10,000 rows
             # every 5 s for the figures alone made MariaDB's commits (alerts' too) wait behind them.
-            inputs = tuple(
-                (p["symbol"], p["side"], p["qty"], p["entry_price"], p["leverage"], p["margin_type"])
-                + (p["isolated_wallet"],)
-                for p in plain
-            )
+            inputs = tuple(tuple(p[k] for k in _ROW_INPUTS) for p in plain)
             rows_due = (
                 inputs != self._rows_inputs.get(account_id)
                 or now - self._rows_at.get(account_id, -POSITION_FIGURES_EVERY_S) >= POSITION_FIGURES_EVERY_S
@@ -254,7 +255,7 @@ class DjangoSink:
     def _persist_later(self, account_id: int, risk: AccountRisk, positions: list[PositionRisk] | None) -> None:
         self._persist.put(account_id, (risk, positions), merge=_keep_rows)
 
-    def _persist_batch(self, batch: dict[int, tuple[AccountRisk, list[PositionRisk]]]) -> None:
+    def _persist_batch(self, batch: dict[int, tuple[AccountRisk, list[PositionRisk] | None]]) -> None:
         """Writes ``batch``; on failure puts it back (behind anything newer) and backs off."""
         started = time.perf_counter()
         try:

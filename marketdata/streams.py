@@ -54,7 +54,7 @@ MALFORMED = "_malformed"
 # loop evaluates frames; at 5 ms per hand-over an alert's ~10 round trips took up to 70 ms more
 # (bench/alerts.py: write + commit p99 72.7 ms at 5 ms, 19.2 ms at 0.5 ms).
 SWITCH_INTERVAL_S = 0.0005
-GC_THRESHOLDS = (50_000, 20, 1_000_000)  # see StreamEngine.start
+GC_THRESHOLDS = (50_000, 20, 1_000_000)  # see settle_gc
 GC_FULL_EVERY_S = 600.0  # a full collection (cyclic garbage in the oldest generation) this often
 
 

@@ -1162,7 +1162,7 @@ class RiskBook:
     def positions_plain(self, account_id: AccountId) -> list[dict[str, Any]]:
         """``positions()`` as JSON-safe dicts, every Decimal as ``str()`` would write it, built
         without the Decimals: what the live state publishes for every account that changed, twice
-        a second, at a third of the cost (tested equal in positions/tests/test_book.py)."""
+        a second (tested equal in positions/tests/test_book.py)."""
         out = []
         for p, raw, ts, has_mark, notional, upnl, mm, im, lp, lp_known, on_fall, distance, complete in self._rows(
             account_id
