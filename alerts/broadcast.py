@@ -8,6 +8,13 @@ ALL_ACCOUNTS, instead of one group per account: the figures of every account tha
 reach them as one message per flush, not one per account (200 messages per flush queued an
 alert behind them, bench/alerts.py), and an account created after they connected is heard too.
 
+Traders get the figures the same way, from SOME_ACCOUNTS, and their socket keeps only the
+accounts they may see (`visible_part`). One group_send per flush instead of one per account:
+the 200 per-account sends of every flush (two Redis round trips each, most to groups nobody had
+joined) kept the publishing thread, Redis and the GIL busy while an alert was on its way.
+Alerts and position events still go to each account's own group: nothing of another account
+reaches a trader's consumer for those.
+
 Sends over Redis run on an event loop this module keeps for the calling thread, in that
 thread. The alert writer calls `alert_changed` from its thread; with `async_to_sync` the send ran
 on the stream process's event loop and waited whenever that loop was busy evaluating a frame (up
@@ -27,8 +34,6 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from alerts.models import Alert
-
 # Sends in flight at once from one thread: each holds a connection of channels_redis's pool for the
 # thread's loop, and 200 at once ran it out ("Too many connections", bench/alerts.py).
 SEND_CONCURRENCY = 16
@@ -40,7 +45,8 @@ _home: asyncio.AbstractEventLoop | None = None
 
 DESK = "desk"  # desk-wide events (no account, e.g. a silent market-data stream): every desk member
 ALL_ACCOUNTS = "acct.all"  # everything about every account: users who may see them all
-RISK_BATCH = 200  # accounts per risk.changed message to ALL_ACCOUNTS (a message stays ~200 kB)
+SOME_ACCOUNTS = "acct.some"  # every account's figures, for users who see some: the consumer filters
+RISK_BATCH = 200  # accounts per risk.changed message (figures only: ~60 kB)
 
 
 def account_group(account_id: int | None) -> str:
@@ -51,7 +57,8 @@ def account_group(account_id: int | None) -> str:
 def groups_to_join(*, sees_all: bool, account_ids: set[int]) -> list[str]:
     if sees_all:
         return [DESK, ALL_ACCOUNTS]
-    return [DESK, *(account_group(i) for i in sorted(account_ids))]
+    figures = [SOME_ACCOUNTS] if account_ids else []
+    return [DESK, *figures, *(account_group(i) for i in sorted(account_ids))]
 
 
 def groups_of(account_id: int | None) -> list[str]:
@@ -59,22 +66,30 @@ def groups_of(account_id: int | None) -> list[str]:
     return [DESK] if account_id is None else [account_group(account_id), ALL_ACCOUNTS]
 
 
-def alert_changed(alert_id: int) -> None:
-    alert = Alert.objects.filter(pk=alert_id).first()
-    if alert is None:  # deleted since the commit that scheduled this
-        return
-    event = {"type": "alert.changed", "alert": alert.snapshot()}
-    _send_all([(group, event) for group in groups_of(alert.account_id)])
+def alert_changed(snapshot: dict) -> None:
+    """An alert's change, committed: ``snapshot`` is ``Alert.snapshot()`` of the row as saved."""
+    event = {"type": "alert.changed", "alert": snapshot}
+    _send_all([(group, event) for group in groups_of(snapshot["account_id"])])
 
 
 def risk_changed(accounts: list[dict]) -> None:
-    """The live figures of the accounts that changed (each a dict with ``account_id``): one
-    ``risk.changed`` message per account to its group, and the lot in a few messages to
-    ALL_ACCOUNTS. Every message has the same shape: ``{"type": "risk.changed", "accounts": [...]}``."""
-    sends = [(account_group(a["account_id"]), {"type": "risk.changed", "accounts": [a]}) for a in accounts]
+    """The live figures of the accounts that changed (each a dict with ``account_id``), in batches
+    of RISK_BATCH to ALL_ACCOUNTS and to SOME_ACCOUNTS, whose sockets pass on only their own
+    (`visible_part`). Every message has the shape ``{"type": "risk.changed", "accounts": [...]}``."""
+    sends = []
     for start in range(0, len(accounts), RISK_BATCH):
-        sends.append((ALL_ACCOUNTS, {"type": "risk.changed", "accounts": accounts[start : start + RISK_BATCH]}))
+        event = {"type": "risk.changed", "accounts": accounts[start : start + RISK_BATCH]}
+        sends += [(ALL_ACCOUNTS, event), (SOME_ACCOUNTS, event)]
     _send_all(sends)
+
+
+def visible_part(event: dict, visible: set[int] | None) -> dict | None:
+    """The part of a ``risk.changed`` event a socket may pass on: all of it for a user who sees
+    every account (``visible`` None), else only the accounts in ``visible``; None when nothing is left."""
+    if visible is None:
+        return event
+    mine = [a for a in event["accounts"] if a.get("account_id") in visible]
+    return {**event, "accounts": mine} if mine else None
 
 
 def set_home_loop(loop: asyncio.AbstractEventLoop | None) -> None:

@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts import access
-from alerts.broadcast import groups_to_join
+from alerts.broadcast import groups_to_join, visible_part
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -15,17 +15,19 @@ CLOSE_FORBIDDEN = 4403
 
 class DeskConsumer(AsyncJsonWebsocketConsumer):
     groups_joined: list[str]
+    visible: set[int] | None  # the accounts this user may see; None: every account
 
     async def connect(self) -> None:
-        self.groups_joined = []
+        self.groups_joined, self.visible = [], set()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self._refuse(CLOSE_UNAUTHENTICATED)
             return
-        groups = await database_sync_to_async(_groups_for)(user)
-        if groups is None:
+        found = await database_sync_to_async(_groups_for)(user)
+        if found is None:
             await self._refuse(CLOSE_FORBIDDEN)
             return
+        groups, self.visible = found
         # Join before accepting, so a client that sees the socket open misses nothing sent after.
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -49,16 +51,22 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event)
 
     async def risk_changed(self, event: dict) -> None:
-        await self.send_json(event)
+        # A trader's socket hears every account's figures (one message per flush for the whole
+        # desk, alerts/broadcast.py) and passes on only those of the accounts they may see.
+        mine = visible_part(event, self.visible)
+        if mine is not None:
+            await self.send_json(mine)
 
     async def position_changed(self, event: dict) -> None:
         await self.send_json(event)
 
 
-def _groups_for(user) -> list[str] | None:
-    """The groups carrying what this user may watch; None for an outsider, who may watch nothing."""
+def _groups_for(user) -> tuple[list[str], set[int] | None] | None:
+    """The groups carrying what this user may watch and the accounts they may see (None: all);
+    None for an outsider, who may watch nothing."""
     if not access.is_desk_member(user):
         return None
     if access.can_see_all_accounts(user):
-        return groups_to_join(sees_all=True, account_ids=set())
-    return groups_to_join(sees_all=False, account_ids=access.visible_account_ids(user))
+        return groups_to_join(sees_all=True, account_ids=set()), None
+    visible = access.visible_account_ids(user)
+    return groups_to_join(sees_all=False, account_ids=visible), visible

@@ -53,6 +53,9 @@ def deliveries_route(*, alert: Alert, event: str) -> list[Delivery]:
         channels = channels.filter(accounts__isnull=True)
     else:
         channels = channels.filter(Q(accounts__isnull=True) | Q(accounts=alert.account_id)).distinct()
+    channels = list(channels)
+    if not channels:  # nothing to route: no snapshot, no account name to read
+        return []
     now = timezone.now()
     snapshot = {
         **alert.snapshot(),

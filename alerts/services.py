@@ -8,7 +8,7 @@ carrying ids, so nobody is told about a state that was rolled back.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -37,6 +37,7 @@ RAISE_FIELDS = [
     "note",
     "updated_at",
 ]
+STORED_PLACES = Decimal(1).scaleb(-Alert._meta.get_field("value").decimal_places)
 RESOLVE_FIELDS = ["status", "resolved_at", "resolved_by", "open_key", "note", "updated_at"]
 
 
@@ -58,7 +59,7 @@ def alert_raise(
     Returns the alert and the event: "opened", "escalated", or "" when only the
     numbers changed (no notification for that)."""
     level = Level(level)
-    reading = {"value": value, "limit": limit, "mark_price": mark_price}
+    reading = {"value": _stored(value), "limit": _stored(limit), "mark_price": _stored(mark_price)}
     words = {"reason_code": reason_code, "message": message}
     key = Alert.open_key_for(account_id, rule, subject)
     # Two evaluators may see the same breach at once. The unique open_key lets only one
@@ -190,14 +191,26 @@ def _escalate_one_unacknowledged(alert_id: int, now: datetime) -> int:
 
 def _changed(alert: Alert, event: str) -> None:
     """Outbox rows now, in this transaction; the push and the hand-off once it commits."""
-    alert_id = alert.pk
+    # The row as just saved is what the commit makes visible (its numbers are _stored() ones, its
+    # times set by save()), so the push carries it as it is: re-reading it after the commit cost the
+    # alert's way to the desk another round trip (bench/alerts.py).
+    snapshot = alert.snapshot()
     # The push first: on-commit callbacks run in order, and the desk on screen is the
     # latency that matters; the channels' broker hand-off can wait a millisecond.
     # robust: the alert is committed; a broker or channel layer hiccup must not turn into
     # an exception in the evaluator. The deliver sweep picks up what was not handed off.
-    transaction.on_commit(lambda: broadcast.alert_changed(alert_id), robust=True)
+    transaction.on_commit(lambda: broadcast.alert_changed(snapshot), robust=True)
     if event:
         outbox.deliveries_route(alert=alert, event=event)
+
+
+def _stored(value: Decimal | None) -> Decimal | None:
+    """A number as its column stores it (12 decimal places, half away from zero as MariaDB rounds):
+    the row in memory then equals the row in the database, and a steady breach whose value has
+    more decimals than the column compares equal to what was saved (no write, no push)."""
+    if value is None:
+        return None
+    return Decimal(value).quantize(STORED_PLACES, rounding=ROUND_HALF_UP)
 
 
 def _mark_resolved(alert: Alert, *, by: User | None, note: str) -> None:

@@ -409,13 +409,13 @@ class Probe:
         return timed
 
     def wrap_broadcast(self, broadcast: Any) -> Any:
-        def timed(alert_id: int) -> None:
+        def timed(snapshot: dict) -> None:
             transition = getattr(self.local, "current", None)
             if transition is None:
-                broadcast(alert_id)
+                broadcast(snapshot)
                 return
-            transition.t_commit, transition.alert_id = time.time(), alert_id
-            broadcast(alert_id)
+            transition.t_commit, transition.alert_id = time.time(), snapshot["id"]
+            broadcast(snapshot)
             transition.t_sent = time.time()
 
         return timed

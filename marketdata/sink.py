@@ -43,17 +43,22 @@ _ROW_INPUTS = ("symbol", "side", "qty", "entry_price", "leverage", "margin_type"
 
 
 def account_state(
-    risk: AccountRisk, positions: list[PositionRisk] | list[dict[str, Any]], open_orders: list[dict]
+    risk: AccountRisk | dict[str, Any], positions: list[PositionRisk] | list[dict[str, Any]], open_orders: list[dict]
 ) -> dict[str, Any]:
     """JSON-safe live figures for one account: Decimals as strings, with the time they describe.
-    ``positions``: the book's PositionRisk rows, or ``RiskBook.positions_plain()`` (the same,
-    already as strings: what the engine's flush uses, without building the Decimals).
+    ``risk`` and ``positions``: the book's AccountRisk and PositionRisk rows, or
+    ``RiskBook.account_plain()`` and ``positions_plain()`` (the same, already as strings: what the
+    engine's flush uses, without building the Decimals).
     Fields are read directly, not through dataclasses.asdict: its deep copies cost ~3 ms an account
     (50 positions) for every account of every flush."""
+    if isinstance(risk, dict):
+        figures = {k: risk[k] for k in _ACCOUNT_FIELDS}
+    else:
+        figures = {k: _plain(getattr(risk, k)) for k in _ACCOUNT_FIELDS}
     return {
-        "account_id": risk.account_id,
+        "account_id": figures["account_id"],
         "published_ms": live.now_ms(),
-        "figures": {k: _plain(getattr(risk, k)) for k in _ACCOUNT_FIELDS},
+        "figures": figures,
         "positions": [
             p if isinstance(p, dict) else {k: _plain(getattr(p, k)) for k in _POSITION_FIELDS} for p in positions
         ],
@@ -219,9 +224,8 @@ class DjangoSink:
         from alerts import broadcast
 
         broadcast.set_home_loop(asyncio.get_running_loop())  # embedded mode's in-memory layer lives here
-        risk = book.account(account_id)
         plain = book.positions_plain(account_id)
-        self._publish.put(account_id, account_state(risk, plain, open_orders))
+        self._publish.put(account_id, account_state(book.account_plain(account_id), plain, open_orders))
         now = self._clock()
         if now - self._persisted_at.get(account_id, -PERSIST_EVERY_S) >= PERSIST_EVERY_S:
             self._persisted_at[account_id] = now
@@ -239,7 +243,8 @@ class DjangoSink:
                 # not all in one batch a minute later (10,000 rows, 352 ms, in bench/alerts.py).
                 offset = rows_phase_s(account_id) if account_id not in self._rows_at else 0.0
                 self._rows_inputs[account_id], self._rows_at[account_id] = inputs, now - offset
-            self._persist_later(account_id, risk, book.positions(account_id) if rows_due else None)
+            positions = book.positions(account_id) if rows_due else None
+            self._persist_later(account_id, book.account(account_id), positions)
 
     def _publish_batch(self, batch: dict[int, dict[str, Any]]) -> None:
         started = time.perf_counter()

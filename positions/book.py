@@ -1238,28 +1238,59 @@ class RiskBook:
 
     def account(self, account_id: AccountId) -> AccountRisk:
         acct = self._require_account(account_id)
+        base, slots, notional = self._account_base(acct, account_id)
+        pools = self._acct_pools[acct]
+        per_asset = {asset: self._asset_figures(pool) for asset, pool in sorted(pools.items())}
+        if not base["complete"]:
+            return AccountRisk(**base, **dict.fromkeys(_ACCOUNT_FIGURES), per_asset=per_asset)
+        return AccountRisk(**base, **self._account_totals(acct, slots, notional, _money, _ratio), per_asset=per_asset)
+
+    def account_plain(self, account_id: AccountId) -> dict[str, Any]:
+        """``account()`` without ``per_asset``, as JSON-safe values: every Decimal as ``str()`` would
+        write it, tuples as lists; built without the Decimals. The live state publishes it for every
+        account that changed, twice a second, where ``account()`` was half the flush's time
+        (tested equal in positions/tests/test_book.py)."""
+        acct = self._require_account(account_id)
+        base, slots, notional = self._account_base(acct, account_id)
+        for name in ("missing_marks", "missing_brackets", "missing_wallets"):
+            base[name] = list(base[name])
+        if not base["complete"]:
+            return {**base, **dict.fromkeys(_ACCOUNT_FIGURES), "symbol_exposures": {}}
+        return {**base, **self._account_totals(acct, slots, notional, _money_str, _ratio_str)}
+
+    def _account_base(self, acct: int, account_id: AccountId) -> tuple[dict[str, Any], list[int], list[float]]:
+        """What says whether the account's figures are complete, its slots (in the order the
+        totals sum them) and their notionals. Columns are gathered once, as in ``_rows``."""
         slots = list(self._acct_slots[acct].values())
-        marks = self._sf["mark"]
-        missing_marks = sorted({self._s_pos[s].symbol for s in slots if not math.isfinite(marks[s])})
-        missing_brackets = sorted({self._s_pos[s].symbol for s in slots if self._si["table"][s] < 0})
+        index = np.array(slots, dtype=np.int64)
+        marks, notional = self._sf["mark"][index].tolist(), self._sf["notional"][index].tolist()
+        tables, stamps = self._si["table"][index].tolist(), self._sym_ts[self._si["sym"][index]].tolist()
+        symbols = [self._s_pos[s].symbol for s in slots]
+        missing_marks = sorted({sym for sym, mark in zip(symbols, marks, strict=True) if not math.isfinite(mark)})
+        missing_brackets = sorted({sym for sym, table in zip(symbols, tables, strict=True) if table < 0})
         pools = self._acct_pools[acct]
         missing_wallets = sorted(a for a, p in pools.items() if self._pool_wallet_dec[p] is None)
-        per_asset = {asset: self._asset_figures(pool) for asset, pool in sorted(pools.items())}
-        complete = not (missing_marks or missing_brackets or missing_wallets)
-        stamps = [int(self._sym_ts[self._si["sym"][s]]) for s in slots]
+        oldest = int(min(stamps)) if stamps else -1
         base = dict(
             account_id=account_id,
-            complete=complete,
+            complete=not (missing_marks or missing_brackets or missing_wallets),
             missing_marks=tuple(missing_marks),
             missing_brackets=tuple(missing_brackets),
             missing_wallets=tuple(missing_wallets),
-            oldest_mark_ts_ms=min(stamps) if stamps and min(stamps) >= 0 else None,
+            oldest_mark_ts_ms=oldest if oldest >= 0 else None,
         )
-        if not complete:
-            return AccountRisk(**base, **dict.fromkeys(_ACCOUNT_FIGURES), per_asset=per_asset)
-        return AccountRisk(**base, **self._account_totals(acct, slots), per_asset=per_asset)
+        return base, slots, notional
 
-    def _account_totals(self, acct: int, slots: list[int]) -> dict:
+    def _account_totals(
+        self,
+        acct: int,
+        slots: list[int],
+        notional: list[float],
+        money: Callable[[float], Any],
+        ratio: Callable[[float], Any],
+    ) -> dict:
+        """The account's figures from the float sums, each written by ``money`` or ``ratio``
+        (Decimals for ``account()``, their strings for ``account_plain()``)."""
         pools = list(self._acct_pools[acct].values())
         s = self._pool_sum[:, pools].sum(axis=1)
         wallet = float(self._pool_wallet[pools].sum()) + s[_ISOW]
@@ -1267,28 +1298,28 @@ class RiskBook:
         cross_mb = self._pool_wallet[pools] + self._pool_sum[_XUPNL, pools]
         cross_ratios = _capped(self._pool_sum[_XMM, pools], cross_mb)
         exposures: dict[str, float] = {}
-        for slot in slots:
+        for slot, value in zip(slots, notional, strict=True):
             symbol = self._s_pos[slot].symbol
-            exposures[symbol] = exposures.get(symbol, 0.0) + float(self._sf["notional"][slot])
+            exposures[symbol] = exposures.get(symbol, 0.0) + value
         gross = s[_GROSS]
         shares = {sym: g / gross for sym, g in exposures.items()} if gross > 0 else {}
         largest = max(shares, key=shares.__getitem__, default=None)
         return dict(
-            wallet_balance=_money(wallet),
-            unrealized_pnl=_money(s[_UPNL]),
-            margin_balance=_money(mb),
-            equity=_money(mb),
-            maint_margin=_money(s[_MM]),
-            margin_ratio=_capped_ratio(s[_MM], mb),
-            cross_margin_ratio=_ratio(cross_ratios.max(initial=0.0)),
-            initial_margin=_money(s[_IM]),
-            utilization=_capped_ratio(s[_IM], mb),
-            gross_exposure=_money(gross),
-            net_exposure=_money(s[_NET]),
+            wallet_balance=money(wallet),
+            unrealized_pnl=money(s[_UPNL]),
+            margin_balance=money(mb),
+            equity=money(mb),
+            maint_margin=money(s[_MM]),
+            margin_ratio=ratio(float(_capped(s[_MM], mb))),
+            cross_margin_ratio=ratio(cross_ratios.max(initial=0.0)),
+            initial_margin=money(s[_IM]),
+            utilization=ratio(float(_capped(s[_IM], mb))),
+            gross_exposure=money(gross),
+            net_exposure=money(s[_NET]),
             largest_symbol=largest,
-            largest_symbol_share=_ratio(shares[largest] if largest else 0.0),
-            herfindahl=_ratio(sum(x * x for x in shares.values())),
-            symbol_exposures={sym: _money(g) for sym, g in sorted(exposures.items())},
+            largest_symbol_share=ratio(shares[largest] if largest else 0.0),
+            herfindahl=ratio(sum(x * x for x in shares.values())),
+            symbol_exposures={sym: money(g) for sym, g in sorted(exposures.items())},
         )
 
     def _asset_figures(self, pool: int) -> AssetFigures | None:

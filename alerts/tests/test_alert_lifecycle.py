@@ -189,6 +189,30 @@ def test_the_hand_off_and_the_push_wait_for_the_commit(account_a, channel, breac
     assert len(callbacks) == 2
 
 
+def test_the_push_carries_the_row_exactly_as_committed(
+    account_a, channel, breach, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The push is the alert as saved, not re-read: it must equal what a re-read would give,
+    numbers with more decimals than the column included (rounded as the column rounds). Within
+    15 significant digits: SQLite keeps a REAL."""
+    from alerts import broadcast
+
+    pushed = []
+    monkeypatch.setattr(broadcast, "alert_changed", pushed.append)
+    for value in ("0.8500000000005", "0.9123456789012345", "-0.0000000000005"):
+        with django_capture_on_commit_callbacks(execute=True):
+            alert, _ = breach(account_a, level=Level.CRITICAL, value=value, mark_price=Decimal("123.4567890123456"))
+        assert pushed[-1] == Alert.objects.get(pk=alert.pk).snapshot()
+    assert [p["value"] for p in pushed] == ["0.850000000001", "0.912345678901", "-0.000000000001"]
+
+
+def test_a_steady_breach_with_more_decimals_than_the_column_writes_nothing(account_a, channel, breach):
+    alert, _ = breach(account_a, value="0.91234567890123456")
+    before = Alert.objects.get(pk=alert.pk).updated_at
+    again, event = breach(account_a, value="0.91234567890123456")
+    assert event == "" and Alert.objects.get(pk=alert.pk).updated_at == before
+
+
 def test_a_rolled_back_breach_leaves_no_alert_no_delivery_and_no_callback(
     account_a, channel, breach, django_capture_on_commit_callbacks
 ):

@@ -170,6 +170,22 @@ def assert_plain_matches(book: RiskBook, account) -> None:  # noqa: ANN001 - any
         for r in book.positions(account)
     ]
     assert book.positions_plain(account) == expected
+    # account_plain() is account() without per_asset, the same way (tuples as lists).
+    risk = book.account(account)
+    plain = {
+        f.name: _plain_value(getattr(risk, f.name)) for f in dataclasses.fields(risk) if f.name != "per_asset"
+    }
+    assert book.account_plain(account) == plain
+
+
+def _plain_value(value):  # noqa: ANN001, ANN202 - any field of AccountRisk
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: _plain_value(v) for k, v in value.items()}
+    return value
 
 
 def assert_positions_match(desk: Desk, account: int, inputs: list[figures.PositionInput]) -> None:
@@ -471,6 +487,7 @@ def test_a_symbol_without_brackets_makes_the_account_incomplete() -> None:
     )
     risk = book.account("carol")
     assert not risk.complete and risk.missing_brackets == ("DOGEUSDT",) and risk.maint_margin is None
+    assert_plain_matches(book, "carol")
     assert "DOGEUSDT" in book.symbols_without_brackets()
     assert book.set_brackets("DOGEUSDT", TABLES["DOGEUSDT"]) == {"carol"}
     assert book.account("carol").complete
