@@ -56,7 +56,7 @@ def test_a_flush_of_hundreds_of_accounts_reaches_both_figure_groups_in_batches()
         try:
             await asyncio.wait_for(layer.receive(channels[groups[2]]), 0.5)
             account_group_heard = True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             account_group_heard = False
         for group, channel in channels.items():
             await layer.group_discard(group, channel)

@@ -172,9 +172,7 @@ def assert_plain_matches(book: RiskBook, account) -> None:  # noqa: ANN001 - any
     assert book.positions_plain(account) == expected
     # account_plain() is account() without per_asset, the same way (tuples as lists).
     risk = book.account(account)
-    plain = {
-        f.name: _plain_value(getattr(risk, f.name)) for f in dataclasses.fields(risk) if f.name != "per_asset"
-    }
+    plain = {f.name: _plain_value(getattr(risk, f.name)) for f in dataclasses.fields(risk) if f.name != "per_asset"}
     assert book.account_plain(account) == plain
 
 
