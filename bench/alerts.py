@@ -472,17 +472,64 @@ async def cross(
     return timeouts
 
 
+class StallProbe:
+    """Diagnostics (``--stalls``): when the stream loop misses a 2 ms beat by STALL_MS, the stacks of
+    every thread of this process, counted by their innermost frames and printed at the end."""
+
+    STALL_MS = 15.0
+
+    def __init__(self) -> None:
+        self.loop_thread = threading.get_ident()
+        self.last = time.perf_counter()
+        self.stalls: dict[str, int] = {}
+        self.count = 0
+        self._stop = threading.Event()
+
+    async def beat(self) -> None:
+        while not self._stop.is_set():
+            self.last = time.perf_counter()
+            await asyncio.sleep(0.002)
+
+    def watch(self) -> None:
+        import traceback
+
+        names = {t.ident: t.name for t in threading.enumerate()}
+        sampled = False
+        while not self._stop.wait(0.003):
+            late_ms = (time.perf_counter() - self.last) * 1000
+            if late_ms < self.STALL_MS:
+                sampled = False
+                continue
+            if sampled:
+                continue
+            sampled = True
+            self.count += 1
+            names.update({t.ident: t.name for t in threading.enumerate()})
+            for ident, frame in sys._current_frames().items():
+                stack = traceback.extract_stack(frame)[-5:]
+                where = " < ".join(f"{f.name}@{os.path.basename(f.filename)}:{f.lineno}" for f in reversed(stack))
+                key = f"{'LOOP' if ident == self.loop_thread else names.get(ident, ident)}: {where}"
+                self.stalls[key] = self.stalls.get(key, 0) + 1
+
+    def report(self) -> None:
+        self._stop.set()
+        print(f"\nstalls of the stream loop over {self.STALL_MS} ms: {self.count}", file=sys.stderr)
+        for key, n in sorted(self.stalls.items(), key=lambda kv: -kv[1])[:40]:
+            print(f"{n:5d} {key}", file=sys.stderr)
+
+
 async def measure(
     args: argparse.Namespace, desk: list[dict], target: Target, sim: SimProcess, client: ClientProcess
 ) -> dict[str, Any]:
     import aiohttp
+    from django.conf import settings
 
     from marketdata.sink import DjangoSink
     from marketdata.streams import AccountSpec, StreamEngine, settle_gc
     from rules.evaluation import attach
 
     specs = [AccountSpec(i + 1, f"bench {i}", api_key(i), api_secret(i)) for i in range(len(desk))]
-    sink = DjangoSink()
+    sink = DjangoSink(process=settings.STREAM_SINK_PROCESS)  # as run_streams builds it
     engine = StreamEngine(accounts=specs, rest_url=sim.base_url, ws_url=sim.ws_url, sink=sink)
     evaluator = attach(engine)
     probe = Probe(target)
@@ -502,12 +549,20 @@ async def measure(
         await post_mark(http, sim.base_url, target.symbol, target.start_mark * LOW)
         await asyncio.sleep(args.warmup_s)
         probe.recording = True
+        stalls = StallProbe() if args.stalls else None
+        if stalls is not None:
+            beat = asyncio.ensure_future(stalls.beat())
+            threading.Thread(target=stalls.watch, daemon=True).start()
         for mode in args.modes.split(","):
             probe.transitions.clear()
             out["timeouts"][mode] = await cross(args, mode, sim, http, target, probe, client)
             out["modes"][mode] = list(probe.transitions)
+        if stalls is not None:
+            stalls.report()
+            beat.cancel()
     loop.remove_reader(client.conn.fileno())
     await engine.stop()
+    await asyncio.to_thread(sink.drain, 60.0)  # the sink process's batch timings come back with it
     return out
 
 
@@ -809,6 +864,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--symbols", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--crossings", type=int, default=200, help="N per mode: mark moves across the limit")
+    parser.add_argument("--stalls", action="store_true", help="diagnostics: print where the stream loop stalled")
     parser.add_argument("--modes", default="tick,control", help="how the crossing mark is delivered: tick, control")
     parser.add_argument("--gap-s", type=float, default=1.0, help="mean pause between crossings")
     parser.add_argument("--warmup-s", type=float, default=5.0)

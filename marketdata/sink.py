@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import logging
+import multiprocessing
+import pickle
 import threading
 import time
 from collections import deque
@@ -15,10 +18,16 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
 
-from marketdata import live
+from marketdata import live, sink_child
 from marketdata.services import marks_write
 from marketdata.streams import FeedStatus
-from positions.book import AccountRisk, PositionRisk, RiskBook
+from positions.book import (
+    AccountRisk,
+    PositionRisk,
+    RiskBook,
+    account_risk_from_plain,
+    position_risk_from_plain,
+)
 from positions.services import order_event_record, positions_write_many, snapshots_write_many
 
 log = logging.getLogger(__name__)
@@ -103,11 +112,15 @@ PERSIST_ATTEMPTS = 8  # about two minutes of back-off before a batch is given up
 PERSIST_CHUNK_ACCOUNTS = 100  # accounts per transaction (~5,000 position rows)
 FEED_WRITE_ATTEMPTS = 8  # a feed alert that cannot be written is retried with back-off, then logged
 TIMINGS_KEPT = 100_000  # batch timings kept for the benches
+PUBLISH, PERSIST = "publish", "persist"  # the kinds of sink work
+OUTBOARD_QUEUE_MAX = 20_000  # values queued for the sink process (~50 flushes of 200 accounts x 2)
 BATCH_IDLE_S = 2.0  # a batch thread ends after this long with nothing to do (and starts again on demand)
 
 
-def persist_accounts(batch: dict[int, tuple[AccountRisk, list[PositionRisk] | None]]) -> None:
-    """Snapshots for every account of ``batch``; Position rows for those whose positions are given."""
+def persist_accounts(batch: dict[int, tuple[AccountRisk | dict, list[PositionRisk] | list[dict] | None]]) -> None:
+    """Snapshots for every account of ``batch``; Position rows for those whose positions are given.
+    Figures as the book's dataclasses or as its plain forms (``account_plain``, ``positions_plain``)."""
+    batch = {a: _as_risks(risk, positions) for a, (risk, positions) in batch.items()}
     # One transaction per chunk, not per batch: on SQLite a transaction holds the only write lock,
     # and 2,000 accounts' rows in one kept every other writer (the feed alert, the alert writer)
     # waiting past the 20 s busy timeout ("database is locked", seen in bench/streams).
@@ -119,6 +132,16 @@ def persist_accounts(batch: dict[int, tuple[AccountRisk, list[PositionRisk] | No
             if rows:
                 positions_write_many(rows)
             snapshots_write_many({a: risk for a, (risk, _) in chunk.items()})
+
+
+def _as_risks(
+    risk: AccountRisk | dict, positions: list[PositionRisk] | list[dict] | None
+) -> tuple[AccountRisk, list[PositionRisk] | None]:
+    if isinstance(risk, dict):
+        risk = account_risk_from_plain(risk)
+    if positions is not None:
+        positions = [position_risk_from_plain(p) if isinstance(p, dict) else p for p in positions]
+    return risk, positions
 
 
 def rows_phase_s(account_id: int) -> float:
@@ -199,33 +222,231 @@ class Batches:
             connection.close()
 
 
-class DjangoSink:
-    """Implements streams.Sink against the database, the cache and the channel layer."""
+class SinkWork:
+    """What the sink does off the event loop: the live state of the accounts that changed (to the
+    cache, then the pushes) and their persistence, each on a Batches thread of its own. In the
+    stream process itself, or in a child process of its own (``SinkProcess``)."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self) -> None:
+        # Live state and persistence each have a thread (and connections) of their own: on the
+        # event loop the cache round trip per account and the pushes held market frames back, and on
+        # the loop's executor persistence held asgiref's shared sync thread for seconds per flush.
+        self._batches = {
+            PUBLISH: Batches("sink-publish", self._publish_batch, PUBLISH_GATHER_S),
+            PERSIST: Batches("sink-persist", self._persist_batch, PERSIST_GATHER_S),
+        }
+        self._attempt = 0  # consecutive failed persistence batches
+        # Per batch written / published, for bench/alerts.py; bounded, as the process runs for months.
+        self.persist_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
+        self.publish_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
+
+    def put(self, kind: str, key: int, value: Any, merge: Callable[[Any, Any], Any] | None = None) -> None:
+        self._batches[kind].put(key, value, merge)
+
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait until everything due is published and written (tests; an orderly shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        return all(b.drain(max(0.0, deadline - time.monotonic())) for b in self._batches.values())
+
+    def _publish_batch(self, batch: dict[int, dict[str, Any]]) -> None:
+        started = time.perf_counter()
+        try:
+            publish_states(batch)
+        except Exception:
+            # Not retried: the next flush publishes fresher figures. Readers judge freshness by
+            # published_ms and fail closed on old ones, so a lost publish cannot pass as current.
+            log.exception("publishing the live state of %d accounts failed", len(batch))
+            return
+        self.publish_ms.append((time.perf_counter() - started) * 1000)
+
+    def _persist_batch(self, batch: dict[int, tuple[AccountRisk, list[PositionRisk] | None]]) -> None:
+        """Writes ``batch``; on failure puts it back (behind anything newer) and backs off."""
+        started = time.perf_counter()
+        try:
+            persist_accounts(batch)
+        except Exception:
+            log.exception("persisting %d accounts failed (attempt %d)", len(batch), self._attempt + 1)
+            connection.close()  # maybe dead (database restarted): the retry opens a fresh one
+            self._attempt += 1
+            if self._attempt >= PERSIST_ATTEMPTS:
+                log.error("gave up persisting accounts %s; the next flush writes them again", sorted(batch))
+                self._attempt = 0
+                return
+            self._batches[PERSIST].put_back(batch)
+            time.sleep(min(30.0, 0.5 * 2 ** (self._attempt - 1)))
+            return
+        self._attempt = 0
+        self.persist_ms.append((time.perf_counter() - started) * 1000)
+
+
+class _Drain:
+    """A drain request on SinkProcess's queue: the sender thread asks the child and fills this in."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s, self.done, self.ok = timeout_s, threading.Event(), False
+
+
+class SinkProcess:
+    """``SinkWork`` in a child process of its own, behind the same ``put`` / ``drain``.
+
+    The loop pickles each value at once (one small C call per account, not a batch: a single
+    call for a whole flush held the GIL for ~20 ms) and queues the bytes; a sender thread writes
+    them down a pipe (the write releases the GIL) and the child hands them to its own SinkWork.
+    A child that dies is started again, and what is still queued goes to the new one; what the
+    dead one held is lost, as after a crash of the stream process: the next flush publishes the
+    live state again, the next persistence cycle (5 s) writes the snapshots, and Position rows are
+    rewritten within POSITION_FIGURES_EVERY_S. When the child cannot keep up the queue is capped
+    at OUTBOARD_QUEUE_MAX values: the oldest are dropped, counted and logged."""
+
+    def __init__(self) -> None:
+        self.publish_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
+        self.persist_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
+        self.restarts = 0  # children started after the first (bench figures, tests)
+        self.dropped = 0
+        self._queue: deque[bytes | _Drain | None] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._process: Any = None
+        self._conn: Any = None
+        self._started_at, self._quick_deaths = 0.0, 0
+        self._sender = threading.Thread(target=self._send_forever, name="sink-process-sender", daemon=True)
+        self._sender.start()
+        atexit.register(self.close)
+
+    def put(self, kind: str, key: int, value: Any, merge: Callable[[Any, Any], Any] | None = None) -> None:
+        data = pickle.dumps((kind, key, value, merge), pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            self._queue.append(data)
+            if len(self._queue) > OUTBOARD_QUEUE_MAX:
+                self._queue.popleft()
+                self.dropped += 1
+                if self.dropped % 1000 == 1:
+                    log.error("the sink process is behind: %d values dropped so far", self.dropped)
+        self._wake.set()
+
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait until the child has published and written everything queued so far."""
+        request = _Drain(timeout_s)
+        with self._lock:
+            self._queue.append(request)
+        self._wake.set()
+        request.done.wait(timeout_s + 5.0)
+        return request.ok
+
+    def close(self) -> None:
+        """Hand over what is queued, then let the child finish its batches and end (at exit)."""
+        with self._lock:
+            self._queue.append(None)
+        self._wake.set()
+        self._sender.join(60.0)
+
+    def kill_child(self) -> None:
+        """Tests: the child dies as in a crash (SIGKILL)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.join(10.0)
+
+    def _send_forever(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        break
+                    item = self._queue.popleft()
+                if item is None:
+                    self._stop_child()
+                    return
+                self._deliver(item)
+
+    def _deliver(self, item: bytes | _Drain) -> None:
+        for attempt in range(2):
+            try:
+                conn = self._child()
+                if isinstance(item, _Drain):
+                    conn.send_bytes(pickle.dumps((sink_child.DRAIN, 0, item.timeout_s, None)))
+                    if conn.poll(item.timeout_s + 5.0):
+                        item.ok, publish_ms, persist_ms = conn.recv()
+                        self.publish_ms.extend(publish_ms)
+                        self.persist_ms.extend(persist_ms)
+                    item.done.set()
+                else:
+                    conn.send_bytes(item)
+                return
+            except (OSError, EOFError):
+                log.exception("the sink process is gone (attempt %d); starting another", attempt + 1)
+                self._process, self._conn = None, None
+        if isinstance(item, _Drain):
+            item.done.set()
+
+    def _child(self) -> Any:
+        if self._process is not None and self._process.is_alive():
+            return self._conn
+        if self._process is not None:
+            self.restarts += 1
+            log.error("the sink process ended (exit code %s); starting another", self._process.exitcode)
+            # A child that dies at once (a bad setting, the database away) is not restarted in a loop.
+            lived_s = time.monotonic() - self._started_at
+            self._quick_deaths = self._quick_deaths + 1 if lived_s < 10.0 else 0
+            time.sleep(min(30.0, 0.5 * 2**self._quick_deaths) if self._quick_deaths else 0.0)
+        self._started_at = time.monotonic()
+        context = multiprocessing.get_context("spawn")  # not fork: this process has threads and sockets
+        parent, child = context.Pipe()
+        self._process = context.Process(
+            target=sink_child.main, args=(child, _database_settings()), name="riskdesk-sink", daemon=False
+        )
+        self._process.start()
+        child.close()
+        self._conn = parent
+        return parent
+
+    def _stop_child(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # the child sees the end of the pipe, finishes its batches, ends
+        if self._process is not None:
+            self._process.join(60.0)
+
+
+def _database_settings() -> dict[str, Any]:
+    """The parent's databases as its connections use them (a test run's database name included)."""
+    from django.db import connections
+
+    return {alias: dict(connections[alias].settings_dict) for alias in connections}
+
+
+class DjangoSink:
+    """Implements streams.Sink against the database, the cache and the channel layer.
+
+    ``process=True``: the live state and persistence run in a child process (``SinkProcess``), so
+    their serialising and driver work does not share the stream process's GIL with market frames,
+    the evaluator and the alert writer (run_streams, when the cache and the database are servers
+    a child can reach: STREAM_SINK_PROCESS)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, process: bool = False) -> None:
         self._clock = clock  # what the persistence cadence counts in (tests step it)
         self._persisted_at: dict[int, float] = {}
         self._rows_at: dict[int, float] = {}  # Position rows of the account last handed to persistence
         self._rows_inputs: dict[int, tuple] = {}  # ... and the positions' inputs then
-        # Live state and persistence each have a thread (and connections) of their own: on the
-        # event loop the cache round trip per account and the pushes held market frames back, and on
-        # the loop's executor persistence held asgiref's shared sync thread for seconds per flush.
-        self._publish = Batches("sink-publish", self._publish_batch, PUBLISH_GATHER_S)
-        self._persist = Batches("sink-persist", self._persist_batch, PERSIST_GATHER_S)
-        self._attempt = 0  # consecutive failed persistence batches
+        self._work: SinkWork | SinkProcess = SinkProcess() if process else SinkWork()
         self._marks_due: dict[str, tuple[Decimal, int]] = {}  # newest mark per symbol not yet on its row
         self._marks_written_at = -MARKS_WRITE_EVERY_S  # the first flush writes
         self._feed_writes: asyncio.Future | None = None  # the last feed alert write (they run in order)
-        # Per batch written / published, for bench/alerts.py; bounded, as the process runs for months.
-        self.persist_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
-        self.publish_ms: deque[float] = deque(maxlen=TIMINGS_KEPT)
+
+    @property
+    def publish_ms(self) -> deque[float]:
+        return self._work.publish_ms
+
+    @property
+    def persist_ms(self) -> deque[float]:
+        return self._work.persist_ms
 
     async def account_changed(self, account_id: int, book: RiskBook, open_orders: list[dict]) -> None:
         from alerts import broadcast
 
         broadcast.set_home_loop(asyncio.get_running_loop())  # embedded mode's in-memory layer lives here
-        plain = book.positions_plain(account_id)
-        self._publish.put(account_id, account_state(book.account_plain(account_id), plain, open_orders))
+        plain, risk = book.positions_plain(account_id), book.account_plain(account_id)
+        self._work.put(PUBLISH, account_id, account_state(risk, plain, open_orders))
         now = self._clock()
         if now - self._persisted_at.get(account_id, -PERSIST_EVERY_S) >= PERSIST_EVERY_S:
             self._persisted_at[account_id] = now
@@ -243,46 +464,18 @@ class DjangoSink:
                 # not all in one batch a minute later (10,000 rows, 352 ms, in bench/alerts.py).
                 offset = rows_phase_s(account_id) if account_id not in self._rows_at else 0.0
                 self._rows_inputs[account_id], self._rows_at[account_id] = inputs, now - offset
-            positions = book.positions(account_id) if rows_due else None
-            self._persist_later(account_id, book.account(account_id), positions)
+            # The plain forms the live state was built from: the Decimals are made back from them
+            # where they are written (account_risk_from_plain), not on the event loop.
+            self._persist_later(account_id, risk, plain if rows_due else None)
 
-    def _publish_batch(self, batch: dict[int, dict[str, Any]]) -> None:
-        started = time.perf_counter()
-        try:
-            publish_states(batch)
-        except Exception:
-            # Not retried: the next flush publishes fresher figures. Readers judge freshness by
-            # published_ms and fail closed on old ones, so a lost publish cannot pass as current.
-            log.exception("publishing the live state of %d accounts failed", len(batch))
-            return
-        self.publish_ms.append((time.perf_counter() - started) * 1000)
-
-    def _persist_later(self, account_id: int, risk: AccountRisk, positions: list[PositionRisk] | None) -> None:
-        self._persist.put(account_id, (risk, positions), merge=_keep_rows)
-
-    def _persist_batch(self, batch: dict[int, tuple[AccountRisk, list[PositionRisk] | None]]) -> None:
-        """Writes ``batch``; on failure puts it back (behind anything newer) and backs off."""
-        started = time.perf_counter()
-        try:
-            persist_accounts(batch)
-        except Exception:
-            log.exception("persisting %d accounts failed (attempt %d)", len(batch), self._attempt + 1)
-            connection.close()  # maybe dead (database restarted): the retry opens a fresh one
-            self._attempt += 1
-            if self._attempt >= PERSIST_ATTEMPTS:
-                log.error("gave up persisting accounts %s; the next flush writes them again", sorted(batch))
-                self._attempt = 0
-                return
-            self._persist.put_back(batch)
-            time.sleep(min(30.0, 0.5 * 2 ** (self._attempt - 1)))
-            return
-        self._attempt = 0
-        self.persist_ms.append((time.perf_counter() - started) * 1000)
+    def _persist_later(
+        self, account_id: int, risk: AccountRisk | dict, positions: list[PositionRisk] | list[dict] | None
+    ) -> None:
+        self._work.put(PERSIST, account_id, (risk, positions), merge=_keep_rows)
 
     def drain(self, timeout_s: float = 30.0) -> bool:
         """Wait until everything due is published and written (tests; an orderly shutdown)."""
-        deadline = time.monotonic() + timeout_s
-        return self._publish.drain(timeout_s) and self._persist.drain(max(0.0, deadline - time.monotonic()))
+        return self._work.drain(timeout_s)
 
     async def marks_changed(self, marks: dict[str, tuple[Decimal, int]]) -> None:
         live.marks_merge({s: [str(p), ts] for s, (p, ts) in marks.items()})  # what readers use: every flush

@@ -55,6 +55,8 @@ MALFORMED = "_malformed"
 # (bench/alerts.py: write + commit p99 72.7 ms at 5 ms, 19.2 ms at 0.5 ms).
 SWITCH_INTERVAL_S = 0.0005
 GC_THRESHOLDS = (50_000, 20, 1_000_000)  # see settle_gc
+FLUSH_DEFER_MAX_S = 0.2  # longest a flush waits for one alert's write and push (p99 ~30 ms)
+FLUSH_DEFER_POLL_S = 0.001
 GC_FULL_EVERY_S = 600.0  # a full collection (cyclic garbage in the oldest generation) this often
 
 
@@ -131,6 +133,9 @@ class StreamEngine:
         self.listeners: list[Listener] = []  # called with the account ids each update touched
         self.startup: list[Callable[[], Awaitable[None]]] = []  # run once before the sockets open
         self.workers: list[Callable[[], Awaitable[None]]] = []  # long-running companions (alert writer…)
+        # While any says True (an alert on its way out) the flush waits between accounts, up to
+        # FLUSH_DEFER_MAX_S: the alert's write and push then have the GIL and the cores to themselves.
+        self.flush_defers_to: list[Callable[[], bool]] = []
         self.market = FeedStatus("market")
         self.user_feeds = {a: FeedStatus(f"user:{a}") for a in self.accounts}
         self._adapters: dict[int, BinanceFutures] = {}
@@ -518,7 +523,16 @@ class StreamEngine:
                 # ~1 ms of figures per account: without a yield here a flush of 2,000 accounts held
                 # the loop for seconds, and market frames (and the silence watchdog) waited behind it.
                 await asyncio.sleep(0)
+                await self._defer()
         await self.sink.feed_changed(self.market, became_stale=False, recovered=False)
+
+    async def _defer(self) -> None:
+        """Wait while an alert is on its way out (``flush_defers_to``), at most FLUSH_DEFER_MAX_S.
+        The flush's figures can be a few milliseconds late; the alert's write and push, sharing
+        the GIL and two cores with it, were the tail of bench/alerts.py."""
+        deadline = time.monotonic() + FLUSH_DEFER_MAX_S
+        while any(busy() for busy in self.flush_defers_to) and time.monotonic() < deadline:
+            await asyncio.sleep(FLUSH_DEFER_POLL_S)
 
     def _malformed(self, feed: FeedStatus, sample: Any) -> None:
         feed.malformed += 1

@@ -94,6 +94,7 @@ touches (pair pieces are also kept pair-major for that gather).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -212,6 +213,28 @@ class AccountRisk:
     herfindahl: Decimal | None
     symbol_exposures: dict[str, Decimal] = field(default_factory=dict)
     per_asset: dict[str, AssetFigures | None] = field(default_factory=dict)
+
+
+_DECIMAL_TYPES = ("Decimal", "Decimal | None")  # the annotations, as strings (postponed evaluation)
+_POSITION_DECIMALS = frozenset(f.name for f in dataclasses.fields(PositionRisk) if f.type in _DECIMAL_TYPES)
+_ACCOUNT_DECIMALS = frozenset(f.name for f in dataclasses.fields(AccountRisk) if f.type in _DECIMAL_TYPES)
+
+
+def position_risk_from_plain(plain: dict[str, Any]) -> PositionRisk:
+    """``positions_plain()``'s dict back to the PositionRisk ``positions()`` gives (the strings are
+    ``str()`` of its Decimals, so each Decimal comes back equal, exponent included)."""
+    return PositionRisk(
+        **{k: (Decimal(v) if v is not None and k in _POSITION_DECIMALS else v) for k, v in plain.items()}
+    )
+
+
+def account_risk_from_plain(plain: dict[str, Any]) -> AccountRisk:
+    """``account_plain()``'s dict back to the AccountRisk ``account()`` gives, without ``per_asset``."""
+    values = {k: (Decimal(v) if v is not None and k in _ACCOUNT_DECIMALS else v) for k, v in plain.items()}
+    for name in ("missing_marks", "missing_brackets", "missing_wallets"):
+        values[name] = tuple(values[name])
+    values["symbol_exposures"] = {sym: Decimal(v) for sym, v in plain["symbol_exposures"].items()}
+    return AccountRisk(**values)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -240,6 +240,10 @@ STREAM_STALE_AFTER_S = env.float("STREAM_STALE_AFTER_S", default=5.0)
 # Run the stream engine inside the web process (embedded demo: the in-memory channel layer
 # does not cross processes). Production runs `manage.py run_streams` on its own and sets false.
 STREAMS_IN_PROCESS = env.bool("STREAMS_IN_PROCESS", default=False)
+# run_streams hands the live state and persistence to a child process of its own, so their work
+# does not share the stream process's GIL with market frames and alerts (bench/alerts.py). Only
+# where a child reaches the same cache: with Redis, not the embedded in-memory one.
+STREAM_SINK_PROCESS = env.bool("STREAM_SINK_PROCESS", default=bool(REDIS_URL))
 ALERT_ESCALATE_AFTER_S = env.int("ALERT_ESCALATE_AFTER_S", default=300)
 # Highest leverage a profile may allow when no bracket table says otherwise (Binance's top tier).
 EXCHANGE_MAX_LEVERAGE = env.int("EXCHANGE_MAX_LEVERAGE", default=125)

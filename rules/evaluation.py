@@ -184,7 +184,11 @@ class Evaluator:
 
     async def load(self) -> None:
         ids = list(self.engine.accounts)
-        self.limits = await sync_to_async(load_limits)(ids)
+        limits = await sync_to_async(load_limits)(ids)
+        # Profiles that did not change keep the screen built for them: a new one rebuilds its bounds
+        # on the next frame's path (~10 ms at 200 accounts, every PROFILE_RELOAD_S; bench/alerts.py).
+        if limits != self.limits:
+            self.limits = limits
         day = trading_day()
         self.days = await sync_to_async(load_day_states)(ids, day)
 
@@ -242,6 +246,10 @@ class Evaluator:
         finally:
             self.queue.put(None)
 
+    def writing(self) -> bool:
+        """A change is queued or being written (and pushed: the push runs on the write's commit)."""
+        return self._done != self._queued
+
     def drain(self, timeout_s: float = 30.0) -> bool:
         """Wait until every queued change is written (tests; an orderly shutdown). True when it was."""
         deadline = time.monotonic() + timeout_s
@@ -282,4 +290,5 @@ def attach(engine: Any) -> Evaluator:
     engine.listeners.append(evaluator.on_change)
     engine.startup.append(evaluator.load)
     engine.workers += [evaluator.writer, evaluator.reloader]
+    engine.flush_defers_to.append(evaluator.writing)
     return evaluator

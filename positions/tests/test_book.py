@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from positions import figures
-from positions.book import AccountRisk, BookPosition, RiskBook
+from positions.book import (
+    AccountRisk,
+    BookPosition,
+    RiskBook,
+    account_risk_from_plain,
+    position_risk_from_plain,
+)
 from positions.margin import ZERO, liquidation_distance
 from positions.tests.conftest import load_bracket_tables
 
@@ -174,6 +180,9 @@ def assert_plain_matches(book: RiskBook, account) -> None:  # noqa: ANN001 - any
     risk = book.account(account)
     plain = {f.name: _plain_value(getattr(risk, f.name)) for f in dataclasses.fields(risk) if f.name != "per_asset"}
     assert book.account_plain(account) == plain
+    # ... and back: what persistence gets from the plain forms is what account() and positions() give.
+    assert account_risk_from_plain(book.account_plain(account)) == dataclasses.replace(risk, per_asset={})
+    assert [position_risk_from_plain(p) for p in book.positions_plain(account)] == book.positions(account)
 
 
 def _plain_value(value):  # noqa: ANN001, ANN202 - any field of AccountRisk

@@ -29,7 +29,7 @@ def build_engine(specs: list[AccountSpec]) -> StreamEngine:
         accounts=specs,
         rest_url=settings.BINANCE_FUTURES_REST_URL,
         ws_url=settings.BINANCE_FUTURES_WS_URL,
-        sink=DjangoSink(),
+        sink=DjangoSink(process=settings.STREAM_SINK_PROCESS),
         stale_after_s=settings.STREAM_STALE_AFTER_S,
     )
     try:  # the rule evaluator subscribes to the engine's changes once the rules app provides it
