@@ -183,14 +183,16 @@ class Evaluator:
         self._queued = self._done = 0  # jobs handed to the writer, and written or given up (each has one writer)
 
     async def load(self) -> None:
-        ids = list(self.engine.accounts)
-        limits = await sync_to_async(load_limits)(ids)
+        """At start: the profiles, and the day's start and peak equity from today's snapshots."""
+        await self.load_limits()
+        self.days = await sync_to_async(load_day_states)(list(self.engine.accounts), trading_day())
+
+    async def load_limits(self) -> None:
+        limits = await sync_to_async(load_limits)(list(self.engine.accounts))
         # Profiles that did not change keep the screen built for them: a new one rebuilds its bounds
         # on the next frame's path (~10 ms at 200 accounts, every PROFILE_RELOAD_S; bench/alerts.py).
         if limits != self.limits:
             self.limits = limits
-        day = trading_day()
-        self.days = await sync_to_async(load_day_states)(ids, day)
 
     def on_change(self, account_ids: set[int]) -> None:
         started = time.perf_counter()
@@ -279,7 +281,10 @@ class Evaluator:
         while True:
             await asyncio.sleep(PROFILE_RELOAD_S)
             try:
-                await self.load()
+                # Profiles only. The day states stay the ones evaluation keeps up to date on every
+                # frame: re-read from snapshots (taken every 5 s) they lost the peaks seen in between,
+                # and the query per account held the GIL from the loop for ~0.1 s every reload.
+                await self.load_limits()
             except Exception:
                 log.exception("reloading risk profiles failed; keeping the last ones")
 

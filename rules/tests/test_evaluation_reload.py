@@ -17,7 +17,7 @@ from rules.models import RiskProfile
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_reload_keeps_unchanged_limits_and_picks_up_a_changed_profile():
+def test_a_reload_keeps_unchanged_limits_and_picks_up_a_changed_profile_and_keeps_the_day():
     account = account_services.account_create(name="reload", api_key="k", api_secret="s")
     profile = RiskProfile.objects.create(name="desk", is_default=True, max_leverage_warning=20)
     engine = StreamEngine(
@@ -29,13 +29,14 @@ def test_a_reload_keeps_unchanged_limits_and_picks_up_a_changed_profile():
     evaluator = attach(engine)
 
     asyncio.run(evaluator.load())
-    first = evaluator.limits
+    first, days = evaluator.limits, evaluator.days
     assert first[account.id].by_rule["leverage"].warning == D(20)
 
-    asyncio.run(evaluator.load())
+    asyncio.run(evaluator.load_limits())  # what the reloader runs every PROFILE_RELOAD_S
     assert evaluator.limits is first  # nothing changed: the same object, the screen stays built
 
     profile.max_leverage_warning = 10
     profile.save()
-    asyncio.run(evaluator.load())
+    asyncio.run(evaluator.load_limits())
     assert evaluator.limits is not first and evaluator.limits[account.id].by_rule["leverage"].warning == D(10)
+    assert evaluator.days is days  # the day's figures evaluation keeps are not re-read over
