@@ -112,7 +112,7 @@ PERSIST_ATTEMPTS = 8  # about two minutes of back-off before a batch is given up
 PERSIST_CHUNK_ACCOUNTS = 100  # accounts per transaction (~5,000 position rows)
 FEED_WRITE_ATTEMPTS = 8  # a feed alert that cannot be written is retried with back-off, then logged
 TIMINGS_KEPT = 100_000  # batch timings kept for the benches
-PUBLISH, PERSIST = "publish", "persist"  # the kinds of sink work
+PUBLISH, PERSIST, MARKS = "publish", "persist", "marks"  # the kinds of sink work
 OUTBOARD_QUEUE_MAX = 20_000  # values queued for the sink process (~50 flushes of 200 accounts x 2)
 BATCH_IDLE_S = 2.0  # a batch thread ends after this long with nothing to do (and starts again on demand)
 
@@ -142,6 +142,11 @@ def _as_risks(
     if positions is not None:
         positions = [position_risk_from_plain(p) if isinstance(p, dict) else p for p in positions]
     return risk, positions
+
+
+def _newer_marks(unwritten: dict, newer: dict) -> dict:
+    """Marks not yet written, overwritten by newer ones of the same symbols."""
+    return {**unwritten, **newer}
 
 
 def rows_phase_s(account_id: int) -> float:
@@ -234,6 +239,7 @@ class SinkWork:
         self._batches = {
             PUBLISH: Batches("sink-publish", self._publish_batch, PUBLISH_GATHER_S),
             PERSIST: Batches("sink-persist", self._persist_batch, PERSIST_GATHER_S),
+            MARKS: Batches("sink-marks", self._marks_batch, 0.0),
         }
         self._attempt = 0  # consecutive failed persistence batches
         # Per batch written / published, for bench/alerts.py; bounded, as the process runs for months.
@@ -258,6 +264,17 @@ class SinkWork:
             log.exception("publishing the live state of %d accounts failed", len(batch))
             return
         self.publish_ms.append((time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def _marks_batch(batch: dict[int, dict[str, tuple[Decimal, int]]]) -> None:
+        """Symbol rows (one key, 0: the marks due, merged by ``_newer_marks``)."""
+        for marks in batch.values():
+            try:
+                marks_write(marks=marks)
+            except Exception:
+                # Not retried: the rows are history and the fallback; the next write is 5 s away.
+                log.exception("writing %d marks to Symbol rows failed", len(marks))
+                connection.close()
 
     def _persist_batch(self, batch: dict[int, tuple[AccountRisk, list[PositionRisk] | None]]) -> None:
         """Writes ``batch``; on failure puts it back (behind anything newer) and backs off."""
@@ -485,7 +502,9 @@ class DjangoSink:
         now = time.monotonic()
         if now - self._marks_written_at >= MARKS_WRITE_EVERY_S:
             due, self._marks_due, self._marks_written_at = self._marks_due, {}, now
-            await sync_to_async(marks_write)(marks=due)
+            # With the sink's other work: the ORM's bulk update of 300 rows, on a thread of this
+            # process, held the GIL from market frames for tens of milliseconds every 5 s.
+            self._work.put(MARKS, 0, due, merge=_newer_marks)
 
     async def feed_changed(self, status: FeedStatus, *, became_stale: bool, recovered: bool) -> None:
         live.feed_set(status.name, status.as_dict())  # what the order gate reads: fails closed at once

@@ -31,6 +31,7 @@ from positions.book import PositionRisk
 from positions.figures import PositionInput
 from rules.actions import TRIGGERS, plan_action
 from rules.evaluate import CRITICAL, NORMAL, RULES, Change, DayState, Latch, Limits
+from rules.models import RiskProfile
 from rules.screen import Screen, evaluate_accounts
 from rules.services import action_record, profile_for_account
 
@@ -59,10 +60,16 @@ def trading_day(now: datetime | None = None) -> str:
 
 
 def load_limits(account_ids: list[int]) -> dict[int, Limits | None]:
+    # The default profile read once, not once per account without a profile of its own: this runs
+    # every PROFILE_RELOAD_S on a thread of the stream process, whose GIL market frames need.
+    default = RiskProfile.objects.filter(is_default=True).first()
+    made: dict[int, Limits] = {}  # per profile: many accounts share one
     out: dict[int, Limits | None] = {}
     for account in ExchangeAccount.objects.filter(pk__in=account_ids).select_related("risk_profile"):
-        profile = profile_for_account(account)
-        out[account.id] = Limits.from_values(profile.limit_values()) if profile else None
+        profile = profile_for_account(account, default=default)
+        if profile is not None and profile.pk not in made:
+            made[profile.pk] = Limits.from_values(profile.limit_values())
+        out[account.id] = made[profile.pk] if profile is not None else None
     return out
 
 

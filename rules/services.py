@@ -91,11 +91,12 @@ def profile_assign(
     return accounts
 
 
-def profile_for_account(account: ExchangeAccount) -> RiskProfile | None:
-    """The profile that governs an account: its own, else the default, else None (fail closed upstream)."""
+def profile_for_account(account: ExchangeAccount, *, default: RiskProfile | None = None) -> RiskProfile | None:
+    """The profile that governs an account: its own, else the default, else None (fail closed upstream).
+    ``default``: the default profile, when the caller has read it once for many accounts."""
     if account.risk_profile_id:
         return account.risk_profile
-    return RiskProfile.objects.filter(is_default=True).first()
+    return default if default is not None else RiskProfile.objects.filter(is_default=True).first()
 
 
 @transaction.atomic

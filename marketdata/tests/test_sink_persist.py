@@ -147,3 +147,20 @@ def test_the_accounts_of_a_desk_started_together_come_due_spread_over_the_period
     assert phases[0] >= 0 and phases[-1] < POSITION_FIGURES_EVERY_S
     per_tenth = [sum(1 for p in phases if k * 6 <= p < (k + 1) * 6) for k in range(10)]
     assert min(per_tenth) >= 15  # 200 accounts: ~20 in every 6 s of the minute, none bunched
+
+
+@pytest.mark.django_db(transaction=True)
+def test_marks_reach_symbol_rows_and_one_history_row_per_minute(desk):
+    from marketdata.models import TickerHistory
+
+    sink = DjangoSink()
+    minute = 1_700_000_040_000  # 22:14:00 UTC
+    asyncio.run(sink.marks_changed({"BTCUSDT": (D("43000.1"), minute + 1000), "ETHUSDT": (D("3000.2"), minute)}))
+    assert sink.drain()
+    btc = Symbol.objects.get(name="BTCUSDT")
+    assert btc.mark_price == D("43000.1") and int(btc.mark_price_at.timestamp() * 1000) == minute + 1000
+    assert TickerHistory.objects.count() == 2
+    sink._marks_written_at = -1e9  # the next flush is due to write (MARKS_WRITE_EVERY_S)
+    asyncio.run(sink.marks_changed({"BTCUSDT": (D("43001"), minute + 2000)}))  # the same minute
+    assert sink.drain()
+    assert Symbol.objects.get(name="BTCUSDT").mark_price == D("43001") and TickerHistory.objects.count() == 2

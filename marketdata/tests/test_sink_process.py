@@ -5,6 +5,7 @@ publish and write what it is handed, and be replaced when it dies, with nothing 
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal as D
 
 import pytest
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.db import connection
 
 from conftest import require_service
 from marketdata import live
+from marketdata.models import Symbol
 from marketdata.sink import DjangoSink
 from marketdata.tests.test_sink_persist import desk  # noqa: F401 - the fixture
 from positions.models import AccountSnapshot, Position
@@ -27,7 +29,9 @@ def test_the_sink_process_publishes_persists_and_is_replaced_when_it_dies(desk):
     sink = DjangoSink(process=True)
     try:
         asyncio.run(sink.account_changed(ids[0], book, []))
+        asyncio.run(sink.marks_changed({"BTCUSDT": (D("43000.5"), 1_700_000_000_000)}))
         assert sink.drain(60)
+        assert Symbol.objects.get(name="BTCUSDT").mark_price == D("43000.5")
         state = live.account_get(ids[0])
         assert state["figures"]["equity"] == str(book.account(ids[0]).equity)
         assert [p["symbol"] for p in state["positions"]] == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
