@@ -306,6 +306,7 @@ class Transition:
     level: int  # 30 critical (opens) or 0 (resolves)
     event_ms: int  # the crossing frame's E
     t_book: float  # on_market_frame hook
+    t_recv: float = 0.0  # the frame handed to the engine's handler (python-binance read and parsed the JSON)
     t_change: float  # the target's change left evaluate()
     t_eval_end: float = 0.0  # the evaluator's pass over every account ended
     eval_us: float = 0.0  # Evaluator.last_eval_us of that pass
@@ -335,6 +336,7 @@ class Probe:
     recording: bool = False
     frame: tuple[int, float] = (0, 0.0)
     frame_fresh: bool = False  # a frame was applied and its listeners have not run yet
+    received: float = 0.0  # when the last market message reached the engine's handler
     local: threading.local = field(default_factory=threading.local)
 
     def attach(self, engine: Any, evaluator: Any) -> None:
@@ -342,6 +344,13 @@ class Probe:
         import rules.evaluation
 
         engine.on_market_frame = self.on_frame
+        handle = engine._on_market_message
+
+        def received(message: Any) -> None:
+            self.received = time.time()
+            handle(message)
+
+        engine._on_market_message = received
         job = evaluator._job
         on_change = evaluator.on_change
 
@@ -349,7 +358,7 @@ class Probe:
             made = job(account_id, change, at_ms, limits, risk)
             wanted = account_id == self.target.account_id and change.subject == self.target.subject
             if wanted and change.rule == "position_notional":
-                transition = Transition(change.level, self.frame[0], self.frame[1], time.time())
+                transition = Transition(change.level, self.frame[0], self.frame[1], time.time(), self.received)
                 self.transitions.append(transition)
                 self.by_job[id(made)] = transition
                 self.jobs.append(made)
@@ -536,7 +545,13 @@ async def measure(
     probe.attach(engine, evaluator)
     loop = asyncio.get_running_loop()
     loop.add_reader(client.conn.fileno(), client.read)
-    out: dict[str, Any] = {"probe": probe, "modes": {}, "timeouts": {}, "sink": sink}
+    out: dict[str, Any] = {
+        "probe": probe,
+        "modes": {},
+        "timeouts": {},
+        "sink": sink,
+        "sink_process": settings.STREAM_SINK_PROCESS,
+    }
     started = time.perf_counter()
     await engine.start()
     settle_gc()  # as run_streams does
@@ -650,12 +665,14 @@ def ms(seconds: float) -> float:
 LEG_COMMIT = "E → alert row committed"
 LEG_CLIENT = "E → message at the WebSocket client"
 LEG_BOOK = "E → book (frame sent, received, parsed, applied)"
+LEG_RECV = "E → the engine's handler (simulator's send, loopback, python-binance's read and JSON)"
+LEG_APPLY = "handler → book (marks parsed, `apply_mark_array`)"
 LEG_CHANGE = "book → the target's change out of `evaluate`"
 LEG_REST = "rest of the evaluator's pass (the writer's thread runs meanwhile)"
 LEG_EVAL = "evaluator's pass, whole (`last_eval_us`)"
 LEG_QUEUE = "change out of `evaluate` → writer thread starts the write"
 LEG_WRITE = "write + commit (`alert_raise`/`alert_clear` in `transaction.atomic`)"
-LEG_BROADCAST = "on_commit broadcast (re-read the alert, `group_send` to Redis on the broadcast loop)"
+LEG_BROADCAST = "on_commit broadcast (the alert as saved, `group_send` to Redis on the writer thread's loop)"
 LEG_HOP = "Redis → uvicorn consumer → socket → client"
 
 
@@ -665,6 +682,8 @@ def legs(transitions: list[Transition]) -> dict[str, list[float]]:
         LEG_COMMIT: [ms(t.t_commit) - t.event_ms for t in done],
         LEG_CLIENT: [ms(t.t_client) - t.event_ms for t in done],
         LEG_BOOK: [ms(t.t_book) - t.event_ms for t in done],
+        LEG_RECV: [ms(t.t_recv) - t.event_ms for t in done],
+        LEG_APPLY: [ms(t.t_book - t.t_recv) for t in done],
         LEG_CHANGE: [ms(t.t_change - t.t_book) for t in done],
         LEG_REST: [ms(t.t_eval_end - t.t_change) for t in done],
         LEG_EVAL: [t.eval_us / 1000 for t in done],
@@ -693,8 +712,8 @@ def where_the_time_goes(tables: dict[str, dict[str, list[float]]], done: dict[st
         f"write and commit {t[LEG_WRITE]:.1f} / {t99[LEG_WRITE]:.1f} ms; the broadcast {t[LEG_BROADCAST]:.1f} / "
         f"{t99[LEG_BROADCAST]:.1f} ms; Redis → uvicorn → client {t[LEG_HOP]:.1f} / {t99[LEG_HOP]:.1f} ms. "
         "What is left on the stream process's event loop besides frames: the engine's flush every 0.5 s "
-        "(`book.account()` and `book.positions()` for every account that changed, handed to the sink's "
-        "publishing thread, yielding between accounts), which a frame may wait behind.",
+        "(`account_plain()` and `positions_plain()` for every account that changed, pickled for the sink "
+        "process, yielding between accounts), which a frame may wait behind for one account's step.",
         "",
         *KNOWN,
     ]
@@ -772,7 +791,13 @@ def report(args: argparse.Namespace, results: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; MariaDB {results['mariadb']} and Redis "
         f"{results['redis']} on the same machine. Processes: the simulator (multiprocessing), this stream process "
-        "(StreamEngine + DjangoSink + `rules.evaluation.attach`), uvicorn serving `/ws/desk/` (subprocess, "
+        "(StreamEngine + DjangoSink + `rules.evaluation.attach`), "
+        + (
+            "the DjangoSink's sink process (`STREAM_SINK_PROCESS`, as `run_streams` runs with Redis), "
+            if results.get("sink_process")
+            else ""
+        )
+        + "uvicorn serving `/ws/desk/` (subprocess, "
         "channels_redis layer), the WebSocket client (`websockets`, multiprocessing, a risk manager's session "
         f"cookie). `DATABASE_URL={args.database_url}` (dropped, re-created and migrated by the bench; not "
         f"`riskdesk_bench`, which bench/gate.py uses at the same time), `REDIS_URL={args.redis_url}`. Load "
@@ -819,13 +844,15 @@ def report(args: argparse.Namespace, results: dict) -> str:
     lines += [
         "",
         "The engine's flush on the event loop (every 0.5 s, as `run_streams` runs it: the book's figures for "
-        "each account that changed, handed to the sink, yielding between accounts) took p50 "
-        f"{percentile(flush, 50):.0f} ms, p99 {percentile(flush, 99):.0f} ms wall. The sink's publishing thread "
-        "(the live state of those accounts to the cache in one round trip, then their `risk.changed` pushes) "
-        f"took p50 {percentile(publish, 50):.0f} ms, p99 {percentile(publish, 99):.0f} ms per batch "
-        f"({len(publish)} batches). The DjangoSink's persistence (a snapshot of each account at most every "
+        "each account that changed, as strings, pickled and queued for the sink process, yielding between "
+        "accounts and waiting while an alert is being written and pushed) took p50 "
+        f"{percentile(flush, 50):.0f} ms, p99 {percentile(flush, 99):.0f} ms wall. The sink "
+        f"{'process' if results.get('sink_process') else 'threads'}' publishing "
+        "(the live state of those accounts to the cache in one round trip, then `risk.changed` to the two "
+        f"figure groups) took p50 {percentile(publish, 50):.0f} ms, p99 {percentile(publish, 99):.0f} ms per batch "
+        f"({len(publish)} batches). Its persistence (a snapshot of each account at most every "
         f"{PERSIST_EVERY_S:g} s, its Position rows when an input changed or every {POSITION_FIGURES_EVERY_S:g} s, "
-        f"in bulk statements on the sink's own thread) took p50 {percentile(persist, 50):.0f} ms, max "
+        f"in bulk statements) took p50 {percentile(persist, 50):.0f} ms, max "
         f"{max(persist, default=float('nan')):.0f} ms per batch ({len(persist)} batches). Garbage collector "
         "pauses in this process while measuring (`streams.settle_gc()` after the start, as `run_streams` runs): "
         + (
