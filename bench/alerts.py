@@ -306,8 +306,8 @@ class Transition:
     level: int  # 30 critical (opens) or 0 (resolves)
     event_ms: int  # the crossing frame's E
     t_book: float  # on_market_frame hook
-    t_recv: float = 0.0  # the frame handed to the engine's handler (python-binance read and parsed the JSON)
     t_change: float  # the target's change left evaluate()
+    t_recv: float = 0.0  # the frame handed to the engine's handler (python-binance read and parsed the JSON)
     t_eval_end: float = 0.0  # the evaluator's pass over every account ended
     eval_us: float = 0.0  # Evaluator.last_eval_us of that pass
     eval_accounts: int = 0
@@ -721,7 +721,28 @@ def where_the_time_goes(tables: dict[str, dict[str, list[float]]], done: dict[st
 
 # Facts from earlier runs that the figures above no longer show.
 KNOWN = [
-    "On this machine, 2026-12-05, the code of commit 43d851e (the engine flushing every 1 s, not every "
+    "2026-12-06, on an Intel Xeon machine of 2 cores (slower than the AMD EPYC of 2026-12-05: the "
+    "evaluator's pass alone at 200 accounts 1.3 / 4.4 ms against 1.1 / 2.7 ms), commit 0361c2c gave tick "
+    "p50 22.6 / p99 109.5 ms to the client and control 24.4 / 97.5 ms (60 crossings). The loop-stall probe "
+    "(`--stalls`: the stacks of every thread whenever the stream loop misses a 2 ms beat by 15 ms) counted "
+    "61 stalls in a 40-crossing run, most with the sink's publishing thread pickling the live state for the "
+    "cache or sending it, or its persistence thread in the driver. Changed, run by run (40 crossings, "
+    "tick/control p99 to the client, stalls): (8) `risk.changed` once per flush to two groups, traders' "
+    "sockets keeping their own accounts, instead of one send per account; `account_plain()`; the alert "
+    "written without a savepoint and pushed as saved, without a re-read: 96/92, 61 stalls; with the "
+    "sink's two threads doing nothing at all (an experiment, not a design): 70/67, 7 stalls; (9) the "
+    "live state and persistence in a child process (`SinkProcess`): 90/74, 18 stalls; (10) the flush "
+    "waiting between accounts while an alert is being written and pushed, the child niced, persistence "
+    "made from the plain forms the live state was built from (no Decimals on the loop): 68/102, 9 stalls, "
+    "the control tail now in the evaluator's pass (52 ms at p99); (11) profiles reloaded every 30 s kept "
+    "the screen when unchanged (a new one rebuilt its bounds on the next frame's path): 40/89; (12) the "
+    "reloader no longer re-reads the day states (a query per account on a thread of the stream process, "
+    "and it lost the peaks seen between snapshots): 52/97, 6 stalls; (13) the marks' Symbol rows written "
+    "by the sink's work, not by the ORM on a thread of the stream process every 5 s, and the default "
+    "profile read once per reload, not once per account: 30/52, 2 stalls. Runs vary: the same code gave "
+    "p99 40–52 ms in tick mode between (11) and (12).",
+    "",
+    "On an AMD EPYC machine of 2 cores, 2026-12-05, the code of commit 43d851e (the engine flushing every 1 s, not every "
     "0.5 s as `run_streams` does) gave tick p50 26.2 / p99 252.3 ms to the client and control 22.1 / "
     "155.2 ms (`python -m bench.alerts --crossings 60`). A thread watching the stream loop (a sample of "
     "the loop thread's stack whenever the loop missed a 2 ms beat by 20 ms) found what held frames back, "
