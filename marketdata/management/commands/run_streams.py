@@ -24,12 +24,13 @@ def account_specs() -> list[AccountSpec]:
     return specs
 
 
-def build_engine(specs: list[AccountSpec]) -> StreamEngine:
+def build_engine(specs: list[AccountSpec], *, sink_process: bool = False) -> StreamEngine:
+    """``sink_process``: the sink's work in a child process (run_streams; not inside a web process)."""
     engine = StreamEngine(
         accounts=specs,
         rest_url=settings.BINANCE_FUTURES_REST_URL,
         ws_url=settings.BINANCE_FUTURES_WS_URL,
-        sink=DjangoSink(process=settings.STREAM_SINK_PROCESS),
+        sink=DjangoSink(process=sink_process),
         stale_after_s=settings.STREAM_STALE_AFTER_S,
     )
     try:  # the rule evaluator subscribes to the engine's changes once the rules app provides it
@@ -68,7 +69,7 @@ class Command(BaseCommand):
             f"streaming {len(specs)} accounts from {settings.BINANCE_FUTURES_REST_URL} / "
             f"{settings.BINANCE_FUTURES_WS_URL} (stale after {settings.STREAM_STALE_AFTER_S} s)"
         )
-        asyncio.run(self._run(build_engine(specs)))
+        asyncio.run(self._run(build_engine(specs, sink_process=settings.STREAM_SINK_PROCESS)))
 
     async def _run(self, engine: StreamEngine) -> None:
         stop = asyncio.Event()
