@@ -863,13 +863,13 @@ def report(args: argparse.Namespace, results: dict) -> str:
     from marketdata.sink import PERSIST_EVERY_S, POSITION_FIGURES_EVERY_S
 
     persist, publish = results["sink"].persist_ms, results["sink"].publish_ms
+    sink_where = "sink process's" if results.get("sink_process") else "sink threads'"
     lines += [
         "",
         "The engine's flush on the event loop (every 0.5 s, as `run_streams` runs it: the book's figures for "
         "each account that changed, as strings, pickled and queued for the sink process, yielding between "
         "accounts and waiting while an alert is being written and pushed) took p50 "
-        f"{percentile(flush, 50):.0f} ms, p99 {percentile(flush, 99):.0f} ms wall. The sink "
-        f"{'process' if results.get('sink_process') else 'threads'}' publishing "
+        f"{percentile(flush, 50):.0f} ms, p99 {percentile(flush, 99):.0f} ms wall. The {sink_where} publishing "
         "(the live state of those accounts to the cache in one round trip, then `risk.changed` to the two "
         f"figure groups) took p50 {percentile(publish, 50):.0f} ms, p99 {percentile(publish, 99):.0f} ms per batch "
         f"({len(publish)} batches). Its persistence (a snapshot of each account at most every "
