@@ -326,6 +326,7 @@ class SinkProcess:
         self._process: Any = None
         self._conn: Any = None
         self._started_at, self._quick_deaths = 0.0, 0
+        self._drains = 0
         self._sender = threading.Thread(target=self._send_forever, name="sink-process-sender", daemon=True)
         self._sender.start()
         atexit.register(self.close)
@@ -382,11 +383,16 @@ class SinkProcess:
             try:
                 conn = self._child()
                 if isinstance(item, _Drain):
-                    conn.send_bytes(pickle.dumps((sink_child.DRAIN, 0, item.timeout_s, None)))
-                    if conn.poll(item.timeout_s + 5.0):
-                        item.ok, publish_ms, persist_ms = conn.recv()
+                    self._drains += 1  # numbered: an answer that came too late for an earlier drain is skipped
+                    conn.send_bytes(pickle.dumps((sink_child.DRAIN, self._drains, item.timeout_s, None)))
+                    deadline = time.monotonic() + item.timeout_s + 5.0
+                    while conn.poll(max(0.0, deadline - time.monotonic())):
+                        number, ok, publish_ms, persist_ms = conn.recv()
                         self.publish_ms.extend(publish_ms)
                         self.persist_ms.extend(persist_ms)
+                        if number == self._drains:
+                            item.ok = ok
+                            break
                     item.done.set()
                 else:
                     conn.send_bytes(item)

@@ -41,9 +41,9 @@ def main(conn: Any, databases: dict[str, Any]) -> None:
             kind, key, value, merge = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             break  # the parent closed the pipe or died
-        if kind == DRAIN:
+        if kind == DRAIN:  # key: the drain's number, value: its timeout
             ok = work.drain(value)
-            conn.send((ok, list(work.publish_ms), list(work.persist_ms)))
+            conn.send((key, ok, list(work.publish_ms), list(work.persist_ms)))
             work.publish_ms.clear()
             work.persist_ms.clear()
         else:
