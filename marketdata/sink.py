@@ -336,7 +336,9 @@ class SinkProcess:
         with self._lock:
             self._queue.append(data)
             if len(self._queue) > OUTBOARD_QUEUE_MAX:
-                self._queue.popleft()
+                # The oldest value, never a drain or close request queued among them.
+                oldest = next(i for i, queued in enumerate(self._queue) if isinstance(queued, bytes))
+                del self._queue[oldest]
                 self.dropped += 1
                 if self.dropped % 1000 == 1:
                     log.error("the sink process is behind: %d values dropped so far", self.dropped)
