@@ -1,5 +1,5 @@
-"""Live push to the desk over the channel layer. Called on commit, with ids, so a
-socket never shows a state that was rolled back.
+"""Live push to the desk over the channel layer. Called on commit (alerts: with the row as
+saved), so a socket never shows a state that was rolled back.
 
 Group names come from this module alone: the consumer joins with `groups_to_join` and every
 sender sends with `groups_of` (alerts) or `risk_changed` (the stream process's figures), so the

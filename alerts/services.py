@@ -1,14 +1,15 @@
 """The alert lifecycle: raise, escalate, clear, acknowledge, resolve.
 
 Every change is written in the caller's transaction together with the outbox rows
-it causes (alerts/outbox.py); the Celery hand-off and the live push run on commit,
-carrying ids, so nobody is told about a state that was rolled back.
+it causes (alerts/outbox.py); the Celery hand-off (carrying ids) and the live push
+(carrying the row as saved) run on commit, so nobody is told about a state that was
+rolled back.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -38,6 +39,9 @@ RAISE_FIELDS = [
     "updated_at",
 ]
 STORED_PLACES = Decimal(1).scaleb(-Alert._meta.get_field("value").decimal_places)
+# The column's own precision: the default context's 28 digits cannot hold 17 integer digits and 12
+# decimals, and quantize would raise where the column stores the number.
+STORED_CONTEXT = Context(prec=Alert._meta.get_field("value").max_digits)
 RESOLVE_FIELDS = ["status", "resolved_at", "resolved_by", "open_key", "note", "updated_at"]
 
 
@@ -210,7 +214,7 @@ def _stored(value: Decimal | None) -> Decimal | None:
     more decimals than the column compares equal to what was saved (no write, no push)."""
     if value is None:
         return None
-    return Decimal(value).quantize(STORED_PLACES, rounding=ROUND_HALF_UP)
+    return Decimal(value).quantize(STORED_PLACES, rounding=ROUND_HALF_UP, context=STORED_CONTEXT)
 
 
 def _mark_resolved(alert: Alert, *, by: User | None, note: str) -> None:

@@ -55,7 +55,7 @@ MALFORMED = "_malformed"
 # (bench/alerts.py: write + commit p99 72.7 ms at 5 ms, 19.2 ms at 0.5 ms).
 SWITCH_INTERVAL_S = 0.0005
 GC_THRESHOLDS = (50_000, 20, 1_000_000)  # see settle_gc
-FLUSH_DEFER_MAX_S = 0.2  # longest a flush waits for one alert's write and push (p99 ~30 ms)
+FLUSH_DEFER_MAX_S = 0.2  # longest a flush waits, in all, for alerts' writes and pushes (p99 ~30 ms each)
 FLUSH_DEFER_POLL_S = 0.001
 GC_FULL_EVERY_S = 600.0  # a full collection (cyclic garbage in the oldest generation) this often
 
@@ -515,6 +515,7 @@ class StreamEngine:
         if pending.marks:
             await self.sink.marks_changed(pending.marks)
         known = set(self.book.account_ids())
+        defer_until = time.monotonic() + FLUSH_DEFER_MAX_S  # for the whole flush, not per account
         for account_id in sorted(pending.accounts):
             if account_id in self.accounts and account_id in known:
                 await self.sink.account_changed(
@@ -523,15 +524,15 @@ class StreamEngine:
                 # ~1 ms of figures per account: without a yield here a flush of 2,000 accounts held
                 # the loop for seconds, and market frames (and the silence watchdog) waited behind it.
                 await asyncio.sleep(0)
-                await self._defer()
+                await self._defer(defer_until)
         await self.sink.feed_changed(self.market, became_stale=False, recovered=False)
 
-    async def _defer(self) -> None:
-        """Wait while an alert is on its way out (``flush_defers_to``), at most FLUSH_DEFER_MAX_S.
+    async def _defer(self, until: float) -> None:
+        """Wait while an alert is on its way out (``flush_defers_to``), but not past ``until``.
         The flush's figures can be a few milliseconds late; the alert's write and push, sharing
-        the GIL and two cores with it, were the tail of bench/alerts.py."""
-        deadline = time.monotonic() + FLUSH_DEFER_MAX_S
-        while any(busy() for busy in self.flush_defers_to) and time.monotonic() < deadline:
+        the GIL and two cores with it, were the tail of bench/alerts.py. The budget is the whole
+        flush's: a writer stuck retrying (database away) must not hold every account back."""
+        while any(busy() for busy in self.flush_defers_to) and time.monotonic() < until:
             await asyncio.sleep(FLUSH_DEFER_POLL_S)
 
     def _malformed(self, feed: FeedStatus, sample: Any) -> None:

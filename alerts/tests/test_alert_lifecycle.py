@@ -206,6 +206,13 @@ def test_the_push_carries_the_row_exactly_as_committed(
     assert [p["value"] for p in pushed] == ["0.850000000001", "0.912345678901", "-0.000000000001"]
 
 
+def test_a_value_as_large_as_the_column_holds_is_written(account_a, channel, breach):
+    # 17 integer digits and 12 decimals: more than the default context's 28 digits.
+    alert, event = breach(account_a, value="12345678901234567.12345678901234")
+    assert event == "opened" and alert.value == Decimal("12345678901234567.123456789012")
+    assert Alert.objects.filter(pk=alert.pk).exists()  # (SQLite keeps a REAL: its digits are not compared)
+
+
 def test_a_steady_breach_with_more_decimals_than_the_column_writes_nothing(account_a, channel, breach):
     alert, _ = breach(account_a, value="0.91234567890123456")
     before = Alert.objects.get(pk=alert.pk).updated_at
