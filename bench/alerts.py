@@ -9,7 +9,7 @@ Production shape on one machine, every piece a real process:
   a second; the bench moves one symbol's mark across a limit through ``POST /_sim/marks``,
   which publishes a full-market frame at once;
 - this process is the stream process: ``StreamEngine`` with the ``DjangoSink`` and
-  ``rules.evaluation.attach(engine)``, on MariaDB (``DATABASE_URL``) and Redis
+  ``rules.evaluator.attach(engine)``, on MariaDB (``DATABASE_URL``) and Redis
   (``REDIS_URL``: channel layer and cache);
 - a real uvicorn (subprocess, same database and Redis) serves ``/ws/desk/``;
 - a WebSocket client (``websockets``, its own process) holds a risk manager's session
@@ -341,7 +341,7 @@ class Probe:
 
     def attach(self, engine: Any, evaluator: Any) -> None:
         import alerts.broadcast
-        import rules.evaluation
+        import rules.evaluator
 
         engine.on_market_frame = self.on_frame
         handle = engine._on_market_message
@@ -376,7 +376,7 @@ class Probe:
 
         evaluator._job = job_hook
         engine.listeners[engine.listeners.index(on_change)] = change_hook
-        rules.evaluation.write_alerts = self.wrap_write(rules.evaluation.write_alerts)
+        rules.evaluator.write_alerts = self.wrap_write(rules.evaluator.write_alerts)
         alerts.broadcast.alert_changed = self.wrap_broadcast(alerts.broadcast.alert_changed)
         flush = engine._flush
 
@@ -535,7 +535,7 @@ async def measure(
 
     from marketdata.sink import DjangoSink
     from marketdata.streams import AccountSpec, StreamEngine, settle_gc
-    from rules.evaluation import attach
+    from rules.evaluator import attach
 
     specs = [AccountSpec(i + 1, f"bench {i}", api_key(i), api_secret(i)) for i in range(len(desk))]
     sink = DjangoSink(process=settings.STREAM_SINK_PROCESS)  # as run_streams builds it
@@ -586,13 +586,13 @@ async def measure(
 
 def pass_figures(accounts: int, per_account: int, symbols: int, seed: int, frames: int) -> dict[str, list[float]]:
     """The evaluator's pass per full-market frame, in this process with no services: the code
-    ``Evaluator.on_change`` runs (``rules.screen.evaluate_accounts``) over a desk loaded straight
+    ``Evaluator.on_change`` runs (``rules.quiet_screen.evaluate_accounts``) over a desk loaded straight
     into a ``RiskBook``, every account on the bench's default profile. Thread CPU time per frame
     (the figure two busy cores do not distort), with the screen and without it (the exact
     Decimal path on every account, as before the screen)."""
     from positions.book import RiskBook
-    from rules.evaluate import Limits
-    from rules.screen import Screen, evaluate_accounts
+    from rules.levels import Limits
+    from rules.quiet_screen import Screen, evaluate_accounts
 
     universe = synthetic_universe(symbols, seed)
     desk = desk_accounts(seed=seed, accounts=accounts, per_account=per_account, universe=universe, isolated_share=0.25)
@@ -813,7 +813,7 @@ def report(args: argparse.Namespace, results: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; MariaDB {results['mariadb']} and Redis "
         f"{results['redis']} on the same machine. Processes: the simulator (multiprocessing), this stream process "
-        "(StreamEngine + DjangoSink + `rules.evaluation.attach`), "
+        "(StreamEngine + DjangoSink + `rules.evaluator.attach`), "
         + (
             "the DjangoSink's sink process (`STREAM_SINK_PROCESS`, as `run_streams` runs with Redis), "
             if results.get("sink_process")

@@ -330,10 +330,10 @@ def instrument_flush(engine: Any, result: RateResult) -> None:
 
 
 def attach_rules(engine: Any, accounts: int, result: RateResult, recording: Callable[[], bool]) -> None:
-    """The rule evaluator as the stream process runs it (``rules.evaluation``), its profile set in
+    """The rule evaluator as the stream process runs it (``rules.evaluator``), its profile set in
     code instead of read from the database and no alert writer: nothing breaches, nothing is written."""
-    from rules.evaluate import Limits
-    from rules.evaluation import Evaluator
+    from rules.evaluator import Evaluator
+    from rules.levels import Limits
 
     evaluator = Evaluator(engine)
     limits = Limits.from_values(GENEROUS_LIMITS)
@@ -610,7 +610,7 @@ def note_lines(args: argparse.Namespace, results: dict) -> list[str]:
             )
         if r.kind == "rules":
             lines.append(
-                f"- {r.label}: `rules.evaluation.Evaluator.on_change` as the engine's listener, over all "
+                f"- {r.label}: `rules.evaluator.Evaluator.on_change` as the engine's listener, over all "
                 f"{len(results['desk']):,} accounts on every frame (a profile set in code that nothing breaches; "
                 f"no alert writer): p50 {percentile(r.eval_ms, 50):.0f} ms, p99 {percentile(r.eval_ms, 99):.0f} ms "
                 "per frame, inside the engine work above."

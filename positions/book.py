@@ -1371,7 +1371,7 @@ class RiskBook:
         )
 
     def screen_arrays(self) -> dict:
-        """Float figures of every live position and pool, for ``rules.screen`` (read-only copies).
+        """Float figures of every live position and pool, for ``rules.quiet_screen`` (read-only copies).
 
         Slots: ``acct`` (index into ``account_ids``, which starts with a None placeholder),
         ``sym``, ``pool``, ``notional``, ``upnl``, ``mm``, ``mark``, ``lev``, ``iso``, ``isow``,
@@ -1381,7 +1381,7 @@ class RiskBook:
         ``pool_gross``, ``pool_isow``, ``pool_xmm``, ``pool_xupnl``, ``pool_bad``. Accounts:
         ``margin_balance``, computed in the same float operations as ``account()``, so
         ``margin_balance`` rounded to 8 decimals is exactly ``account().margin_balance``
-        (rules.screen keeps the day's peak equity from it; tested in rules/tests/test_screen.py).
+        (rules.quiet_screen keeps the day's peak equity from it; tested in rules/tests/test_quiet_screen.py).
         """
         live = np.flatnonzero(self._sb["live"][: self._s_hw])
         units = self._si["unit"][live]

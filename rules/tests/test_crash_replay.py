@@ -20,7 +20,7 @@ from marketdata.simulator import SimulatorThread, build_config
 from marketdata.sink import DjangoSink
 from marketdata.streams import AccountSpec, StreamEngine
 from positions.models import OrderLog
-from rules.evaluation import attach
+from rules.evaluator import attach
 from rules.models import RiskAction, RiskProfile
 
 DATA = Path(__file__).resolve().parents[2] / "marketdata/data"

@@ -34,7 +34,7 @@ def build_engine(specs: list[AccountSpec], *, sink_process: bool = False) -> Str
         stale_after_s=settings.STREAM_STALE_AFTER_S,
     )
     try:  # the rule evaluator subscribes to the engine's changes once the rules app provides it
-        from rules.evaluation import attach
+        from rules.evaluator import attach
     except ImportError:
         return engine
     attach(engine)

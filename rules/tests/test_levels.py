@@ -8,7 +8,7 @@ import pytest
 
 from positions.book import BookPosition, RiskBook
 from positions.margin import brackets_from_binance
-from rules.evaluate import CRITICAL, NORMAL, WARNING, DayState, Latch, Limits, Measurement, Thresholds, evaluate
+from rules.levels import CRITICAL, NORMAL, WARNING, DayState, Latch, Limits, Measurement, Thresholds, evaluate
 
 FIXTURE = Path(__file__).resolve().parents[2] / "marketdata/data/binance_um_leverageBracket_majors_2024-10-24.json"
 TABLES = {row["symbol"]: brackets_from_binance(row["brackets"]) for row in json.loads(FIXTURE.read_text())}

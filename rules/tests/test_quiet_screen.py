@@ -1,4 +1,4 @@
-"""The screen in front of the exact evaluation (rules/screen.py) changes nothing but the time.
+"""The screen in front of the exact evaluation (rules/quiet_screen.py) changes nothing but the time.
 
 Random desks (cross, isolated, hedged, two margin assets, symbols without a mark) walk their
 marks, open, change and close positions, and roll the trading day over, with limits set on and
@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from positions.book import BookPosition, RiskBook
 from positions.margin import brackets_from_binance
-from rules.evaluate import NORMAL, DayState, Latch, Limits, day_state_for, evaluate, measure
-from rules.screen import Screen, evaluate_accounts, money
+from rules.levels import NORMAL, DayState, Latch, Limits, day_state_for, evaluate, measure
+from rules.quiet_screen import Screen, evaluate_accounts, money
 
 FIXTURE = Path(__file__).resolve().parents[2] / "marketdata/data/binance_um_leverageBracket_majors_2024-10-24.json"
 TABLES = {row["symbol"]: brackets_from_binance(row["brackets"]) for row in json.loads(FIXTURE.read_text())}

@@ -1,6 +1,6 @@
 """A vectorised screen in front of the exact rule evaluation. Plain Python + NumPy, no Django.
 
-`evaluate` (rules/evaluate.py) builds Decimal figures for every position of an account
+`evaluate` (rules/levels.py) builds Decimal figures for every position of an account
 (~1.2 ms an account: 237 ms a frame at 200 accounts, 2.2 s at 2,000). Nearly every account on
 nearly every frame is nowhere near a limit, and for such an account `evaluate` returns no
 change and leaves its latch as it was. The screen finds those accounts from the book's float
@@ -16,7 +16,7 @@ near-zero balance) or not finite goes to the exact path. Fail closed.
 
 Skipping a quiet account is exactly what `evaluate` would have done with it, with one
 exception this module keeps: the day's peak equity moves (DayState.observe), from the very
-Decimal the book would report. rules/tests/test_screen.py runs random desks through both
+Decimal the book would report. rules/tests/test_quiet_screen.py runs random desks through both
 ways and compares every Change and every DayState.
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from positions.book import AccountRisk, RiskBook
 from positions.margin import RATIO_CAP
-from rules.evaluate import LOWER_WORSE, NORMAL, RULES, Change, DayState, Latch, Limits, day_state_for, evaluate
+from rules.levels import LOWER_WORSE, NORMAL, RULES, Change, DayState, Latch, Limits, day_state_for, evaluate
 
 REL = 1e-6  # relative margin to a limit; float64 error here is ~1e-15 relative
 ABS = 1e-6  # absolute margin (the book rounds money to 1e-8 and ratios to 1e-12)

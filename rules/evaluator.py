@@ -1,7 +1,7 @@
-"""Rule evaluation inside the stream process: the Django edge of rules/evaluate.py.
+"""Rule evaluation inside the stream process: the Django edge of rules/levels.py.
 
 `attach(engine)` subscribes to the engine's changes. Evaluation itself reads the
-risk book only (no database on the tick path): a vectorised screen (rules/screen.py)
+risk book only (no database on the tick path): a vectorised screen (rules/quiet_screen.py)
 skips the accounts nowhere near a limit and the exact Decimal evaluation runs for the
 rest. Level changes go straight to one writer thread, which turns them into alert rows
 in order while the pass goes on. Profiles are re-read from the database every PROFILE_RELOAD_S.
@@ -30,9 +30,9 @@ from accounts.models import ExchangeAccount
 from positions.book import PositionRisk
 from positions.figures import PositionInput
 from rules.actions import TRIGGERS, plan_action
-from rules.evaluate import CRITICAL, NORMAL, RULES, Change, DayState, Latch, Limits
+from rules.levels import CRITICAL, NORMAL, RULES, Change, DayState, Latch, Limits
 from rules.models import RiskProfile
-from rules.screen import Screen, evaluate_accounts
+from rules.quiet_screen import Screen, evaluate_accounts
 from rules.services import action_record, profile_for_account
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import pytest
 from accounts import services as account_services
 from marketdata.sink import DjangoSink
 from marketdata.streams import AccountSpec, StreamEngine
-from rules.evaluation import attach
+from rules.evaluator import attach
 from rules.models import RiskProfile
 
 
