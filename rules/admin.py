@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -71,7 +73,17 @@ class RiskProfileAdmin(SimpleHistoryAdmin):
 
 @admin.register(RiskAction)
 class RiskActionAdmin(SimpleHistoryAdmin):
-    list_display = ("created_at", "account", "trigger", "kind", "status", "decided_by", "executed_at")
+    list_display = (
+        "created_at",
+        "account",
+        "trigger",
+        "kind",
+        "status",
+        "decided_by",
+        "decided_at",
+        "decision_reason",
+        "executed_at",
+    )
     list_filter = ("status", "kind", "trigger", "account")
     search_fields = ("account__name", "trigger", "kind")
     actions = ["approve", "dismiss"]
@@ -84,12 +96,30 @@ class RiskActionAdmin(SimpleHistoryAdmin):
 
     @admin.action(description=_("Execute the selected proposed plans"), permissions=["change"])
     def approve(self, request, queryset):
-        for action in queryset.filter(status=RiskAction.Status.PROPOSED):
-            services.action_approve(action=action, by=request.user)
-        messages.success(request, _("Queued for execution."))
+        return self._decide(request, queryset, "approve", services.action_approve, _("Queued for execution."))
 
     @admin.action(description=_("Dismiss the selected proposed plans"), permissions=["change"])
     def dismiss(self, request, queryset):
-        for action in queryset.filter(status=RiskAction.Status.PROPOSED):
-            services.action_dismiss(action=action, by=request.user)
-        messages.success(request, _("Dismissed."))
+        return self._decide(request, queryset, "dismiss", services.action_dismiss, _("Dismissed."))
+
+    def _decide(self, request, queryset, name, service, done):
+        """Every decision records why: the first post shows the plans and asks for a reason,
+        the second (with the reason) decides."""
+        pending = queryset.filter(status=RiskAction.Status.PROPOSED)
+        reason = (request.POST.get("reason") or "").strip()
+        if "decide" not in request.POST or not reason:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": _("Reason for the decision"),
+                "opts": self.model._meta,
+                "actions": pending,
+                "action_name": name,
+                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                "checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "missing_reason": "decide" in request.POST,
+            }
+            return TemplateResponse(request, "rules/admin_action_reason.html", context)
+        for action in pending:
+            service(action=action, by=request.user, reason=reason)
+        messages.success(request, done)
+        return None

@@ -151,6 +151,9 @@ class RiskAction(models.Model):
         EXECUTED = "executed", _("Executed")
         FAILED = "failed", _("Failed")
         DISMISSED = "dismissed", _("Dismissed")
+        # The account went flat or was liquidated before anyone decided: the plan no longer
+        # describes the account, so it must never run.
+        EXPIRED = "expired", _("Expired")
 
     account = models.ForeignKey("accounts.ExchangeAccount", on_delete=models.CASCADE, related_name="risk_actions")
     alert = models.ForeignKey("alerts.Alert", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -163,9 +166,14 @@ class RiskAction(models.Model):
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    decision_reason = models.CharField(_("reason for the decision"), max_length=500, blank=True, default="")
     executed_at = models.DateTimeField(_("executed"), null=True, blank=True)
 
     history = HistoricalRecords()
+
+    # Not yet running: an approval still waiting for the worker can be expired with a proposal.
+    PENDING = (Status.PROPOSED, Status.APPROVED)
 
     class Meta:
         ordering = ["-created_at"]

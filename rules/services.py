@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import ExchangeAccount, User
 from marketdata.services import exchange_max_leverage
@@ -137,11 +138,20 @@ def action_record(*, account_id: int, alert_id: int | None, plan: dict, act: boo
     return action
 
 
+def _decision_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        # The audit must say why a person let a plan trade, or stopped it.
+        raise ValidationError({"reason": _("a reason is required")})
+    return reason[:500]
+
+
 @transaction.atomic
-def action_approve(*, action: RiskAction, by: User) -> RiskAction:
-    """A risk manager executes a proposed plan."""
+def action_approve(*, action: RiskAction, by: User, reason: str) -> RiskAction:
+    """A risk manager executes a proposed plan; who, when and why are recorded with it."""
+    reason = _decision_reason(reason)
     claimed = RiskAction.objects.filter(pk=action.pk, status=RiskAction.Status.PROPOSED).update(
-        status=RiskAction.Status.APPROVED, decided_by=by
+        status=RiskAction.Status.APPROVED, decided_by=by, decided_at=timezone.now(), decision_reason=reason
     )
     if claimed:
         from rules.tasks import execute_risk_action_task
@@ -151,11 +161,29 @@ def action_approve(*, action: RiskAction, by: User) -> RiskAction:
 
 
 @transaction.atomic
-def action_dismiss(*, action: RiskAction, by: User) -> RiskAction:
+def action_dismiss(*, action: RiskAction, by: User, reason: str) -> RiskAction:
+    """A risk manager drops a proposed plan; who, when and why are recorded with it."""
+    reason = _decision_reason(reason)
     RiskAction.objects.filter(pk=action.pk, status=RiskAction.Status.PROPOSED).update(
-        status=RiskAction.Status.DISMISSED, decided_by=by
+        status=RiskAction.Status.DISMISSED, decided_by=by, decided_at=timezone.now(), decision_reason=reason
     )
     return RiskAction.objects.get(pk=action.pk)
+
+
+@transaction.atomic
+def actions_expire(*, account_id: int, reason: str) -> int:
+    """The account's pending actions (proposed, or approved and not yet running) become expired:
+    the account went flat or was liquidated, so their plans describe positions that are gone and
+    must not trade. Decided by the desk (no user). Returns how many expired.
+
+    A conditional UPDATE, like the executor's claim: an action the worker already took (RUNNING)
+    is left to finish, and one that expires first is never claimed (it is no longer APPROVED)."""
+    return RiskAction.objects.filter(account_id=account_id, status__in=RiskAction.PENDING).update(
+        status=RiskAction.Status.EXPIRED,
+        decided_by=None,
+        decided_at=timezone.now(),
+        decision_reason=(reason or "expired by the desk")[:500],
+    )
 
 
 def action_execute(*, action_id: int) -> RiskAction:

@@ -60,8 +60,11 @@ def test_a_proposed_plan_does_nothing_until_a_risk_manager_approves_it(sim, acco
     action = services.action_record(account_id=account.id, alert_id=None, plan=PLAN, act=False)
     assert action.status == RiskAction.Status.PROPOSED
     assert exchange_state(sim)[0][0].qty == D("0.5")
-    services.action_dismiss(action=action, by=risk_manager)
-    assert RiskAction.objects.get(pk=action.pk).status == RiskAction.Status.DISMISSED
+    services.action_dismiss(action=action, by=risk_manager, reason="the desk cut it by hand")
+    dismissed = RiskAction.objects.get(pk=action.pk)
+    assert dismissed.status == RiskAction.Status.DISMISSED
+    assert dismissed.decided_by == risk_manager and dismissed.decided_at is not None
+    assert dismissed.decision_reason == "the desk cut it by hand"
 
 
 def test_an_approved_plan_cancels_orders_cuts_positions_and_sets_reducing(sim, account, risk_manager):
