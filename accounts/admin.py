@@ -65,7 +65,16 @@ class ExchangeAccountForm(forms.ModelForm):
 @admin.register(ExchangeAccount)
 class ExchangeAccountAdmin(SimpleHistoryAdmin):
     form = ExchangeAccountForm
-    list_display = ("name", "exchange", "position_mode", "trading_state", "enabled", "risk_profile", "api_key_hint")
+    list_display = (
+        "name",
+        "exchange",
+        "position_mode",
+        "trading_state",
+        "enabled",
+        "risk_profile",
+        "realized_today",
+        "api_key_hint",
+    )
     list_filter = ("exchange", "position_mode", "trading_state", "enabled", "risk_profile")
     search_fields = ("name", "traders__username")
     readonly_fields = ("api_key_hint", "credentials_updated_at", "trading_state_changed_at", "created_at", "updated_at")
@@ -77,6 +86,17 @@ class ExchangeAccountAdmin(SimpleHistoryAdmin):
         (_("Times"), {"fields": ("created_at", "updated_at")}),
     )
     history_list_display = ("trading_state", "risk_profile", "credentials_updated_at")
+
+    def get_queryset(self, request):
+        from positions.selectors import realized_pnl_today_annotation
+
+        # One query for the page: the ledger sums are subqueries, not one aggregate per row.
+        return super().get_queryset(request).annotate(realized_pnl_today=realized_pnl_today_annotation())
+
+    @admin.display(description=_("realized PnL today"), ordering="realized_pnl_today")
+    def realized_today(self, obj: ExchangeAccount) -> str:
+        value = getattr(obj, "realized_pnl_today", None)
+        return "–" if value is None else f"{value:,.2f}"
 
     def save_model(self, request, obj, form, change):
         key, secret = form.cleaned_data.get("api_key"), form.cleaned_data.get("api_secret")

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.db.models import Count
+from django.utils.translation import gettext_lazy as _
 
-from positions.models import AccountSnapshot, OrderLog, Position
+from positions.models import AccountSnapshot, ClosedPosition, Fill, FundingFee, OrderLog, Position
 
 
 @admin.register(Position)
@@ -96,3 +97,69 @@ class OrderLogAdmin(admin.ModelAdmin):
             "denials_per_code": sorted(per_code.items(), key=lambda kv: -kv[1])[:20],
         }
         return super().changelist_view(request, extra_context)
+
+
+class LedgerAdmin(admin.ModelAdmin):
+    """The ledger is what the exchange reported: read-only, never typed in or deleted by hand."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Fill)
+class FillAdmin(LedgerAdmin):
+    list_display = (
+        "time",
+        "account",
+        "symbol",
+        "side",
+        "position_side",
+        "qty",
+        "price",
+        "realized_pnl",
+        "commission",
+        "commission_asset",
+        "kind",
+        "order_id",
+    )
+    list_filter = ("kind", "account")
+    search_fields = ("symbol", "order_id", "client_order_id", "account__name")
+    date_hierarchy = "time"
+
+
+@admin.register(FundingFee)
+class FundingFeeAdmin(LedgerAdmin):
+    list_display = ("time", "account", "asset", "symbol", "amount")
+    list_filter = ("account", "asset")
+    search_fields = ("symbol", "account__name")
+    date_hierarchy = "time"
+
+
+@admin.register(ClosedPosition)
+class ClosedPositionAdmin(LedgerAdmin):
+    list_display = (
+        "closed_at",
+        "account",
+        "symbol",
+        "side",
+        "qty",
+        "entry_price",
+        "exit_price",
+        "realized_pnl",
+        "commission",
+        "reason",
+        "last_liquidation_price",
+    )
+    list_filter = ("reason", "account")
+    search_fields = ("symbol", "exchange_order_id", "account__name")
+    date_hierarchy = "closed_at"
+
+    @admin.display(description=_("last liquidation price before"))
+    def last_liquidation_price(self, obj: ClosedPosition):
+        return (obj.details or {}).get("liquidation_price") or "–"

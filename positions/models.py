@@ -129,3 +129,115 @@ class OrderLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%H:%M:%S} {self.symbol} {self.side} {self.decision}"
+
+
+# --------------------------------------------------------------------------- the fill ledger
+
+
+class FillSide(models.TextChoices):
+    BUY = "BUY", _("Buy")
+    SELL = "SELL", _("Sell")
+
+
+class FillKind(models.TextChoices):
+    TRADE = "trade", _("Trade")
+    LIQUIDATION = "liquidation", _("Liquidation")
+    ADL = "adl", _("Auto-deleveraging")
+
+
+class Fill(models.Model):
+    """One execution from ORDER_TRADE_UPDATE, with its realized PnL (`rp`) and commission (`n`):
+    the ledger that realized PnL today and the closed positions' results are summed from."""
+
+    account = models.ForeignKey("accounts.ExchangeAccount", on_delete=models.CASCADE, related_name="fills")
+    symbol = models.CharField(_("symbol"), max_length=32)
+    side = models.CharField(_("side"), max_length=4, choices=FillSide.choices)
+    position_side = models.CharField(_("position side"), max_length=5, choices=Side.choices, default=Side.BOTH)
+    order_id = models.CharField(_("exchange order id"), max_length=64)
+    client_order_id = models.CharField(_("client order id"), max_length=64, blank=True, default="")
+    trade_id = models.BigIntegerField(_("trade id"), default=0)
+    qty = models.DecimalField(_("quantity"), **MONEY)
+    cum_qty = models.DecimalField(_("order filled so far"), default=Decimal(0), **MONEY)
+    price = models.DecimalField(_("price"), **MONEY)
+    realized_pnl = models.DecimalField(_("realized PnL"), default=Decimal(0), **MONEY)
+    commission = models.DecimalField(_("commission"), default=Decimal(0), **MONEY)
+    commission_asset = models.CharField(_("commission asset"), max_length=16, blank=True, default="")
+    kind = models.CharField(_("kind"), max_length=12, choices=FillKind.choices, default=FillKind.TRADE)
+    time = models.DateTimeField(_("time"))
+    # "t:<symbol>:<trade id>", or "o:<order id>:<cumulative qty>" when the exchange gave no trade id
+    # (liquidation executions may carry t=0). One unique column instead of two partial unique
+    # indexes, which MariaDB does not have.
+    dedupe_key = models.CharField(max_length=120, editable=False)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        constraints = [models.UniqueConstraint(fields=["account", "dedupe_key"], name="fill_unique_per_account")]
+        indexes = [models.Index(fields=["account", "time"]), models.Index(fields=["account", "order_id"])]
+        verbose_name = _("fill")
+        verbose_name_plural = _("fills")
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.symbol} {self.side} {self.qty} @ {self.price}"
+
+
+class FundingFee(models.Model):
+    """A funding payment (ACCOUNT_UPDATE reason FUNDING_FEE): negative when the account paid."""
+
+    account = models.ForeignKey("accounts.ExchangeAccount", on_delete=models.CASCADE, related_name="funding_fees")
+    asset = models.CharField(_("asset"), max_length=16)
+    symbol = models.CharField(_("symbol"), max_length=32, blank=True, default="")  # blank: cross, no P row
+    amount = models.DecimalField(_("amount"), **MONEY)
+    time = models.DateTimeField(_("time"))
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "time", "asset", "symbol"], name="funding_unique_per_account")
+        ]
+        verbose_name = _("funding fee")
+        verbose_name_plural = _("funding fees")
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.asset} {self.amount}"
+
+
+class CloseReason(models.TextChoices):
+    CLOSED = "closed", _("Closed")
+    LIQUIDATED = "liquidated", _("Liquidated")
+    ADL = "adl", _("Auto-deleveraged")
+
+
+class ClosedPosition(models.Model):
+    """A position the exchange reported closed, with its realized result and why it closed."""
+
+    account = models.ForeignKey("accounts.ExchangeAccount", on_delete=models.CASCADE, related_name="closed_positions")
+    symbol = models.CharField(_("symbol"), max_length=32)
+    side = models.CharField(_("side"), max_length=5, choices=Side.choices, default=Side.BOTH)
+    qty = models.DecimalField(_("quantity"), **MONEY)
+    entry_price = models.DecimalField(_("entry price"), null=True, blank=True, **MONEY)
+    exit_price = models.DecimalField(_("exit price"), null=True, blank=True, **MONEY)
+    realized_pnl = models.DecimalField(_("realized PnL"), null=True, blank=True, **MONEY)
+    commission = models.DecimalField(_("commission"), default=Decimal(0), **MONEY)
+    reason = models.CharField(_("reason"), max_length=10, choices=CloseReason.choices, default=CloseReason.CLOSED)
+    closed_at = models.DateTimeField(_("closed at"), db_index=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    exchange_order_id = models.CharField(_("exchange order id"), max_length=64, blank=True, default="")
+    # The exchange order id, else "t<close time ms>": the stream and the REST reconciliation may
+    # both report one close, and only the first may write it.
+    close_key = models.CharField(max_length=80, editable=False)
+
+    class Meta:
+        ordering = ["-closed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "symbol", "side", "close_key"], name="closed_position_unique")
+        ]
+        indexes = [models.Index(fields=["account", "closed_at"])]
+        verbose_name = _("closed position")
+        verbose_name_plural = _("closed positions")
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.symbol} {self.side} {self.reason} {self.closed_at:%H:%M:%S}"
+
+    @property
+    def is_liquidation(self) -> bool:
+        return self.reason in (CloseReason.LIQUIDATED, CloseReason.ADL)

@@ -10,6 +10,7 @@ from accounts.models import ExchangeAccount
 from marketdata.models import Symbol
 from positions.book import AccountRisk, PositionRisk
 from positions.models import AccountSnapshot, OrderDecision, OrderLog, OrderSource, Position
+from positions.selectors import realized_pnl_today
 
 SNAPSHOT_EVERY_S = 10  # AccountSnapshot rows per account are at least this far apart
 
@@ -116,6 +117,7 @@ def snapshots_write_many(batch: dict[int, AccountRisk]) -> int:
         .values_list("account_id", flat=True)
         .distinct()
     )
+    realized = realized_pnl_today(account_ids=[a for a in batch if a not in recent])
     rows = [
         AccountSnapshot(
             account_id=account_id,
@@ -124,6 +126,7 @@ def snapshots_write_many(batch: dict[int, AccountRisk]) -> int:
             margin_balance=risk.margin_balance,
             maint_margin=risk.maint_margin or Decimal(0),
             unrealized_pnl=risk.unrealized_pnl or Decimal(0),
+            realized_pnl_today=realized.get(account_id, Decimal(0)),
             margin_ratio=risk.margin_ratio,
         )
         for account_id, risk in batch.items()
