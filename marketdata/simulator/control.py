@@ -5,6 +5,9 @@
 ``DELETE /_sim/fault``   clear all faults and --fault schedules (``?mode=...`` clears one mode)
 ``POST   /_sim/marks``   {"BTCUSDT": "30000", ...}: set marks now, run matching/liquidation, push a frame
 ``POST   /_sim/replay``  {"paused": bool, "speed": N, "at": "HH:MM" | ISO | epoch ms}
+``POST   /_sim/funding`` {"api_key": ..., "symbol": "BTCUSDT", "rate": "0.0001"}: charge funding now on
+                        that account's positions of the symbol (ACCOUNT_UPDATE m=FUNDING_FEE); the
+                        simulator has no funding schedule of its own, so tests and demos ask for it
 
 Answers are JSON; a bad request is HTTP 400 {"error": "..."}.
 """
@@ -103,6 +106,24 @@ async def set_replay(sim: Simulator, request: web.Request) -> object:
     return sim.market.describe()
 
 
+async def charge_funding(sim: Simulator, request: web.Request) -> object:
+    body = await _body(request)
+    unknown = set(body) - {"api_key", "symbol", "rate"}
+    if unknown:
+        raise ControlError(f"unknown field {sorted(unknown)[0]!r} (allowed: api_key, symbol, rate)")
+    account = sim.exchange.accounts.get(str(body.get("api_key", "")))
+    if account is None:
+        raise ControlError("api_key must name an account of the simulator")
+    symbol = body.get("symbol")
+    if symbol not in sim.exchange.symbols:
+        raise ControlError(f"unknown symbol {symbol!r}")
+    try:
+        rate = to_decimal(body.get("rate"))
+    except (TypeError, ValueError) as exc:
+        raise ControlError(f"rate: {exc}") from None
+    return {"charged": sim.exchange.charge_funding(account, symbol, rate)}
+
+
 Action = Callable[["Simulator", web.Request], Awaitable[object]]
 
 
@@ -123,5 +144,6 @@ def add_routes(app: web.Application, sim: Simulator) -> None:
         ("DELETE", "/fault", clear_fault),
         ("POST", "/marks", set_marks),
         ("POST", "/replay", set_replay),
+        ("POST", "/funding", charge_funding),
     ):
         app.router.add_route(method, PREFIX + path, _wrap(sim, action))

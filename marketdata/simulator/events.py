@@ -134,6 +134,39 @@ def account_config_update(symbol: str, leverage: int, now_ms: int) -> dict:
     return {"e": "ACCOUNT_CONFIG_UPDATE", "E": now_ms, "T": now_ms, "ac": {"s": symbol, "l": leverage}}
 
 
+def multi_assets_update(enabled: bool, now_ms: int) -> dict:
+    """Binance's other ACCOUNT_CONFIG_UPDATE form: ``ai.j`` is the new multi-assets mode."""
+    return {"e": "ACCOUNT_CONFIG_UPDATE", "E": now_ms, "T": now_ms, "ai": {"j": enabled}}
+
+
+def force_order_shape(order: Order, spec: SymbolSpec) -> dict:
+    """One row of GET /fapi/v1/forceOrders. Binance lists its liquidation orders there as IOC
+    LIMIT orders (type and origType "LIMIT"), unlike the user stream's ``o`` LIQUIDATION: the
+    client id (``autoclose-…`` or ``adl_autoclose``) is what marks them in both."""
+    return {
+        "orderId": order.order_id,
+        "symbol": order.symbol,
+        "status": order.status,
+        "clientOrderId": order.client_order_id,
+        "price": price_str(order.price, spec),
+        "avgPrice": avg_str(order.avg_price) if order.executed_qty else "0",
+        "origQty": qty_str(order.orig_qty, spec),
+        "executedQty": qty_str(order.executed_qty, spec),
+        "cumQuote": fmt(order.cum_quote),
+        "timeInForce": order.time_in_force,
+        "type": "LIMIT",
+        "reduceOnly": order.reduce_only,
+        "closePosition": False,
+        "side": order.side,
+        "positionSide": order.position_side,
+        "stopPrice": "0",
+        "workingType": "CONTRACT_PRICE",
+        "origType": "LIMIT",
+        "time": order.time_ms,
+        "updateTime": order.update_ms,
+    }
+
+
 def algo_shape(order: AlgoOrder, spec: SymbolSpec) -> dict:
     """REST shape of an algo (conditional) order, as POST/GET /fapi/v1/algoOrder answer."""
     return {

@@ -31,8 +31,10 @@ from .events import (
     account_config_update,
     account_update,
     balance_row,
+    force_order_shape,
     listen_key_expired,
     margin_call,
+    multi_assets_update,
     order_shape,
     order_trade_update,
     position_row,
@@ -45,6 +47,12 @@ from .risk import REARM_FRACTION, AccountView, Pool, account_view, make_screen, 
 from .symbols import SymbolSpec
 
 HISTORY = 2000  # closed orders kept per account for GET /fapi/v1/order
+FORCE_HISTORY = 1000  # liquidation (and ADL) orders kept per account for GET /fapi/v1/forceOrders
+FORCE_WINDOW_MS = 7 * 24 * 3600 * 1000  # forceOrders answers at most 7 days (reference: Binance's docs)
+FORCE_LIMIT_DEFAULT, FORCE_LIMIT_MAX = 50, 100
+MULTI_ASSETS_ISOLATED = (
+    "Unable to adjust to Multi-Assets mode with symbols of USDⓈ-M Futures under isolated-margin mode."
+)
 
 
 class EventSink(Protocol):
@@ -87,6 +95,8 @@ class Exchange:
         self.accounts = {spec.api_key: Account.from_spec(spec) for spec in config.accounts}
         self.listen_keys: dict[str, ListenKey] = {}
         self.history: dict[str, deque[Order]] = {key: deque(maxlen=HISTORY) for key in self.accounts}
+        # Apart from ``history``: an account that trades a lot must not push its liquidations out.
+        self.force_history: dict[str, deque[Order]] = {key: deque(maxlen=FORCE_HISTORY) for key in self.accounts}
         self._order_ids = itertools.count(8_100_000_000)
         self._trade_ids = itertools.count(500_000_000)
         self._liq_seq = itertools.count(1)
@@ -359,7 +369,92 @@ class Exchange:
         ):
             raise ApiError(-4048, "Margin type cannot be changed if there exists position.")
         setting.margin_type = wanted
+        account.screen = None
+        self._emit_margin_type(account, spec.symbol)
         return {"code": 200, "msg": "success"}
+
+    def _emit_margin_type(self, account: Account, symbol: str) -> None:
+        """ACCOUNT_UPDATE m=MARGIN_TYPE_CHANGE with the symbol's (flat: Binance refuses the change
+        while a position is open) rows in the new ``mt``: Binance lists the reason but its payload
+        is not documented; this is the shape its other ACCOUNT_UPDATEs have."""
+        spec = self.symbols[symbol]
+        setting = account.setting(symbol)
+        rows = [
+            position_row(Position(symbol, side), spec, setting.margin_type, self.marks[symbol])
+            for side in account.sides()
+        ]
+        asset = spec.margin_asset
+        view = self.view(account).assets.get(asset)
+        balances = [balance_row(asset, view.wallet, view.cross_wallet)] if view is not None else []
+        self.emit(account, account_update("MARGIN_TYPE_CHANGE", balances, rows, now_ms()))
+
+    def change_multi_assets(self, account: Account, params: Mapping[str, str]) -> dict:
+        """POST /fapi/v1/multiAssetsMargin. The flag is reported (GET, account v2, the user stream)
+        but the margin maths stay single-asset: the simulator's wallets are per asset already."""
+        raw = params.get("multiAssetsMargin", "").lower()
+        if raw not in ("true", "false"):
+            raise missing("multiAssetsMargin")
+        wanted = raw == "true"
+        if wanted == account.multi_assets:
+            raise ApiError(-4171, "Adjusted Multi-Assets mode is same as user's current Multi-Assets mode.")
+        if wanted and any(s.margin_type == ISOLATED for s in account.settings.values()):
+            raise ApiError(-4167, MULTI_ASSETS_ISOLATED)
+        account.multi_assets = wanted
+        self.emit(account, multi_assets_update(wanted, now_ms()))
+        return {"code": 200, "msg": "success"}
+
+    # ----------------------------------------------------------------------- liquidation history and funding
+
+    def force_orders(self, account: Account, params: Mapping[str, str]) -> list[dict]:
+        """GET /fapi/v1/forceOrders: the account's liquidation and ADL orders in a time window,
+        oldest first (so a client pages on with startTime = the last row's time + 1)."""
+        symbol = symbol_spec(params, self.symbols).symbol if params.get("symbol") else None
+        kind = params.get("autoCloseType", "")
+        if kind not in ("", "LIQUIDATION", "ADL"):
+            raise ApiError(-1130, "Data sent for parameter 'autoCloseType' is not valid.")
+        start = _ms_param(params, "startTime", -1)
+        # A window either side: before endTime (or now) when only that is given, after startTime when it is.
+        end = _ms_param(params, "endTime", now_ms() if start < 0 else start + FORCE_WINDOW_MS)
+        start = end - FORCE_WINDOW_MS if start < 0 else start
+        if start > end:
+            raise ApiError(-1023, "Start time is greater than end time.")
+        if end - start > FORCE_WINDOW_MS:
+            raise ApiError(-1127, "Lookup interval is too big.")
+        limit = _ms_param(params, "limit", FORCE_LIMIT_DEFAULT)
+        if not 1 <= limit <= FORCE_LIMIT_MAX:
+            raise ApiError(-1130, "Data sent for parameter 'limit' is not valid.")
+        rows = [
+            o
+            for o in self.force_history[account.api_key]
+            if start <= o.time_ms <= end
+            and (symbol is None or o.symbol == symbol)
+            and (not kind or (kind == "ADL") == (o.client_order_id == ADL_CLIENT_ID))
+        ]
+        return [force_order_shape(o, self.symbols[o.symbol]) for o in rows[:limit]]
+
+    def charge_funding(self, account: Account, symbol: str, rate: Decimal) -> list[dict]:
+        """Funding at ``rate`` on the account's open positions of ``symbol`` (longs pay a positive
+        rate), one ACCOUNT_UPDATE m=FUNDING_FEE per position as Binance sends them: a cross
+        position's has only ``B``; an isolated one's ``B`` plus that position, whose isolated
+        wallet pays. ``bc`` is the fee (Binance: the balance change other than PnL and commission)."""
+        spec = self.symbols[symbol]
+        asset, mark = spec.margin_asset, self.marks[symbol]
+        isolated = account.setting(symbol).margin_type == ISOLATED
+        charged = []
+        for position in [p for p in account.open_positions() if p.symbol == symbol]:
+            amount = quantize(-position.signed_qty * mark * rate)
+            if isolated:
+                position.isolated_wallet += amount
+            else:
+                account.wallets[asset] = account.wallets.get(asset, ZERO) + amount
+            account.screen = None
+            view = self.view(account).assets[asset]
+            rows = [position_row(position, spec, ISOLATED, mark)] if isolated else []
+            balances = [balance_row(asset, view.wallet, view.cross_wallet, amount)]
+            self.emit(account, account_update("FUNDING_FEE", balances, rows, now_ms()))
+            charged.append({"symbol": symbol, "side": position.side, "asset": asset, "amount": str(amount)})
+        self.check_risk(account)  # funding can be what tips a position over
+        return charged
 
     # ----------------------------------------------------------------------- dead-man switch
 
@@ -496,6 +591,7 @@ class Exchange:
                 update_ms=stamp,
             )
             self.history[account.api_key].append(order)
+            self.force_history[account.api_key].append(order)
             fill = self._fill(account, order, abs(position.qty), v.mark, fee_rate=ZERO, liquidation=True)
             self._emit_order(account, order, "TRADE", fill)
             closed.append(position)
@@ -561,6 +657,18 @@ class Exchange:
         while stamps and stamps[0] < now - 60:
             stamps.popleft()
         return sum(1 for s in stamps if s >= now - 10), len(stamps)
+
+
+ADL_CLIENT_ID = "adl_autoclose"  # Binance's client id on ADL orders (liquidations: "autoclose-…")
+
+
+def _ms_param(params: Mapping[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise ApiError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
+    return int(raw)
 
 
 def closes_leg(position_side: str, side: str) -> bool:

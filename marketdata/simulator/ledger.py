@@ -109,6 +109,7 @@ class Account:
     margin_calls: set[tuple[str, str]] = field(default_factory=set)  # pools/positions above the call level
     screen: object | None = None  # risk.Screen of the last exact check; None forces the next one
     liquidations: int = 0
+    multi_assets: bool = False  # POST /fapi/v1/multiAssetsMargin: reported only, the margin maths stay single-asset
     update_ms: int = 0
 
     @property

@@ -153,8 +153,8 @@ def _order_headers(sim: Simulator, account: Account, headers: dict[str, str]) ->
 
 def _weight(route: Route, request: web.Request) -> int:
     # Binance charges the all-symbols variants of these far more.
-    if "symbol" not in request.query and route.path.endswith(("/openOrders", "/premiumIndex")):
-        return 40 if route.path.endswith("/openOrders") else 10
+    if "symbol" not in request.query and route.path.endswith(("/openOrders", "/premiumIndex", "/forceOrders")):
+        return {"/openOrders": 40, "/premiumIndex": 10, "/forceOrders": 50}["/" + route.path.rsplit("/", 1)[1]]
     return route.weight
 
 
@@ -228,7 +228,15 @@ def position_mode(ctx: Ctx) -> dict:
 
 
 def multi_assets(ctx: Ctx) -> dict:
-    return {"multiAssetsMargin": False}  # single-asset mode only: the margin maths assume it
+    return {"multiAssetsMargin": ctx.me.multi_assets}
+
+
+def change_multi_assets(ctx: Ctx) -> dict:
+    return ctx.sim.exchange.change_multi_assets(ctx.me, ctx.params)
+
+
+def force_orders(ctx: Ctx) -> list[dict]:
+    return ctx.sim.exchange.force_orders(ctx.me, ctx.params)
 
 
 # --------------------------------------------------------------------------- handlers: trading
@@ -334,6 +342,8 @@ ROUTES = (
     Route("GET", "/fapi/v1/symbolConfig", symbol_config, SIGNED, 5),
     Route("GET", "/fapi/v1/positionSide/dual", position_mode, SIGNED, 30),
     Route("GET", "/fapi/v1/multiAssetsMargin", multi_assets, SIGNED, 30),
+    Route("POST", "/fapi/v1/multiAssetsMargin", change_multi_assets, SIGNED),
+    Route("GET", "/fapi/v1/forceOrders", force_orders, SIGNED, 20),
     Route("POST", "/fapi/v1/order", new_order, SIGNED, 0, order=True),
     Route("DELETE", "/fapi/v1/order", cancel_order, SIGNED),
     Route("GET", "/fapi/v1/order", query_order, SIGNED),

@@ -239,7 +239,7 @@ def account_v2(account: Account, view: AccountView, symbols: Mapping[str, Symbol
         "canDeposit": True,
         "canWithdraw": True,
         "updateTime": 0,
-        "multiAssetsMargin": False,
+        "multiAssetsMargin": account.multi_assets,
         "tradeGroupId": -1,
         **_totals(view),
         "assets": assets,
