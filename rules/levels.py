@@ -2,9 +2,10 @@
 
 `measure` turns one account's figures into measurements (rule, subject, value);
 `Latch` turns a stream of measurements into level changes, with N consecutive
-evaluations to latch and a hysteresis band to clear, so a price hovering at a
-threshold does not flap. The stream process calls both on every change the book
-reports and writes an alert only when a latched level changes.
+evaluations to latch, and a hysteresis band plus a minimum dwell (time inside the
+band, per rule) to clear, so a price hovering at a threshold does not flap. The
+stream process calls both on every change the book reports and writes an alert
+only when a latched level changes.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ class Limits:
     hysteresis: Decimal = Decimal("0.02")
     auto_action: str = "none"
     auto_action_mode: str = "propose"
+    # A level clears (or steps down) only after the value stayed inside the band this long.
+    # 0 here (a Limits built by hand clears at once); profiles default to 30 s.
+    clear_dwell_s: int = 0
+    clear_dwell_by_rule: Mapping[str, int] = field(default_factory=dict)
+    reopen_window_s: int | None = None  # None: the alerts app's default
+
+    def dwell_ms(self, rule: str) -> int:
+        return int(self.clear_dwell_by_rule.get(rule, self.clear_dwell_s)) * 1000
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> Limits:
@@ -74,6 +83,9 @@ class Limits:
             hysteresis=Decimal(str(values.get("hysteresis") or 0)),
             auto_action=values.get("auto_action") or "none",
             auto_action_mode=values.get("auto_action_mode") or "propose",
+            clear_dwell_s=int(values.get("clear_dwell_s") or 0),
+            clear_dwell_by_rule={str(k): int(v) for k, v in (values.get("clear_dwell_by_rule") or {}).items()},
+            reopen_window_s=None if values.get("reopen_window_s") is None else int(values["reopen_window_s"]),
         )
 
 
@@ -188,6 +200,14 @@ def _still_breached(value: Decimal, limit: Decimal | None, t: Thresholds, band: 
 class _LatchState:
     level: int = NORMAL
     streaks: dict[int, int] = field(default_factory=lambda: {WARNING: 0, CRITICAL: 0})
+    # Since when (ms) the value has been inside the band continuously, while a lower level waits
+    # for its dwell; None when it is not (or the level is NORMAL).
+    inside_since_ms: int | None = None
+    # The last measurement (for the quiet refresh of an open row's value) and what was written.
+    value: Decimal | None = None
+    mark: Decimal | None = None
+    written: Decimal | None = None
+    written_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,6 +218,7 @@ class Change:
     previous: int
     measurement: Measurement
     thresholds: Thresholds
+    vanished: bool = False  # the subject left the book (a closed position), not a value back inside
 
 
 @dataclass
@@ -206,23 +227,67 @@ class Latch:
 
     states: dict[tuple[str, str], _LatchState] = field(default_factory=dict)
 
-    def update(self, m: Measurement, t: Thresholds, *, n: int, band: Decimal) -> Change | None:
+    def update(
+        self,
+        m: Measurement,
+        t: Thresholds,
+        *,
+        n: int,
+        band: Decimal,
+        now_ms: int | None = None,
+        dwell_ms: int = 0,
+        settle: bool = False,
+    ) -> Change | None:
         """A level latches once the value has been at or beyond it for `n` evaluations in a row
-        (so 0.79 then 0.81 against 0.5/0.8 latches warning, not nothing); it clears as soon as
-        the value is back inside the limit by the hysteresis band."""
+        (so 0.79 then 0.81 against 0.5/0.8 latches warning, not nothing), and at once moves up.
+        It steps down (or clears) once the value is back inside the limit by the hysteresis band
+        and has stayed there for `dwell_ms` (on the caller's clock `now_ms`; without a clock there
+        is no dwell). A value back out of the band in between restarts the dwell, so a value
+        crossing and re-crossing a limit every few seconds keeps its one level.
+
+        `settle`: step down now, without the dwell: the level was seeded from the alert rows
+        after a restart, or the limits changed, and the caller resolves what no longer holds."""
         state = self.states.setdefault((m.rule, m.subject), _LatchState())
+        state.value, state.mark = m.value, m.mark
         now = raw_level(m.value, t)
         for level in (WARNING, CRITICAL):
             state.streaks[level] = state.streaks[level] + 1 if now >= level else 0
         latched = max((lv for lv in (WARNING, CRITICAL) if state.streaks[lv] >= n), default=NORMAL)
         target = max(latched, self._held(m.value, t, state.level, band))
-        if target == state.level:
-            return None
+        if target >= state.level:
+            state.inside_since_ms = None
+            if target == state.level:
+                return None
+        elif not settle and now_ms is not None and dwell_ms > 0:
+            if state.inside_since_ms is None:
+                state.inside_since_ms = now_ms
+            if now_ms - state.inside_since_ms < dwell_ms:
+                return None
+            state.inside_since_ms = None
+        else:
+            state.inside_since_ms = None
         previous, state.level = state.level, target
         return Change(m.rule, m.subject, target, previous, m, t)
 
+    def seed(self, levels: Mapping[tuple[str, str], int]) -> None:
+        """Latched levels from the open alert rows (after a restart): the latch starts where the
+        alerts are, so a breach that still holds does not open a second row or notify again.
+        Streaks start at zero: the level is held by the band, not re-latched."""
+        for key, level in levels.items():
+            if level > NORMAL:
+                self.states.setdefault(key, _LatchState()).level = max(WARNING, min(int(level), CRITICAL))
+
+    def dwelling(self) -> bool:
+        """A lower level is waiting for its dwell: evaluate again even if nothing moves."""
+        return any(s.inside_since_ms is not None for s in self.states.values())
+
+    def holding(self, rules: Iterable[str] | None = None) -> set[tuple[str, str]]:
+        """(rule, subject) latched above NORMAL (the alerts that should be open)."""
+        wanted = None if rules is None else set(rules)
+        return {k for k, s in self.states.items() if s.level != NORMAL and (wanted is None or k[0] in wanted)}
+
     def forget_missing(self, seen: set[tuple[str, str]]) -> list[tuple[str, str, int]]:
-        """Subjects that disappeared (a closed position): cleared."""
+        """Subjects that disappeared (a closed position, a rule the profile no longer sets): cleared."""
         gone = [(key, s.level) for key, s in self.states.items() if key not in seen and s.level != NORMAL]
         for key, _ in gone:
             del self.states[key]
@@ -239,10 +304,20 @@ class Latch:
 
 
 def evaluate(
-    *, latch: Latch, limits: Limits, risk: AccountRisk, positions: list[PositionRisk], day: DayState | None
+    *,
+    latch: Latch,
+    limits: Limits,
+    risk: AccountRisk,
+    positions: list[PositionRisk],
+    day: DayState | None,
+    now_ms: int | None = None,
+    settle: Iterable[str] = (),
 ) -> list[Change]:
-    """Level changes for one account after one update of its figures."""
+    """Level changes for one account after one update of its figures. ``now_ms``: the clock the
+    clearing dwell runs on (None: no dwell). ``settle``: rules whose levels step down at once
+    (see Latch.update)."""
     rules = set(limits.by_rule) | ({"asset_cap"} if limits.asset_caps else set())
+    settle = set(settle)
     changes: list[Change] = []
     seen: set[tuple[str, str]] = set()
     for m in measure(risk=risk, positions=positions, day=day, rules=rules):
@@ -250,14 +325,30 @@ def evaluate(
         if t is None:
             continue
         seen.add((m.rule, m.subject))
-        change = latch.update(m, t, n=limits.breach_after_n, band=limits.hysteresis)
+        change = latch.update(
+            m,
+            t,
+            n=limits.breach_after_n,
+            band=limits.hysteresis,
+            now_ms=now_ms,
+            dwell_ms=limits.dwell_ms(m.rule),
+            settle=m.rule in settle,
+        )
         if change is not None:
             changes.append(change)
     if not risk.complete:
         return changes  # a missing figure is not a recovery: keep what is latched
     for rule, subject, level in latch.forget_missing(seen):
         changes.append(
-            Change(rule, subject, NORMAL, level, Measurement(rule, subject, Decimal(0)), Thresholds(None, None))
+            Change(
+                rule,
+                subject,
+                NORMAL,
+                level,
+                Measurement(rule, subject, Decimal(0)),
+                Thresholds(None, None),
+                vanished=True,
+            )
         )
     return changes
 

@@ -16,8 +16,11 @@ near-zero balance) or not finite goes to the exact path. Fail closed.
 
 Skipping a quiet account is exactly what `evaluate` would have done with it, with one
 exception this module keeps: the day's peak equity moves (DayState.observe), from the very
-Decimal the book would report. rules/tests/test_quiet_screen.py runs random desks through both
-ways and compares every Change and every DayState.
+Decimal the book would report. A latch seeded from open alerts, or one whose level waits for
+its clearing dwell, is not all NORMAL, so its account is *hot* and always evaluated exactly
+(`seed_latches` keeps ``hot`` in step when the evaluator seeds).
+rules/tests/test_quiet_screen.py runs random desks through both ways and compares every Change
+and every DayState.
 """
 
 from __future__ import annotations
@@ -161,6 +164,10 @@ class Screen:
         key = a["acct"] * a["n_symbols"] + a["sym"]
         keys, inverse = np.unique(key, return_inverse=True)
         exposure = np.bincount(inverse, weights=a["notional"], minlength=len(keys))
+        # A position without a mark has no notional (NaN): its symbol's exposure is unknown, so
+        # the account must not pass as quiet. +inf says so without a NaN reaching np.maximum
+        # (which warned "invalid value encountered in maximum" on every start).
+        exposure[np.isnan(exposure)] = np.inf
         largest = np.zeros(n)
         np.maximum.at(largest, keys // a["n_symbols"], exposure)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -248,11 +255,15 @@ def evaluate_accounts(
     day: str,
     hot: set,
     screen: Screen | None,
+    now_ms: int | None = None,
+    settle: Mapping[Any, Iterable[str]] | None = None,
 ) -> Iterator[tuple[Any, list[Change], AccountRisk]]:
     """`evaluate` for every account with a profile, skipping the ones the screen finds quiet.
     Yields (account id, changes, the book's AccountRisk) for each account evaluated exactly, as
     soon as it is done, so the caller can hand its changes on before the pass ends. ``hot``
-    holds the accounts whose latch is not all NORMAL with zero streaks (kept up to date here)."""
+    holds the accounts whose latch is not all NORMAL with zero streaks (kept up to date here).
+    ``now_ms``: the clearing dwell's clock; ``settle``: per account, the rules whose levels step
+    down without the dwell (see levels.evaluate)."""
     wanted = [a for a in account_ids if limits.get(a) is not None]
     exact = wanted
     if screen is not None and wanted:
@@ -269,13 +280,31 @@ def evaluate_accounts(
         state = day_state_for(days, account_id, day, risk.margin_balance)
         latch = latches.setdefault(account_id, Latch())
         changes = evaluate(
-            latch=latch, limits=limits[account_id], risk=risk, positions=book.positions(account_id), day=state
+            latch=latch,
+            limits=limits[account_id],
+            risk=risk,
+            positions=book.positions(account_id),
+            day=state,
+            now_ms=now_ms,
+            settle=settle.get(account_id, ()) if settle else (),
         )
         if latch_is_quiet(latch):
             hot.discard(account_id)
         else:
             hot.add(account_id)
         yield account_id, changes, risk
+
+
+def seed_latches(
+    *, latches: MutableMapping[Any, Latch], hot: set, levels: Mapping[Any, Mapping[tuple[str, str], int]]
+) -> None:
+    """Seed each account's latch from its open alerts' levels and mark it hot: a seeded latch is
+    not quiet, and the screen must never skip it (its alert would neither clear nor refresh)."""
+    for account_id, by_key in levels.items():
+        latch = latches.setdefault(account_id, Latch())
+        latch.seed(by_key)
+        if not latch_is_quiet(latch):
+            hot.add(account_id)
 
 
 def _complete_accounts(a: dict) -> np.ndarray:

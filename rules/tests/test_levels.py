@@ -115,3 +115,76 @@ def test_a_closed_position_clears_its_alerts():
     book.remove_position(1, "BTCUSDT", "BOTH")
     changes = evaluate(latch=latch, limits=limits, risk=book.account(1), positions=book.positions(1), day=None)
     assert [(c.rule, c.subject, c.level) for c in changes] == [("position_notional", "BTCUSDT:BOTH", NORMAL)]
+
+
+# --------------------------------------------------------------------------- the clearing dwell
+
+
+def _m(value: str) -> Measurement:
+    return Measurement("drawdown", "account", D(value))
+
+
+def test_a_level_clears_only_after_the_value_stayed_inside_the_band_for_the_dwell():
+    latch, t = Latch(), Thresholds(D("0.05"), D("0.10"))
+    kw = dict(n=1, band=D("0.02"), dwell_ms=30_000)
+    assert latch.update(_m("0.06"), t, now_ms=0, **kw).level == WARNING
+    assert latch.update(_m("0.04"), t, now_ms=1_000, **kw) is None  # inside: the dwell starts
+    assert latch.update(_m("0.04"), t, now_ms=30_999, **kw) is None
+    cleared = latch.update(_m("0.03"), t, now_ms=31_000, **kw)
+    assert (cleared.previous, cleared.level) == (WARNING, NORMAL)
+
+
+def test_a_value_back_out_of_the_band_restarts_the_dwell():
+    """DRAWDOWN_HIGH opened and closed 9 times in 3 minutes: a value re-crossing the limit every
+    few seconds keeps its one level until it has stayed inside for the whole dwell."""
+    latch, t = Latch(), Thresholds(D("0.05"), None)
+    kw = dict(n=1, band=D("0"), dwell_ms=30_000)
+    latch.update(_m("0.051"), t, now_ms=0, **kw)
+    levels = []
+    for second in range(1, 180):
+        value = "0.049" if second % 10 < 8 else "0.051"  # back out 2 s in every 10
+        change = latch.update(_m(value), t, now_ms=second * 1000, **kw)
+        levels += [change.level] if change else []
+    assert levels == []
+    assert latch.update(_m("0.04"), t, now_ms=200_000, **kw) is None
+    assert latch.update(_m("0.04"), t, now_ms=230_000, **kw).level == NORMAL
+
+
+def test_critical_steps_down_to_warning_after_the_dwell_and_escalates_at_once():
+    latch, t = Latch(), Thresholds(D("0.05"), D("0.10"))
+    kw = dict(n=1, band=D("0"), dwell_ms=5_000)
+    assert latch.update(_m("0.12"), t, now_ms=0, **kw).level == CRITICAL
+    assert latch.update(_m("0.07"), t, now_ms=1_000, **kw) is None
+    down = latch.update(_m("0.07"), t, now_ms=6_000, **kw)
+    assert (down.previous, down.level) == (CRITICAL, WARNING)
+    up = latch.update(_m("0.11"), t, now_ms=6_500, **kw)  # worse: no dwell on the way up
+    assert (up.previous, up.level) == (WARNING, CRITICAL)
+
+
+def test_the_dwell_is_per_rule_and_settle_skips_it():
+    limits = Limits.from_values(
+        {"max_drawdown_warning": D("0.05"), "clear_dwell_s": 30, "clear_dwell_by_rule": {"leverage": 0}}
+    )
+    assert limits.dwell_ms("drawdown") == 30_000 and limits.dwell_ms("leverage") == 0
+    latch, t = Latch(), limits.by_rule["drawdown"]
+    kw = dict(n=1, band=D("0"), dwell_ms=limits.dwell_ms("drawdown"))
+    latch.update(_m("0.06"), t, now_ms=0, **kw)
+    assert latch.update(_m("0.01"), t, now_ms=1_000, **kw) is None and latch.dwelling()
+    assert latch.update(_m("0.01"), t, now_ms=2_000, settle=True, **kw).level == NORMAL
+    assert not latch.dwelling()
+
+
+def test_without_a_clock_there_is_no_dwell():
+    latch, t = Latch(), Thresholds(D("0.05"), None)
+    latch.update(_m("0.06"), t, n=1, band=D("0"), dwell_ms=30_000)
+    assert latch.update(_m("0.01"), t, n=1, band=D("0"), dwell_ms=30_000).level == NORMAL
+
+
+def test_a_seeded_latch_holds_a_breach_that_still_holds_and_reports_what_it_holds():
+    latch, t = Latch(), Thresholds(D("0.05"), D("0.10"))
+    latch.seed({("drawdown", "account"): CRITICAL, ("leverage", "BTCUSDT:BOTH"): WARNING, ("x", "y"): NORMAL})
+    assert latch.holding() == {("drawdown", "account"), ("leverage", "BTCUSDT:BOTH")}
+    assert latch.holding(["drawdown"]) == {("drawdown", "account")}
+    # Still critical after the restart: no change, so no second row and no second page.
+    assert latch.update(_m("0.11"), t, n=2, band=D("0"), now_ms=0, dwell_ms=30_000) is None
+    assert latch.states[("drawdown", "account")].level == CRITICAL
