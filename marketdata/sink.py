@@ -7,6 +7,7 @@ import atexit
 import dataclasses
 import logging
 import multiprocessing
+import operator
 import pickle
 import threading
 import time
@@ -49,6 +50,7 @@ _ACCOUNT_FIELDS = tuple(f.name for f in dataclasses.fields(AccountRisk) if f.nam
 _POSITION_FIELDS = tuple(f.name for f in dataclasses.fields(PositionRisk))
 # What a Position row stores of a position besides its figures: a change in any is written at once.
 _ROW_INPUTS = ("symbol", "side", "qty", "entry_price", "leverage", "margin_type", "isolated_wallet")
+_row_inputs = operator.itemgetter(*_ROW_INPUTS)  # of a positions_plain() row
 
 
 def account_state(
@@ -473,25 +475,31 @@ class DjangoSink:
         plain, risk = book.positions_plain(account_id), book.account_plain(account_id)
         self._work.put(PUBLISH, account_id, account_state(risk, plain, open_orders))
         now = self._clock()
-        if now - self._persisted_at.get(account_id, -PERSIST_EVERY_S) >= PERSIST_EVERY_S:
+        # Position rows follow the exchange within a flush: a position opened, resized, re-levered or
+        # closed is written at once, whatever the snapshot cadence. Throttled with the snapshots, a
+        # change inside their window was dropped, and an account left flat (no mark moves it again)
+        # kept its closed rows for good (issue 13). Comparing the inputs costs ~0.1 µs a position.
+        inputs = tuple(map(_row_inputs, plain))
+        changed = inputs != self._rows_inputs.get(account_id)
+        snapshot_due = now - self._persisted_at.get(account_id, -PERSIST_EVERY_S) >= PERSIST_EVERY_S
+        if not (changed or snapshot_due):
+            return
+        if snapshot_due:
             self._persisted_at[account_id] = now
-            # Position rows when a position's inputs changed (opened, closed, resized, re-levered),
-            # else every POSITION_FIGURES_EVERY_S for their marks and figures: rewriting 10,000 rows
-            # every 5 s for the figures alone made MariaDB's commits (alerts' too) wait behind them.
-            inputs = tuple(tuple(p[k] for k in _ROW_INPUTS) for p in plain)
-            rows_due = (
-                inputs != self._rows_inputs.get(account_id)
-                or now - self._rows_at.get(account_id, -POSITION_FIGURES_EVERY_S) >= POSITION_FIGURES_EVERY_S
-            )
-            if rows_due:
-                # The first write is counted as if made up to a period earlier, by account id: the
-                # accounts of a desk that started together then come due spread over the period,
-                # not all in one batch a minute later (10,000 rows, 352 ms, in bench/alerts.py).
-                offset = rows_phase_s(account_id) if account_id not in self._rows_at else 0.0
-                self._rows_inputs[account_id], self._rows_at[account_id] = inputs, now - offset
-            # The plain forms the live state was built from: the Decimals are made back from them
-            # where they are written (account_risk_from_plain), not on the event loop.
-            self._persist_later(account_id, risk, plain if rows_due else None)
+        # Rows whose inputs did not change are rewritten only every POSITION_FIGURES_EVERY_S, for
+        # their marks and figures: rewriting 10,000 rows every 5 s for the figures alone made
+        # MariaDB's commits (alerts' too) wait behind them.
+        rows_due = changed or now - self._rows_at.get(account_id, -POSITION_FIGURES_EVERY_S) >= POSITION_FIGURES_EVERY_S
+        if rows_due:
+            # The first write is counted as if made up to a period earlier, by account id: the
+            # accounts of a desk that started together then come due spread over the period,
+            # not all in one batch a minute later (10,000 rows, 352 ms, in bench/alerts.py).
+            offset = rows_phase_s(account_id) if account_id not in self._rows_at else 0.0
+            self._rows_inputs[account_id], self._rows_at[account_id] = inputs, now - offset
+        # The plain forms the live state was built from: the Decimals are made back from them
+        # where they are written (account_risk_from_plain), not on the event loop. Merged with a
+        # value still queued (``_keep_rows``): a snapshot never drops rows waiting to be written.
+        self._persist_later(account_id, risk, plain if rows_due else None)
 
     def _persist_later(
         self, account_id: int, risk: AccountRisk | dict, positions: list[PositionRisk] | list[dict] | None

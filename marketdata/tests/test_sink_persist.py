@@ -164,3 +164,71 @@ def test_marks_reach_symbol_rows_and_one_history_row_per_minute(desk):
     asyncio.run(sink.marks_changed({"BTCUSDT": (D("43001"), minute + 2000)}))  # the same minute
     assert sink.drain()
     assert Symbol.objects.get(name="BTCUSDT").mark_price == D("43001") and TickerHistory.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_position_change_inside_the_snapshot_window_is_written_at_once(desk, monkeypatch):
+    monkeypatch.setattr("marketdata.sink.rows_phase_s", lambda account_id: 0.0)
+    book, ids = desk
+    account = ids[0]
+    clock = [1000.0]
+    sink = DjangoSink(clock=lambda: clock[0])
+
+    def flush(at: float) -> None:
+        clock[0] = at
+        asyncio.run(sink.account_changed(account, book, []))
+        assert sink.drain()
+
+    def held() -> dict:
+        return dict(
+            Position.objects.filter(account_id=account).values_list("symbol__name", "quantity").order_by("symbol")
+        )
+
+    flush(1000.0)
+    assert held() == {"BTCUSDT": D("0.5"), "ETHUSDT": D(2)}
+    book.upsert_position(
+        account, BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("0.8"), entry_price=D(42000), leverage=5)
+    )
+    flush(1000.5)  # half a second later, well inside PERSIST_EVERY_S
+    assert held() == {"BTCUSDT": D("0.8"), "ETHUSDT": D(2)}
+    book.upsert_position(
+        account, BookPosition(symbol="BTCUSDT", side="BOTH", qty=D("0.8"), entry_price=D(42000), leverage=25)
+    )
+    flush(1001.0)  # re-levered on the exchange: the row carries the new leverage
+    assert Position.objects.get(account_id=account, symbol__name="BTCUSDT").leverage == 25
+    snapshots = AccountSnapshot.objects.count()
+    book.apply_mark("BTCUSDT", D("43500"), ts=5)
+    flush(1001.5)  # figures only, inside the window: nothing is due
+    assert AccountSnapshot.objects.count() == snapshots
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_account_left_flat_loses_its_rows_within_the_flush(desk, monkeypatch):
+    monkeypatch.setattr("marketdata.sink.rows_phase_s", lambda account_id: 0.0)
+    book, ids = desk
+    account = ids[0]
+    clock = [1000.0]
+    sink = DjangoSink(clock=lambda: clock[0])
+    for account_id in ids:
+        asyncio.run(sink.account_changed(account_id, book, []))
+    assert sink.drain() and Position.objects.filter(account_id=account).count() == 2
+    for symbol, side in (("BTCUSDT", "BOTH"), ("ETHUSDT", "LONG"), ("SOLUSDT", "BOTH")):
+        book.remove_position(account, symbol, side)
+    clock[0] = 1001.0  # the exchange closed everything a second after the last write
+    asyncio.run(sink.account_changed(account, book, []))
+    assert sink.drain()
+    assert not Position.objects.filter(account_id=account).exists()
+    assert Position.objects.filter(account_id=ids[1]).count() == 2  # the other account's rows stay
+
+
+def test_rows_queued_behind_a_write_are_merged_not_dropped():
+    """Two changes inside one gather window: the newer rows win, a snapshot after them keeps them."""
+    from marketdata.sink import Batches, _keep_rows
+
+    handled: list[dict] = []
+    batches = Batches("test", handled.append, gather_s=0.2)
+    batches.put(1, ("risk 1", ["rows 1"]), merge=_keep_rows)
+    batches.put(1, ("risk 2", ["rows 2"]), merge=_keep_rows)
+    batches.put(1, ("risk 3", None), merge=_keep_rows)
+    assert batches.drain()
+    assert handled == [{1: ("risk 3", ["rows 2"])}]
