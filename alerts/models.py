@@ -36,6 +36,22 @@ class AlertStatus(models.TextChoices):
     RESOLVED = "resolved", _("Resolved")
 
 
+class Resolution(models.TextChoices):
+    """Why an alert ended: the history must tell a position the exchange closed from a value
+    that came back within its limit (docs/NOTIFICATIONS.md, "The alert lifecycle")."""
+
+    CLEARED = "cleared", _("Back within limit")
+    POSITION_CLOSED = "position_closed", _("Position closed")
+    LIQUIDATED = "liquidated", _("Position liquidated")
+    LIMIT_CHANGED = "limit_changed", _("Limit changed")
+    RESTART_RECONCILED = "restart_reconciled", _("No longer held after a restart")
+    MANUAL = "manual", _("Resolved by a person")
+
+
+# Resolutions that mean "the exchange ended the position": nothing more is said about it.
+POSITION_GONE = (Resolution.POSITION_CLOSED, Resolution.LIQUIDATED)
+
+
 class Alert(models.Model):
     """A breach or an event a person must know about. One open alert per
     (account, rule, subject): `open_key` holds that triple while the alert is
@@ -66,11 +82,31 @@ class Alert(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     note = models.TextField(_("note"), blank=True, default="")
+    resolution = models.CharField(_("resolution"), max_length=20, choices=Resolution.choices, blank=True, default="")
+    # The number when the row opened and the worst one since (max, or min when lower is worse):
+    # `value` alone only says where it is now.
+    value_at_open = models.DecimalField(_("value at open"), null=True, blank=True, **MONEY)
+    peak_value = models.DecimalField(_("worst value"), null=True, blank=True, **MONEY)
+    # A re-crossing within the re-open window re-opens this row instead of a new one (no flapping).
+    reopen_count = models.PositiveIntegerField(_("times re-opened"), default=0)
+    # The highest level anyone was notified of on this row: a re-open or a re-escalation at or
+    # below it is not worth a second page.
+    notified_level = models.PositiveSmallIntegerField(
+        _("highest level notified"), choices=Level.choices, null=True, blank=True
+    )
+    # What the message says as data (alerts/messages.py), rendered in each reader's language;
+    # `message` keeps an English rendering for search and the admin.
+    message_code = models.CharField(_("message code"), max_length=64, blank=True, default="")
+    message_params = models.JSONField(_("message parameters"), default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-opened_at"]
-        indexes = [models.Index(fields=["account", "status", "level"])]
+        indexes = [
+            models.Index(fields=["account", "status", "level"]),
+            # The re-open window looks up the last resolved row of (account, rule, subject).
+            models.Index(fields=["account", "rule", "subject", "resolved_at"]),
+        ]
         verbose_name = _("alert")
         verbose_name_plural = _("alerts")
 
@@ -96,6 +132,12 @@ class Alert(models.Model):
             "limit": decimal_str(self.limit),
             "mark_price": decimal_str(self.mark_price),
             "message": self.message,
+            "message_code": self.message_code,
+            "message_params": self.message_params,
+            "resolution": self.resolution,
+            "value_at_open": decimal_str(self.value_at_open),
+            "peak_value": decimal_str(self.peak_value),
+            "reopen_count": self.reopen_count,
             "opened_at": self.opened_at.isoformat() if self.opened_at else None,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
         }
@@ -168,6 +210,7 @@ class DeliveryStatus(models.TextChoices):
     SENT = "sent", _("Sent")
     FAILED = "failed", _("Failed")
     DIGESTED = "digested", _("Folded into a digest")
+    SKIPPED = "skipped", _("Skipped")
 
 
 class Delivery(models.Model):
@@ -192,8 +235,11 @@ class Delivery(models.Model):
     # The alert as it was when the event happened: the message describes that moment,
     # not whatever the alert has become by the time a retry goes out.
     snapshot = models.JSONField(_("alert at the event"), default=dict, blank=True)
-    # Held back by the channel's rate limit; the next send on the channel folds it into a digest.
+    # Held back by the channel's rate limit or the subject's budget; the next send on the channel
+    # folds it into a digest.
     rate_limited = models.BooleanField(_("held by the rate limit"), default=False)
+    # Why a row was held or skipped, in words for the admin (e.g. "position closed before sending").
+    held_reason = models.CharField(_("held or skipped because"), max_length=200, blank=True, default="")
     digest = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="folded", verbose_name=_("digest")
     )

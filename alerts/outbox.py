@@ -23,7 +23,16 @@ from django.utils import timezone
 from accounts import access, crypto
 from accounts.models import User
 from alerts import notifiers
-from alerts.models import Alert, Delivery, DeliveryEvent, DeliveryStatus, NotificationChannel
+from alerts.models import (
+    POSITION_GONE,
+    Alert,
+    AlertStatus,
+    Delivery,
+    DeliveryEvent,
+    DeliveryStatus,
+    Level,
+    NotificationChannel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,15 @@ RETRY_AFTER_CAP_S = 3600  # a receiver asking for more than an hour is asking to
 DEFAULT_MAX_ATTEMPTS = 8
 RATE_WINDOW = timedelta(seconds=60)
 SWEEP_BATCH = 500
+# No (account, rule, subject) sends more than this many messages to one channel in the window;
+# the rest fold into the channel's digest. EMERGENCY rows are exempt (see _through_rate_limit).
+SUBJECT_BUDGET = 2
+SUBJECT_WINDOW = timedelta(minutes=10)
+RATE_REASON = "held: the channel's messages-per-minute limit"
+BUDGET_REASON = "held: this subject already sent 2 messages to the channel in 10 minutes"
+# Events about a position that are moot once the exchange closed it ("resolved" is not: it is
+# simply not routed for those resolutions).
+SILENCED_EVENTS = (DeliveryEvent.OPENED, DeliveryEvent.ESCALATED)
 
 
 @dataclass(frozen=True)
@@ -45,14 +63,19 @@ class SendOutcome:
 # --- routing ---------------------------------------------------------------------------
 
 
-def deliveries_route(*, alert: Alert, event: str) -> list[Delivery]:
+def deliveries_route(*, alert: Alert, event: str, every_channel: bool = False) -> list[Delivery]:
     """A pending row for every enabled channel that wants this alert event, written in the
-    alert's transaction; the hand-off to a worker waits for the commit."""
-    channels = NotificationChannel.objects.filter(enabled=True, min_level__lte=alert.level)
-    if alert.account_id is None:
-        channels = channels.filter(accounts__isnull=True)
-    else:
-        channels = channels.filter(Q(accounts__isnull=True) | Q(accounts=alert.account_id)).distinct()
+    alert's transaction; the hand-off to a worker waits for the commit.
+
+    `every_channel`: a liquidation goes to every enabled channel, whatever its minimum level and
+    account filter say: nobody filtered out warnings meaning to miss a liquidated account."""
+    channels = NotificationChannel.objects.filter(enabled=True)
+    if not every_channel:
+        channels = channels.filter(min_level__lte=alert.level)
+        if alert.account_id is None:
+            channels = channels.filter(accounts__isnull=True)
+        else:
+            channels = channels.filter(Q(accounts__isnull=True) | Q(accounts=alert.account_id)).distinct()
     channels = list(channels)
     if not channels:  # nothing to route: no snapshot, no account name to read
         return []
@@ -82,6 +105,37 @@ def _hand_off_on_commit(delivery_id: int) -> None:
     transaction.on_commit(lambda: deliver_delivery_task.delay(delivery_id), robust=True)
 
 
+def deliveries_skip_for_position(*, alert: Alert) -> int:
+    """The exchange closed the alert's position: its opened/escalated rows still waiting are not
+    sent (recorded as skipped, with the reason). A worker already holding one re-checks at send
+    time (`_position_gone`), so the row it holds is skipped there."""
+    return Delivery.objects.filter(
+        alert=alert,
+        event__in=SILENCED_EVENTS,
+        status=DeliveryStatus.PENDING,
+        claimed_at__isnull=True,
+    ).update(
+        status=DeliveryStatus.SKIPPED,
+        held_reason=_gone_reason(alert),
+        rate_limited=False,
+        next_attempt_at=None,
+    )
+
+
+def _gone_reason(alert: Alert) -> str:
+    return f"not sent: the alert was resolved {alert.resolution} before it went out"
+
+
+def _position_gone(delivery: Delivery) -> bool:
+    """True for an opened/escalated row about a position the exchange has since closed: saying
+    "critical" about a position that no longer exists pages someone for nothing."""
+    alert = delivery.alert
+    if alert is None or delivery.event not in SILENCED_EVENTS:
+        return False
+    alert.refresh_from_db(fields=["status", "resolution"])
+    return alert.status == AlertStatus.RESOLVED and alert.resolution in POSITION_GONE
+
+
 # --- sending ---------------------------------------------------------------------------
 
 
@@ -91,7 +145,17 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendOutco
     attempt = _claim(delivery_id, now)
     if attempt is None:
         return SendOutcome("skipped", delivery_id)
-    delivery = Delivery.objects.select_related("channel").get(pk=delivery_id)
+    delivery = Delivery.objects.select_related("channel", "alert").get(pk=delivery_id)
+    if _position_gone(delivery):
+        _finish(
+            delivery,
+            attempt,
+            status=DeliveryStatus.SKIPPED,
+            held_reason=_gone_reason(delivery.alert),
+            rate_limited=False,
+            next_attempt_at=None,
+        )
+        return SendOutcome("skipped", delivery_id)
     if attempt > _max_attempts(delivery.channel):
         # Only reachable when workers keep dying on this row (each death costs an attempt).
         _finish(delivery, attempt, status=DeliveryStatus.FAILED, last_error=f"gave up after {attempt - 1} attempts")
@@ -176,24 +240,38 @@ def _render(delivery: Delivery) -> notifiers.Message:
 
 
 def _through_rate_limit(delivery: Delivery, attempt: int, now: datetime) -> tuple[Delivery, int] | SendOutcome:
-    """Room in the channel's minute: send this row, or a digest of it and the rows held
-    before it. No room: hold it until the window opens. Digests pass unchecked; there is
-    at most one per opening and it is what keeps the surplus from being lost."""
+    """Room in the channel's minute and in the subject's budget: send this row, or a digest of it
+    and the rows held before it. No room: hold it until the window opens. Digests pass unchecked;
+    there is at most one per opening and it is what keeps the surplus from being lost.
+
+    An EMERGENCY (a liquidation, a critical nobody acknowledged) is never held and goes out on its
+    own: it passes both limits, and the rows held before it wait for the next ordinary send rather
+    than bury it in a digest. It still counts as a send in the channel's minute."""
     channel = delivery.channel
-    if delivery.event == DeliveryEvent.DIGEST or not channel.rate_limit_per_minute:
+    if delivery.event == DeliveryEvent.DIGEST or delivery.level >= Level.EMERGENCY:
         return delivery, attempt
     with transaction.atomic():
         # One decision per channel at a time, so two workers cannot both take the last slot.
         NotificationChannel.objects.select_for_update().filter(pk=channel.pk).first()
-        recent = _sends_in_window(channel, now, exclude_id=delivery.pk)
-        if len(recent) >= channel.rate_limit_per_minute:
-            opens_at = min(recent) + RATE_WINDOW
+        opens_at, reason = None, ""
+        if channel.rate_limit_per_minute:
+            recent = _sends_in_window(channel, now, exclude_id=delivery.pk)
+            if len(recent) >= channel.rate_limit_per_minute:
+                opens_at, reason = min(recent) + RATE_WINDOW, RATE_REASON
+        if opens_at is None and delivery.alert_id is not None:
+            # The subject's own budget: a flapping breach must not page the same channel again and
+            # again. Held until its window opens; any send on the channel before that folds it in.
+            mine = _subject_sends(delivery, now)
+            if len(mine) >= SUBJECT_BUDGET:
+                opens_at, reason = min(mine) + SUBJECT_WINDOW, BUDGET_REASON
+        if opens_at is not None:
             _finish(
                 delivery,
                 attempt,
                 status=DeliveryStatus.PENDING,
                 attempts=F("attempts") - 1,
                 rate_limited=True,
+                held_reason=reason,
                 next_attempt_at=opens_at,
             )
             return SendOutcome("deferred", delivery.pk, max((opens_at - now).total_seconds(), 0.0))
@@ -202,9 +280,27 @@ def _through_rate_limit(delivery: Delivery, attempt: int, now: datetime) -> tupl
             .exclude(pk=delivery.pk)
             .values_list("pk", flat=True)
         )
-        if not held:
+        # A row the budget held stands for what happened to its subject meanwhile: when its window
+        # opens it goes out as a digest (of itself at least), never as a late lone "opened".
+        if not held and delivery.held_reason != BUDGET_REASON:
             return delivery, attempt
         return _fold_into_digest(delivery, attempt, held, now), 1
+
+
+def _subject_sends(delivery: Delivery, now: datetime) -> list[datetime]:
+    """When the channel's messages about this delivery's (account, rule, subject) went out (or
+    began to) in the last SUBJECT_WINDOW. Digests are the channel's, not a subject's."""
+    alert = delivery.alert
+    start = now - SUBJECT_WINDOW
+    same = Delivery.objects.filter(
+        channel_id=delivery.channel_id,
+        alert__account_id=alert.account_id,
+        alert__rule=alert.rule,
+        alert__subject=alert.subject,
+    ).exclude(pk=delivery.pk)
+    sent = same.filter(status=DeliveryStatus.SENT, sent_at__gt=start).values_list("sent_at", flat=True)
+    sending = same.filter(status=DeliveryStatus.SENDING, claimed_at__gt=start).values_list("claimed_at", flat=True)
+    return [*sent, *sending]
 
 
 def _sends_in_window(channel: NotificationChannel, now: datetime, *, exclude_id: int) -> list[datetime]:

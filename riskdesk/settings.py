@@ -245,6 +245,9 @@ STREAMS_IN_PROCESS = env.bool("STREAMS_IN_PROCESS", default=False)
 # where a child reaches the same cache: with Redis, not the embedded in-memory one.
 STREAM_SINK_PROCESS = env.bool("STREAM_SINK_PROCESS", default=bool(REDIS_URL))
 ALERT_ESCALATE_AFTER_S = env.int("ALERT_ESCALATE_AFTER_S", default=300)
+# A breach that clears and comes back within this many seconds re-opens the same alert row
+# (reopen_count) instead of paging again for the same level. A profile's reopen_window_s overrides it.
+ALERT_REOPEN_WINDOW_S = env.int("ALERT_REOPEN_WINDOW_S", default=600)
 # Highest leverage a profile may allow when no bracket table says otherwise (Binance's top tier).
 EXCHANGE_MAX_LEVERAGE = env.int("EXCHANGE_MAX_LEVERAGE", default=125)
 

@@ -51,15 +51,22 @@ def test_the_same_level_again_updates_the_numbers_and_notifies_nobody(account_a,
     assert Delivery.objects.count() == 1
 
 
-def test_a_milder_level_keeps_the_level_and_reason_and_refreshes_the_numbers(account_a, channel, breach):
-    breach(account_a, level=Level.CRITICAL, value="0.95")
+def test_a_milder_level_moves_the_row_down_with_its_limit_quietly(account_a, channel, breach):
+    breach(account_a, level=Level.CRITICAL, value="0.95", limit=Decimal("0.90"))
 
-    alert, event = breach(account_a, level=Level.WARNING, value="0.84")
+    alert, event = breach(account_a, level=Level.WARNING, value="0.84", limit=Decimal("0.80"))
 
     assert event == ""
     alert.refresh_from_db()
-    assert (alert.level, alert.reason_code, alert.value) == (Level.CRITICAL, "MARGIN_RATIO_CRITICAL", Decimal("0.84"))
-    assert alert.details["level"] == Level.CRITICAL
+    # The row says what holds now: a Critical row showing the warning limit was issue 13's complaint.
+    assert (alert.level, alert.limit, alert.value) == (Level.WARNING, Decimal("0.80"), Decimal("0.84"))
+    assert alert.details["level"] == Level.WARNING
+    assert (alert.notified_level, alert.peak_value, alert.value_at_open) == (
+        Level.CRITICAL,
+        Decimal("0.95"),
+        Decimal("0.95"),
+    )
+    assert list(Delivery.objects.values_list("event", "level")) == [("opened", 30)]
 
 
 def test_a_worse_level_escalates_the_same_row_with_one_more_delivery(account_a, channel, breach):
@@ -102,11 +109,11 @@ def test_clearing_with_nothing_open_does_nothing(account_a, channel):
     assert not Delivery.objects.exists()
 
 
-def test_a_new_breach_after_resolution_opens_a_new_alert(account_a, channel, breach):
+def test_a_new_breach_after_the_reopen_window_opens_a_new_alert(account_a, channel, breach):
     first, _ = breach(account_a)
     services.alert_clear(account_id=account_a.id, rule="margin_ratio", subject="account")
 
-    second, event = breach(account_a)
+    second, event = breach(account_a, reopen_window_s=0)
 
     assert event == "opened"
     assert second.pk != first.pk

@@ -99,6 +99,12 @@ def test_a_trader_hears_their_account_and_never_another_traders(trader_a, accoun
             "limit": "0.8",
             "mark_price": "64123.5",
             "message": "margin ratio 0.93 above 0.80",
+            "message_code": "",
+            "message_params": {},
+            "resolution": "",
+            "value_at_open": "0.93",
+            "peak_value": "0.93",
+            "reopen_count": 0,
             "opened_at": message["alert"]["opened_at"],
             "updated_at": message["alert"]["updated_at"],
         }
