@@ -67,3 +67,18 @@ def open_counts_by_level(user: User) -> list[tuple[int, str, int]]:
     )
     counts = dict(rows)
     return [(level.value, level.label, counts.get(level.value, 0)) for level in sorted(Level, reverse=True)]
+
+
+def alerts_open_levels(*, account_ids) -> dict[int, dict[tuple[str, str], int]]:
+    """{account_id: {(rule, subject): level}} of the open and acknowledged alerts: the evaluator
+    seeds its latches from these at start, so a breach standing through a restart is not opened
+    (and paged) again. Liquidations are not latches and are left out."""
+    levels: dict[int, dict[tuple[str, str], int]] = {account_id: {} for account_id in account_ids}
+    rows = (
+        Alert.objects.filter(account_id__in=list(account_ids), open_key__isnull=False)
+        .exclude(rule="liquidated")
+        .values_list("account_id", "rule", "subject", "level")
+    )
+    for account_id, rule, subject, level in rows:
+        levels.setdefault(account_id, {})[(rule, subject)] = int(level)
+    return levels

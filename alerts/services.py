@@ -22,6 +22,7 @@ from accounts import access
 from accounts.models import User
 from alerts import broadcast, messages, outbox
 from alerts.models import POSITION_GONE, Alert, AlertStatus, DeliveryEvent, Level, Resolution, decimal_str
+from alerts.selectors import alerts_open_levels  # noqa: F401 (callers may take it from the services too)
 
 AUTO_RESOLVE_NOTE = "auto-resolved: back within limit"
 # Notes are evidence, in English; the page shows the resolution in the reader's language.
