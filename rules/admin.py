@@ -42,7 +42,20 @@ class RiskProfileAdmin(SimpleHistoryAdmin):
             {"fields": (*_family_fields("orders"), "symbol_allowlist", "symbol_denylist", "disabled_checks")},
         ),
         (FAMILY_TITLES["accounts"], {"fields": _family_fields("accounts")}),
-        (_("Evaluation and actions"), {"fields": ("breach_after_n", "hysteresis", "auto_action", "auto_action_mode")}),
+        (
+            _("Evaluation and actions"),
+            {
+                "fields": (
+                    "breach_after_n",
+                    "hysteresis",
+                    "clear_dwell_s",
+                    "clear_dwell_by_rule",
+                    "reopen_window_s",
+                    "auto_action",
+                    "auto_action_mode",
+                )
+            },
+        ),
         (_("Times"), {"fields": ("created_at", "updated_at")}),
     )
     history_list_display = ("is_default",)

@@ -81,12 +81,29 @@ SEED_ALIASES: dict[tuple[str, str], str] = {
 }
 
 # Settings that are not limits but shape how limits are evaluated or acted on.
-EVALUATION_FIELDS = ("breach_after_n", "hysteresis")
+EVALUATION_FIELDS = ("breach_after_n", "hysteresis", "clear_dwell_s", "clear_dwell_by_rule", "reopen_window_s")
 LIST_FIELDS = ("symbol_allowlist", "symbol_denylist", "disabled_checks")
 ACTION_FIELDS = ("auto_action", "auto_action_mode")
 AUTO_ACTIONS = ("none", "reducing", "halted", "cancel_orders", "reduce_positions")
 AUTO_ACTION_MODES = ("propose", "act")
 MAX_HYSTERESIS = Decimal("0.5")
+MAX_SECONDS = 86_400  # a dwell or re-open window longer than a day is a typo, not a policy
+# The evaluator's rules (rules.levels.RULES): the keys clear_dwell_by_rule may name. Listed here,
+# not imported, because levels imports this module.
+EVALUATED_RULES = (
+    "equity_floor",
+    "asset_cap",
+    "utilization",
+    "position_notional",
+    "account_notional",
+    "leverage",
+    "margin_ratio",
+    "liq_distance",
+    "concentration",
+    "daily_loss",
+    "drawdown",
+    "risk_degree",
+)
 
 
 def as_decimal(value: Any) -> Decimal:
@@ -161,6 +178,15 @@ def _other_errors(values: dict[str, Any]) -> dict[str, str]:
                 errors["hysteresis"] = f"must be a fraction between 0 and {MAX_HYSTERESIS}"
         except ValueError as exc:
             errors["hysteresis"] = str(exc)
+    for field in ("clear_dwell_s", "reopen_window_s"):
+        problem = _seconds_error(values.get(field))
+        if problem:
+            errors[field] = problem
+    dwell = values.get("clear_dwell_by_rule")
+    if dwell is not None:
+        problem = _dwell_by_rule_error(dwell)
+        if problem:
+            errors["clear_dwell_by_rule"] = problem
     for field in LIST_FIELDS:
         items = values.get(field)
         if items is not None and (not isinstance(items, list) or not all(isinstance(i, str) for i in items)):
@@ -175,6 +201,26 @@ def _other_errors(values: dict[str, Any]) -> dict[str, str]:
     if values.get("auto_action_mode") not in (None, *AUTO_ACTION_MODES):
         errors["auto_action_mode"] = f"must be one of {', '.join(AUTO_ACTION_MODES)}"
     return errors
+
+
+def _seconds_error(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SECONDS:
+        return f"must be a whole number of seconds from 0 to {MAX_SECONDS}"
+    return None
+
+
+def _dwell_by_rule_error(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return 'must map a rule to seconds, e.g. {"drawdown": 120}'
+    for rule, seconds in value.items():
+        if rule not in EVALUATED_RULES:
+            return f"unknown rule {rule!r} (known: {', '.join(EVALUATED_RULES)})"
+        problem = _seconds_error(seconds)
+        if problem:
+            return f"{rule}: {problem}"
+    return None
 
 
 def _asset_caps_error(asset_caps: Any) -> str | None:

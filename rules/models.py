@@ -104,6 +104,22 @@ class RiskProfile(models.Model):
         help_text=_("Fraction of the limit a value must fall back by to clear."),
         **FRACTION,
     )
+    clear_dwell_s = models.PositiveIntegerField(
+        _("clearing dwell (s)"),
+        default=30,
+        help_text=_("Seconds a value must stay back inside the band before its alert clears or steps down."),
+    )
+    clear_dwell_by_rule = models.JSONField(
+        _("clearing dwell per rule (s)"),
+        default=dict,
+        blank=True,
+        help_text=_('Overrides the clearing dwell for some rules, e.g. {"drawdown": 120, "leverage": 0}'),
+    )
+    reopen_window_s = models.PositiveIntegerField(
+        _("re-open window (s)"),
+        default=600,
+        help_text=_("A breach within this many seconds of its alert clearing re-opens that alert."),
+    )
     auto_action = models.CharField(
         _("automatic action on a critical breach"),
         max_length=20,

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from typing import Any
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -20,6 +22,21 @@ EDITABLE = tuple(
     for f in RiskProfile._meta.concrete_fields
     if f.editable and not f.auto_created and f.name not in ("id", "created_at", "updated_at")
 )
+
+
+# Bumped on every profile save and assignment. The stream process's evaluator polls it every
+# second (rules.evaluator.Evaluator.reloader), so a saved limit reaches evaluation, and the alerts
+# it no longer justifies resolve `limit_changed`, within about a second, not the 30 s reload.
+PROFILES_VERSION_KEY = "live:rules:profiles_version"
+
+
+def profiles_version() -> int:
+    return int(cache.get(PROFILES_VERSION_KEY) or 0)
+
+
+def _profiles_changed() -> None:
+    # After commit: a reload that reads the key before the rows commit would reload the old values.
+    transaction.on_commit(lambda: cache.set(PROFILES_VERSION_KEY, time.time_ns(), timeout=None))
 
 
 def _validate(profile: RiskProfile) -> None:
@@ -47,6 +64,7 @@ def _save(profile: RiskProfile, by: User | None, reason: str) -> RiskProfile:
             other._change_reason = f"default moved to {profile.name}"
             other.save(update_fields=["is_default", "updated_at"])
     profile.save()
+    _profiles_changed()
     return profile
 
 
@@ -77,6 +95,7 @@ def profile_delete(*, profile: RiskProfile, by: User | None) -> None:
         raise ValidationError({"is_default": "the default profile cannot be deleted; make another the default first"})
     profile._history_user = by
     profile.delete()
+    _profiles_changed()
 
 
 @transaction.atomic
@@ -89,6 +108,7 @@ def profile_assign(
         account._history_user = by
         account._change_reason = f"risk profile set to {profile.name if profile else 'the default'}"
         account.save(update_fields=["risk_profile", "updated_at"])
+    _profiles_changed()
     return accounts
 
 

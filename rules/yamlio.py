@@ -103,8 +103,10 @@ def _type_problem(field: str, value: Any) -> str | None:
         return None if isinstance(value, str) else "expected text"
     if field == "is_default":
         return None if isinstance(value, bool) else "expected true or false"
-    if field == "breach_after_n":
+    if field in ("breach_after_n", "clear_dwell_s", "reopen_window_s"):
         return None if isinstance(value, int) and not isinstance(value, bool) else "expected a whole number"
+    if field == "clear_dwell_by_rule":
+        return None if isinstance(value, dict) else "expected a mapping of rule to seconds"
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         return f"expected a number, got {type(value).__name__}"
     return None

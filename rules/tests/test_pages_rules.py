@@ -33,3 +33,9 @@ def test_a_trader_sees_their_accounts_profile_without_the_admin_link(client_for,
 
 def test_an_outsider_is_refused(client_for, outsider, desk):
     assert client_for(outsider).get("/rules/").status_code == 403
+
+
+def test_the_page_shows_the_clearing_dwell_and_reopen_window(client_for, risk_manager, desk):
+    RiskProfile.objects.filter(name="gate-test").update(clear_dwell_s=45, clear_dwell_by_rule={"drawdown": 120})
+    html = client_for(risk_manager).get("/rules/").content.decode()
+    assert "45 s (drawdown: 120 s)" in html and "600 s" in html
