@@ -182,6 +182,23 @@ def fmt_for_rule(rule: str, value: Any) -> str:
     return FORMATS.get(RULE_KINDS.get(rule, ""), fmt_qty)(value)
 
 
+def fmt_value(rule: str, value: Any) -> str:
+    """An alert row's value or limit for a person: by the rule's kind; a liquidation's value is
+    its realized PnL (money); anything else as stated, without trailing zeros."""
+    if rule == "liquidated":
+        return fmt_money(value)
+    return fmt_for_rule(rule, value)
+
+
+def resolution_label(resolution: str) -> str:
+    from alerts.models import Resolution  # models import nothing from here; keep it that way
+
+    try:
+        return str(Resolution(resolution).label)
+    except ValueError:
+        return resolution
+
+
 def fmt_subject(subject: str) -> str:
     """ "BTCUSDT:LONG" -> "BTCUSDT long"; "account" -> the account itself."""
     if not subject or subject == "account":

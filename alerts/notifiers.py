@@ -30,6 +30,7 @@ from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from alerts import messages
 from alerts.models import ChannelKind, DeliveryEvent, Level, NotificationChannel
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -167,33 +168,46 @@ def render_alert(*, snapshot: dict, event: str, level: int, language: str, refer
 
 def _alert_message(snapshot: dict, event: str, level: int, reference: str) -> Message:
     account = snapshot.get("account") or _("whole desk")
-    rule = (
-        snapshot["rule"]
-        if snapshot.get("subject") in (None, "", "account")
-        else f"{snapshot['rule']} · {snapshot['subject']}"
-    )
+    rule = _rule_words(snapshot)
     title = _("[%(level)s] %(event)s: %(rule)s on %(account)s") % {
         "level": Level(level).label,
         "event": event_label(event),
         "rule": rule,
         "account": account,
     }
+    name = snapshot.get("rule", "")
+    # Rounded for a person (ratios as %, money to 2 decimals); the webhook's JSON keeps full precision.
     rows = [
         (_("Account"), account),
         (_("Rule"), rule),
         (_("Level"), str(Level(level).label)),
-        (_("Value"), snapshot.get("value") or "—"),
-        (_("Limit"), snapshot.get("limit") or "—"),
-        (_("Mark price"), snapshot.get("mark_price") or "—"),
+        (_("Value"), messages.fmt_value(name, snapshot.get("value"))),
+    ]
+    if snapshot.get("peak_value") not in (None, snapshot.get("value")):
+        rows.append((_("Worst"), messages.fmt_value(name, snapshot.get("peak_value"))))
+    rows += [
+        (_("Limit"), messages.fmt_value(name, snapshot.get("limit"))),
+        (_("Mark price"), messages.fmt_price(snapshot.get("mark_price"))),
         (_("Reason"), snapshot.get("reason_code", "")),
         (_("Time"), _when(snapshot.get("event_at"))),
     ]
+    if snapshot.get("resolution"):
+        rows.append((_("Resolution"), messages.resolution_label(snapshot["resolution"])))
     link = alert_url(snapshot.get("id"))
     footer = _("riskdesk alert #%(id)s, delivery %(ref)s") % {"id": snapshot.get("id"), "ref": reference[:8]}
     payload = {"event": event, "level": int(level), "level_label": str(Level(level).label), "alert": snapshot}
-    return Message(
-        title, rows, level, link, snapshot.get("message", ""), footer=footer, payload=payload, link_label=_link_label()
-    )
+    # The sentence in the channel's language (we run inside its translation.override).
+    note = messages.alert_text(snapshot)
+    return Message(title, rows, level, link, note, footer=footer, payload=payload, link_label=_link_label())
+
+
+def _rule_words(snapshot: dict) -> str:
+    """ "Margin ratio", or "Distance to liquidation · BTCUSDT long" for a position's alert."""
+    name = messages.rule_name(snapshot.get("rule", ""))
+    subject = snapshot.get("subject")
+    if subject in (None, "", "account"):
+        return name
+    return f"{name} · {messages.fmt_subject(subject) if ':' in subject else subject}"
 
 
 def render_digest(*, folded: list[tuple[dict, str, int]], language: str, reference: str) -> Message:
@@ -217,11 +231,11 @@ def _digest_line(snapshot: dict, event: str, level: int) -> str:
     return _("%(level)s %(event)s: %(rule)s on %(account)s, %(value)s vs limit %(limit)s (mark %(mark)s)") % {
         "level": Level(level).label,
         "event": event_label(event),
-        "rule": snapshot.get("rule"),
+        "rule": _rule_words(snapshot),
         "account": snapshot.get("account") or _("whole desk"),
-        "value": snapshot.get("value") or "—",
-        "limit": snapshot.get("limit") or "—",
-        "mark": snapshot.get("mark_price") or "—",
+        "value": messages.fmt_value(snapshot.get("rule", ""), snapshot.get("value")),
+        "limit": messages.fmt_value(snapshot.get("rule", ""), snapshot.get("limit")),
+        "mark": messages.fmt_price(snapshot.get("mark_price")),
     }
 
 

@@ -36,7 +36,8 @@ def send(delivery: Delivery) -> Delivery:
 
 
 def assert_carries_the_alert(text: str, alert) -> None:
-    for piece in ("acct-a", "margin_ratio", "0.93", "0.8", "64123.5", "MARGIN_RATIO_CRITICAL"):
+    # Rounded for a person: the ratio as a percentage, the price grouped (the JSON keeps "0.93").
+    for piece in ("acct-a", "Margin ratio", "93.00 %", "80.00 %", "64,123.5", "MARGIN_RATIO_CRITICAL"):
         assert piece in text, piece
     assert f"{settings.SITE_URL}/admin/alerts/alert/{alert.pk}/change/" in text
 
@@ -144,7 +145,7 @@ def test_email_goes_over_smtp_as_text_and_html_with_a_message_id_from_the_delive
 
     [message] = smtp_server.messages
     assert smtp_server.envelopes[0].rcpt_tos == ["desk@example.com", "cro@example.com"]
-    assert message["Subject"] == "[Critical] Alert opened: margin_ratio on acct-a"
+    assert message["Subject"] == "[Critical] Alert opened: Margin ratio on acct-a"
     assert message["Message-ID"] == f"<{delivery.idempotency_key}@{urlsplit(settings.SITE_URL).hostname}>"
     assert message["X-Riskdesk-Delivery"] == str(delivery.idempotency_key)
     assert message.get_content_type() == "multipart/alternative"
@@ -183,4 +184,4 @@ def test_the_message_describes_the_event_as_it_was_not_as_the_alert_is_now(make_
     send(opened)
 
     content = receiver.requests[0].json["markdown"]["content"]
-    assert "[Warning] Alert opened" in content and "0.85" in content and "0.97" not in content
+    assert "[Warning] Alert opened" in content and "85.00 %" in content and "97.00 %" not in content
