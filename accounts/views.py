@@ -23,6 +23,8 @@ from marketdata.exchange import ExchangeError
 from positions import selectors
 from riskdesk.views import desk_member_required, render_page
 from rules import gate
+from rules import services as rule_services
+from rules.models import RiskAction
 
 # The actions a risk manager may take from the page: the state they set, or "kill".
 ACTIONS = {
@@ -53,10 +55,66 @@ def _table_context(request: HttpRequest) -> dict[str, Any]:
     return {"accounts": accounts, "can_act": access.is_risk_manager(request.user)}
 
 
+def _actions_context(request: HttpRequest) -> dict[str, Any]:
+    pending, history = selectors.risk_actions(account_ids=access.visible_account_ids(request.user))
+    return {"pending_actions": pending, "action_history": history, "can_act": access.is_risk_manager(request.user)}
+
+
 @desk_member_required
 def account_list(request: HttpRequest) -> HttpResponse:
     context = _table_context(request)
+    context.update(_actions_context(request))
     return render_page(request, "accounts/list.html", context, accounts=context["accounts"])
+
+
+@desk_member_required
+def action_table(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/_actions.html", _actions_context(request))
+
+
+def _risk_action(request: HttpRequest, action_id: int) -> RiskAction:
+    """A risk action of an account the user may configure (404 otherwise, as for the account)."""
+    action = RiskAction.objects.filter(pk=action_id).select_related("account").first()
+    if action is None:
+        raise Http404("No such action.")
+    access.get_account_for_user(request.user, action.account_id, write=True)
+    return action
+
+
+@desk_member_required
+def action_review(request: HttpRequest, action_id: int) -> HttpResponse:
+    """The proposed plan (its dry run: orders, cancels, state) and the reason form."""
+    action = _risk_action(request, action_id)
+    context = {"action": action, "view": selectors.account_view(action.account)}
+    if request.headers.get("HX-Request"):
+        return render(request, "accounts/_action_review.html", context)
+    return render_page(request, "accounts/action_review.html", context)
+
+
+DECISIONS = {"approve": "action_approve", "dismiss": "action_dismiss"}
+
+
+@require_POST
+@desk_member_required
+def action_decide(request: HttpRequest, action_id: int, decision: str) -> HttpResponse:
+    if decision not in DECISIONS:
+        raise Http404("No such decision.")
+    action = _risk_action(request, action_id)
+    reason = (request.POST.get("reason") or "").strip()[:500]
+    if not reason:
+        messages.error(request, _("Give a reason: the history keeps who decided, when and why."))
+        return redirect("accounts:list")
+    if action.status != RiskAction.Status.PROPOSED:
+        status = action.get_status_display()
+        messages.error(request, _("This action is %(status)s: nothing to decide.") % {"status": status})
+        return redirect("accounts:list")
+    decided = getattr(rule_services, DECISIONS[decision])(action=action, by=request.user, reason=reason)
+    words = {"account": action.account.name, "kind": action.kind, "status": decided.get_status_display()}
+    if decided.status == RiskAction.Status.PROPOSED or decided.status == action.status:
+        messages.error(request, _("%(account)s: %(kind)s was not changed (now %(status)s).") % words)
+    else:
+        messages.success(request, _("%(account)s: %(kind)s is now %(status)s.") % words)
+    return redirect("accounts:list")
 
 
 @desk_member_required

@@ -202,6 +202,9 @@ def position_close_record(
         raise ValueError(f"unknown close reason {reason!r}")
     closed_at = _time(time_ms)
     order_id = str(order_id or "")
+    before_qty = _dec((before or {}).get("qty")) or ZERO
+    # One-way (BOTH) quantities are signed as Binance reports them: the sign is the direction.
+    short = side == "SHORT" or (side == "BOTH" and (qty < 0 or before_qty < 0))
     row, created = _close_row(
         account_id=account_id,
         symbol=symbol,
@@ -214,6 +217,7 @@ def position_close_record(
         before=before,
         order_id=order_id,
         commission=commission,
+        direction="short" if short else "long",
     )
     if not created:
         return None
@@ -234,6 +238,7 @@ def _close_row(
     before: dict[str, Any] | None,
     order_id: str,
     commission: Decimal | None,
+    direction: str,
 ) -> tuple[ClosedPosition, bool]:
     """The row and whether this report is the first of its close (the one that acts)."""
     if order_id:
@@ -248,7 +253,7 @@ def _close_row(
         "commission": commission if commission is not None else fees,
         "reason": reason,
         "closed_at": closed_at,
-        "details": _before_details(before),
+        "details": {**_before_details(before), "direction": direction},
         "exchange_order_id": order_id,
     }
     with transaction.atomic():
@@ -349,6 +354,7 @@ def liquidation_record(*, account_id: int, event: dict[str, Any], before: dict[s
         before=before,
         order_id=order_id,
         commission=None,
+        direction="long" if order.get("S") == "SELL" else "short",  # a SELL closes a long
     )
     # The emergency first: it is what must reach people within seconds; resolving the position's
     # other alerts and expiring actions follow.

@@ -239,5 +239,9 @@ class ClosedPosition(models.Model):
         return f"{self.account_id} {self.symbol} {self.side} {self.reason} {self.closed_at:%H:%M:%S}"
 
     @property
+    def is_long(self) -> bool:
+        return self.side == Side.LONG or (self.side == Side.BOTH and (self.details or {}).get("direction") != "short")
+
+    @property
     def is_liquidation(self) -> bool:
         return self.reason in (CloseReason.LIQUIDATED, CloseReason.ADL)

@@ -28,11 +28,13 @@ from marketdata.models import LeverageBracket
 from positions import whatif
 from positions.figures import PositionInput
 from positions.margin import Bracket, liquidation_distance
-from positions.models import AccountSnapshot, Fill, FundingFee, Position
+from positions.models import AccountSnapshot, ClosedPosition, Fill, FundingFee, Position
 
 # Colour bands of the distance to liquidation (fraction of the mark), shared by the table and the legend.
 BAND_SAFE = Decimal("0.15")
 BAND_DANGER = Decimal("0.05")
+CLOSED_ROWS = 200  # a page of today's closes; more is the admin's job
+ACTION_HISTORY_ROWS = 50
 PNL_POINTS = 600  # per account on first load: enough for a smooth curve, small enough to ship in the page
 
 
@@ -65,6 +67,12 @@ class Feed:
     last_ms: int | None
     age_s: float | None
     reconnects: int
+    messages: int = 0  # events received since the stream process started
+
+    @property
+    def quiet(self) -> bool:
+        """A user stream that has carried no account event yet (not: one whose last event is old)."""
+        return self.account_id is not None and self.last_ms is None and not self.messages
 
 
 @dataclass
@@ -97,6 +105,17 @@ class PositionRow:
         return f"{self.account_id}-{self.symbol}-{self.side}"
 
 
+@dataclass(frozen=True)
+class Liquidation:
+    """What the account's open LIQUIDATED alerts say: when (the latest fill) and the realized loss
+    (summed over every liquidated position still waiting for a person)."""
+
+    at: datetime
+    realized_pnl: Decimal
+    subjects: tuple[str, ...]
+    alert_ids: tuple[int, ...]
+
+
 @dataclass
 class AccountView:
     id: int
@@ -109,6 +128,8 @@ class AccountView:
     symbol_exposures: dict[str, Decimal] = field(default_factory=dict)
     open_orders: int = 0
     user_feed: Feed | None = None
+    realized_pnl_today: Decimal | None = None
+    liquidation: Liquidation | None = None  # while a LIQUIDATED alert waits for a risk manager
 
     def figure(self, name: str) -> Decimal | None:
         return self.figures.get(name)
@@ -169,10 +190,14 @@ def desk_accounts(user: User, *, account_id: int | None = None) -> list[AccountV
         accounts = [access.get_account_for_user(user, account_id)]
     else:
         accounts = list(access.accounts_visible_to(user).order_by("name"))
-    return [account_view(a) for a in accounts]
+    return _with_ledger([_account_view(a) for a in accounts])
 
 
 def account_view(account: ExchangeAccount) -> AccountView:
+    return _with_ledger([_account_view(account)])[0]
+
+
+def _account_view(account: ExchangeAccount) -> AccountView:
     from rules import gate  # the order gate owns the live read and its staleness verdict
 
     risk = gate.account_risk(account=account)
@@ -180,6 +205,49 @@ def account_view(account: ExchangeAccount) -> AccountView:
     view = _from_rows(account, risk) if risk["published_ms"] is None else _from_live(account, risk)
     view.user_feed = user_feed
     return view
+
+
+def _with_ledger(views: list[AccountView]) -> list[AccountView]:
+    """Realized PnL today and the liquidation mark, for all the views in a few queries."""
+    ids = [v.id for v in views]
+    realized = realized_pnl_today(account_ids=ids)
+    liquidations = liquidations_unacknowledged(account_ids=ids)
+    for v in views:
+        v.realized_pnl_today = realized.get(v.id)
+        v.liquidation = liquidations.get(v.id)
+    return views
+
+
+def liquidations_unacknowledged(*, account_ids: list[int]) -> dict[int, Liquidation]:
+    """Accounts with an open (not yet acknowledged) LIQUIDATED alert. The alert keeps the fills
+    it was raised for (alerts.services.alert_liquidated); its value is the summed realized loss."""
+    from alerts.models import Alert, AlertStatus
+
+    found: dict[int, list[Alert]] = {}
+    rows = Alert.objects.filter(account_id__in=account_ids, rule="liquidated", status=AlertStatus.OPEN)
+    for alert in rows.order_by("opened_at"):
+        found.setdefault(alert.account_id, []).append(alert)
+    marks = {}
+    for account_id, alerts in found.items():
+        times = [_liquidation_ms(a) for a in alerts]
+        marks[account_id] = Liquidation(
+            at=_from_ms(max(times)) or alerts[-1].opened_at,
+            realized_pnl=sum((_liquidation_pnl(a) for a in alerts), Decimal(0)),
+            subjects=tuple(a.subject for a in alerts),
+            alert_ids=tuple(a.id for a in alerts),
+        )
+    return marks
+
+
+def _liquidation_ms(alert: Any) -> int:
+    details = alert.details or {}
+    times = [int(f.get("time_ms") or 0) for f in details.get("fills") or []] or [int(details.get("time_ms") or 0)]
+    return max(times) or int(alert.opened_at.timestamp() * 1000)
+
+
+def _liquidation_pnl(alert: Any) -> Decimal:
+    value = _dec((alert.details or {}).get("realized_pnl"))
+    return value if value is not None else (alert.value or Decimal(0))
 
 
 def _from_live(account: ExchangeAccount, risk: dict[str, Any]) -> AccountView:
@@ -313,6 +381,7 @@ def _feed(name: str, account: ExchangeAccount | None, status: dict[str, Any] | N
         last_ms=last_ms,
         age_s=age,
         reconnects=int((status or {}).get("reconnects") or 0),
+        messages=int((status or {}).get("messages") or 0),
     )
 
 
@@ -368,6 +437,31 @@ def position_rows(accounts: list[AccountView], f: PositionFilter) -> list[Positi
     missing = [r for r in rows if key(r) is None]
     present.sort(key=key, reverse=f.descending)
     return present + missing
+
+
+def closed_today(accounts: list[AccountView], f: PositionFilter) -> list[ClosedPosition]:
+    """Today's closed and liquidated positions of the given accounts, newest first."""
+    names = {a.id: a.name for a in accounts}
+    ids = [f.account_id] if f.account_id is not None else list(names)
+    rows = ClosedPosition.objects.filter(account_id__in=ids, closed_at__gte=trading_day_start())
+    if f.symbol:
+        rows = rows.filter(symbol__icontains=f.symbol)
+    rows = list(rows.order_by("-closed_at", "-id")[:CLOSED_ROWS])
+    if f.side in ("long", "short"):
+        rows = [r for r in rows if r.is_long == (f.side == "long")]
+    for row in rows:
+        row.account_name = names.get(row.account_id, "")
+    return rows
+
+
+def risk_actions(*, account_ids: set[int] | list[int]) -> tuple[list[Any], list[Any]]:
+    """The accounts' pending risk actions (a person decides) and the recent decided ones."""
+    from rules.models import RiskAction
+
+    rows = RiskAction.objects.filter(account_id__in=account_ids).select_related("account", "decided_by")
+    pending = list(rows.filter(status__in=RiskAction.PENDING).order_by("-created_at")[:CLOSED_ROWS])
+    history = list(rows.exclude(status__in=RiskAction.PENDING).order_by("-created_at")[:ACTION_HISTORY_ROWS])
+    return pending, history
 
 
 # --------------------------------------------------------------------------- overview charts

@@ -38,7 +38,12 @@ def _table_context(request: HttpRequest) -> dict[str, Any]:
     f = _filters(request)
     # An account filter names one account: it must be the user's (404 otherwise, as everywhere).
     accounts = selectors.desk_accounts(request.user, account_id=f.account_id)
-    return {"rows": selectors.position_rows(accounts, f), "filters": f, "accounts": accounts}
+    return {
+        "rows": selectors.position_rows(accounts, f),
+        "closed": selectors.closed_today(accounts, f),
+        "filters": f,
+        "accounts": accounts,
+    }
 
 
 @desk_member_required
@@ -53,6 +58,12 @@ def position_list(request: HttpRequest) -> HttpResponse:
 @desk_member_required
 def position_table(request: HttpRequest) -> HttpResponse:
     return render(request, "positions/_table.html", _table_context(request))
+
+
+@desk_member_required
+def closed_table(request: HttpRequest) -> HttpResponse:
+    """Today's closed and liquidated positions, for the live refresh (a close is a risk change)."""
+    return render(request, "positions/_closed.html", _table_context(request))
 
 
 COLUMNS = [

@@ -79,6 +79,8 @@ def _overview_context(request: HttpRequest) -> dict[str, Any]:
             "name": a.name,
             "ratio": str(a.figure("margin_ratio") or 0),
             "stale": a.freshness.stale,
+            # Never green after a liquidation: a flat account reads 0 %, which is not "safe".
+            "liquidated": a.liquidation is not None,
             # The gauge's colours are the account's own limits, so amber and red mean what the alerts mean.
             "warn": str(bands[a.id][0] or "0.5"),
             "crit": str(bands[a.id][1] or "0.8"),

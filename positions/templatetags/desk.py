@@ -7,11 +7,13 @@ group separator empty (zh-Hans), CLDR's "," is used, which is what Chinese finan
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from django import template
+from django.core.signals import request_started
 from django.utils import formats
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -65,15 +67,61 @@ def signed_money(value: Any, places: int = 2) -> str:
     return number(value, int(places), sign=True)
 
 
+# The symbols' ticks, read at most once per request (a page must not query them per cell) and
+# forgotten when the next request starts, so a refresh_symbols is seen at once.
+_ticks = threading.local()
+
+
+def _forget_ticks(**_kwargs: Any) -> None:
+    _ticks.__dict__.pop("table", None)
+
+
+request_started.connect(_forget_ticks, dispatch_uid="desk-ticks")
+
+
+def tick_size(symbol: str) -> Decimal | None:
+    table = getattr(_ticks, "table", None)
+    if table is None:
+        from marketdata.models import Symbol
+
+        table = _ticks.table = {name: tick for name, tick in Symbol.objects.values_list("name", "tick_size") if tick}
+    return table.get(symbol)
+
+
+def tick_places(tick: Decimal) -> int:
+    exponent = tick.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 2
+
+
 @register.filter
-def price(value: Any) -> str:
-    """Enough decimals for the price's size: 43,210.10 · 3,402.57 · 1.2345 · 0.012345."""
+def price(value: Any, symbol: str = "") -> str:
+    """To the symbol's tick when it is known (BTCUSDT 0.10 → 43,210.1; a 0.0001 tick → 1.2345),
+    else enough decimals for the price's size: 43,210.10 · 3,402.57 · 1.2345 · 0.012345."""
     d = _decimal(value)
     if d is None:
         return DASH
+    tick = tick_size(symbol) if symbol else None
+    if tick:
+        return number(d, tick_places(tick))
     magnitude = abs(d)
     places = 2 if magnitude >= 100 else 4 if magnitude >= 1 else 6
     return number(d, places)
+
+
+# margin.RATIO_CAP (100 = 10,000 %) is the sentinel for "no margin left": a number nobody should read.
+LIQUIDATION_RATIO = Decimal(1)
+
+
+@register.filter
+def margin_ratio(value: Any, places: int = 2) -> str:
+    """A margin ratio as a percentage; at or past 100 % (the exchange liquidates there, and the
+    figures cap the ratio at a 10,000 % sentinel) it says so instead of printing the sentinel."""
+    d = _decimal(value)
+    if d is None:
+        return DASH
+    if d >= LIQUIDATION_RATIO:
+        return _("≥ 100 % (liquidated)")
+    return pct(d, places)
 
 
 @register.filter

@@ -66,6 +66,7 @@
       }
     });
     body.classList.toggle("market-stale", marketOld);
+    showConn();
     if (marketOld) document.querySelectorAll(".fresh.src-live .fresh-label").forEach((l) => (l.textContent = T.stale));
   }
   setInterval(tick, 1000);
@@ -73,9 +74,21 @@
   // ------------------------------------------------------------------ connection indicator
   const conn = document.getElementById("conn");
   function setConn(state) {
+    body.dataset.conn = state;
+    showConn();
+  }
+
+  // The pill says "Live" only when the socket is up AND no feed is stale: a live socket that
+  // carries stale figures must not look healthy (the strip's verdict, or the market feed's age).
+  function anyFeedStale() {
+    return body.classList.contains("market-stale") || !!document.querySelector("#status .feeds.has-stale");
+  }
+  function showConn() {
+    let state = body.dataset.conn || "connecting";
+    if (state === "live" && anyFeedStale()) state = "stale";
+    if (conn.dataset.state === state) return;
     conn.dataset.state = state;
     conn.querySelector(".conn-label").textContent = T["conn_" + state] || state;
-    body.dataset.conn = state;
   }
 
   // ------------------------------------------------------------------ refreshing partials
@@ -171,8 +184,20 @@
   const charts = {};
   const css = (name) => getComputedStyle(body).getPropertyValue(name).trim();
 
-  function gaugeOption(ratio, stale, warn, crit) {
-    const value = Math.min(100, Math.max(0, ratio * 100));
+  // At or past 100 % the exchange liquidates; the figures cap the ratio at a 10,000 % sentinel
+  // that nobody should read as a number.
+  const ratioText = (ratio) => (ratio >= 1 ? T.ratio_liquidated : pct1.format(ratio * 100) + "%");
+
+  function gaugeOption(ratio, stale, warn, crit, liquidated) {
+    // A liquidated account is never green: it may read 0 % (flat) while the loss is the news.
+    const value = liquidated ? 100 : Math.min(100, Math.max(0, ratio * 100));
+    const bands = liquidated
+      ? [[1, css("--danger")]]
+      : [
+          [warn, css("--safe")],
+          [crit, css("--warn")],
+          [1, css("--danger")],
+        ];
     return {
       animation: false,
       series: [
@@ -185,14 +210,7 @@
           radius: "100%",
           center: ["50%", "62%"],
           axisLine: {
-            lineStyle: {
-              width: 10,
-              color: [
-                [warn, css("--safe")],
-                [crit, css("--warn")],
-                [1, css("--danger")],
-              ],
-            },
+            lineStyle: { width: 10, color: bands },
           },
           pointer: { width: 4, length: "60%", itemStyle: { color: stale ? css("--muted") : css("--ink") } },
           splitNumber: 4,
@@ -203,8 +221,8 @@
             valueAnimation: false,
             fontSize: 14,
             offsetCenter: [0, "28%"],
-            color: stale ? css("--muted") : css("--ink"),
-            formatter: () => pct1.format(ratio * 100) + "%",
+            color: liquidated ? css("--danger") : stale ? css("--muted") : css("--ink"),
+            formatter: () => (liquidated ? T.liquidated : ratioText(ratio)),
           },
           title: { show: true, offsetCenter: [0, "55%"], fontSize: 10, color: css("--muted") },
           data: [{ value, name: T.margin_ratio }],
@@ -222,7 +240,11 @@
   function updateGauges(data) {
     data.gauges.forEach((g) => {
       const chart = chartFor(document.getElementById(`gauge-${g.id}`));
-      if (chart) chart.setOption(gaugeOption(parseFloat(g.ratio), g.stale, parseFloat(g.warn), parseFloat(g.crit)));
+      if (chart) {
+        chart.setOption(gaugeOption(parseFloat(g.ratio), g.stale, parseFloat(g.warn), parseFloat(g.crit), !!g.liquidated));
+      }
+      const el = document.getElementById(`gauge-${g.id}`);
+      if (el) el.dataset.liquidated = g.liquidated ? "1" : "0";
     });
   }
 
@@ -323,7 +345,7 @@
 
   // ------------------------------------------------------------------ page wiring
   document.addEventListener("htmx:afterSwap", (e) => {
-    tick();
+    tick(); // also re-reads the strip's stale verdict for the connection pill
     if (e.detail.target.id === "overview-live") updateOverview();
     if (e.detail.target.id === "dialog") {
       const dialog = e.detail.target;
