@@ -4,7 +4,15 @@
 risk book only (no database on the tick path): a vectorised screen (rules/quiet_screen.py)
 skips the accounts nowhere near a limit and the exact Decimal evaluation runs for the
 rest. Level changes go straight to one writer thread, which turns them into alert rows
-in order while the pass goes on. Profiles are re-read from the database every PROFILE_RELOAD_S.
+in order while the pass goes on. Profiles are re-read from the database every PROFILE_RELOAD_S,
+and within about a second of a save (rules.services bumps a cache key the reloader polls).
+
+The alert rows are kept true to the latches: at start the latches are seeded from the open
+alerts, and the first complete evaluation of each account resolves the ones that no longer hold
+(`restart_reconciled`); after a limit change, the same with `limit_changed`. Open rows' values
+are refreshed quietly (at most every ALERT_VALUE_REFRESH_S per row). A job about a position the
+exchange has reported closed since the job's measurement is dropped, so nobody is paged about a
+position that is gone.
 """
 
 from __future__ import annotations
@@ -32,14 +40,19 @@ from positions.figures import PositionInput
 from rules.actions import TRIGGERS, plan_action
 from rules.levels import CRITICAL, NORMAL, RULES, Change, DayState, Latch, Limits
 from rules.models import RiskProfile
-from rules.quiet_screen import Screen, evaluate_accounts
-from rules.services import action_record, profile_for_account
+from rules.quiet_screen import Screen, evaluate_accounts, seed_latches
+from rules.services import action_record, profile_for_account, profiles_version
 
 log = logging.getLogger(__name__)
 
 PROFILE_RELOAD_S = 30.0
+VERSION_POLL_S = 1.0  # how often the reloader looks for a profile save (and re-evaluates dwelling accounts)
 WRITE_ATTEMPTS = 8  # about two minutes of back-off before a change is given up (and logged)
 LEVEL_NAMES = {NORMAL: "normal", 20: "warning", CRITICAL: "critical"}
+# The exchange stamps a close with its own clock, the evaluator a measurement with the local one:
+# a close this much "before" a measurement still counts as after it (clock skew, not a re-open).
+CLOSE_SKEW_MS = 500
+RESTART_RECONCILED, LIMIT_CHANGED = "restart_reconciled", "limit_changed"
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,51 @@ class Job:
     cross_wallet: Decimal | None = None
     brackets: dict | None = None  # the tables the book used, so the plan matches its figures
     step_sizes: dict | None = None
+    reopen_window_s: int | None = None  # the profile's; None: the alerts app's default
+
+    @property
+    def subject(self) -> str:
+        return self.change.subject
+
+
+@dataclass(frozen=True)
+class RefreshJob:
+    """An open row's value, updated quietly (no delivery)."""
+
+    account_id: int
+    rule: str
+    subject: str
+    value: Decimal
+    mark: Decimal | None
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class ReconcileJob:
+    """Resolve the account's open alerts of `rules` that the latch no longer holds."""
+
+    account_id: int
+    holding: frozenset[tuple[str, str]]
+    rules: frozenset[str]
+    resolution: str
+    at_ms: int
+    subject: str = ""  # about no one position
+
+
+def value_refresh_ms() -> int:
+    return int(float(getattr(settings, "ALERT_VALUE_REFRESH_S", 5)) * 1000)
+
+
+def is_position(subject: str) -> bool:
+    return ":" in subject  # "BTCUSDT:LONG"; account subjects are "account", "cross" or an asset
+
+
+def closed_after(closed: dict, account_id: int, subject: str, at_ms: int) -> bool:
+    """The exchange reported the position closed at or after `at_ms` (the job's measurement)."""
+    if not is_position(subject):
+        return False
+    closed_at = closed.get((account_id, subject))
+    return closed_at is not None and closed_at >= at_ms - CLOSE_SKEW_MS
 
 
 def trading_day(now: datetime | None = None) -> str:
@@ -88,10 +146,17 @@ def load_day_states(account_ids: list[int], day: str) -> dict[int, DayState]:
     return states
 
 
+def comparison(value: Decimal, limit: Decimal | None, lower_is_worse: bool) -> str:
+    """How the value stands to the limit, as the evaluator compares (a breach is >= or <=)."""
+    if limit is None or value == limit:
+        return "at" if limit is not None else ("below" if lower_is_worse else "above")
+    return "above" if value > limit else "below"
+
+
 def alert_payload(account_id: int, job: Job) -> dict[str, Any]:
     change = job.change
     m, t = change.measurement, change.thresholds
-    limit = t.critical if change.level == CRITICAL else t.warning
+    limit = t.critical if change.level == CRITICAL else t.warning  # the present level's limit
     details = {
         "value": str(m.value),
         "limit": None if limit is None else str(limit),
@@ -103,7 +168,15 @@ def alert_payload(account_id: int, job: Job) -> dict[str, Any]:
         "lower_is_worse": t.lower_is_worse,
         "time_ms": job.at_ms,
     }
-    word = "below" if t.lower_is_worse else "above"
+    params = {
+        "rule": change.rule,
+        "subject": change.subject,
+        "value": str(m.value),
+        "limit": None if limit is None else str(limit),
+        "level": LEVEL_NAMES[change.level],
+        "comparison": comparison(m.value, limit, t.lower_is_worse),
+        "reason_code": RULES[change.rule][1],
+    }
     return dict(
         account_id=account_id,
         rule=change.rule,
@@ -114,18 +187,41 @@ def alert_payload(account_id: int, job: Job) -> dict[str, Any]:
         limit=limit,
         mark_price=m.mark,
         details=details,
-        message=f"{change.rule} {change.subject}: {m.value} is {word} the {LEVEL_NAMES[change.level]} limit {limit}",
+        # The text is rendered from the code in each reader's language (alerts.messages).
+        message_code="limit_breach",
+        message_params=params,
+        reopen_window_s=job.reopen_window_s,
     )
 
 
-def write_alerts(jobs: list[Job]) -> None:
+def write_alerts(jobs: list) -> None:
     from alerts import services as alert_services
 
     for job in jobs:
         # Each service call is its own transaction (alert row and outbox rows together): not wrapped
         # in another, so it needs no savepoint, two round trips fewer on the alert's way to the desk.
-        if job.change.level == NORMAL:
-            alert_services.alert_clear(account_id=job.account_id, rule=job.change.rule, subject=job.change.subject)
+        if isinstance(job, RefreshJob):
+            alert_services.alert_refresh(
+                account_id=job.account_id, rule=job.rule, subject=job.subject, value=job.value, mark_price=job.mark
+            )
+            continue
+        if isinstance(job, ReconcileJob):
+            alert_services.alerts_reconcile(
+                account_id=job.account_id,
+                holding=set(job.holding),
+                rules=set(job.rules),
+                resolution=job.resolution,
+            )
+            continue
+        change = job.change
+        if change.level == NORMAL:
+            # A position that left the book without a close the engine saw (a sync, say): gone,
+            # not back within its limit. (One the exchange reported closed is not written at all:
+            # its close or liquidation resolves the alert, with the reason.)
+            resolution = "position_closed" if change.vanished and is_position(change.subject) else "cleared"
+            alert_services.alert_clear(
+                account_id=job.account_id, rule=change.rule, subject=change.subject, resolution=resolution
+            )
             continue
         alert, event = alert_services.alert_raise(**alert_payload(job.account_id, job))
         if job.action and event in ("opened", "escalated"):
@@ -171,6 +267,16 @@ def record_action(job: Job, *, alert_id: int | None) -> None:
     action_record(account_id=job.account_id, alert_id=alert_id, plan=plan.as_json(), act=mode == "act")
 
 
+def changed_rules(old: Limits | None, new: Limits | None) -> set[str]:
+    """The evaluator's rules whose thresholds differ between two profiles' limits."""
+    if old is None or new is None:
+        return set(RULES) if old is not new else set()
+    rules = {r for r in RULES if old.by_rule.get(r) != new.by_rule.get(r)}
+    if old.asset_caps != new.asset_caps:
+        rules.add("asset_cap")
+    return rules
+
+
 class Evaluator:
     def __init__(self, engine: Any):
         self.engine = engine
@@ -178,34 +284,81 @@ class Evaluator:
         self.limits: dict[int, Limits | None] = {}
         self.days: dict[int, DayState] = {}
         self.hot: set[int] = set()  # accounts whose latch is not all NORMAL with zero streaks
+        # Accounts whose next complete evaluation settles their latch and resolves what no longer
+        # holds: account -> (resolution, the rules concerned). Set at start (seeded latches) and
+        # when a reload changes an account's limits; usually empty, so the tick pays nothing.
+        self.settle: dict[int, tuple[str, set[str]]] = {}
+        self.dwelling: set[int] = set()  # a level waits for its clearing dwell: re-evaluated each second
         self._screen: Screen | None = None
+        self._version: int | None = None
         # Jobs go straight to the writer's own thread (and database connection), not through the
         # event loop: a change found part-way through a pass is written while the pass goes on.
         # On asgiref's one shared sync thread an alert waited behind the sink's persistence (up to
         # ~0.3 s at p99, bench/alerts.py); behind the pass it waited for all of it (~0.24 s).
-        self.queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.evaluations = 0
         self.last_eval_us = 0.0
         self.screened = 0  # accounts the screen found quiet in the last pass
+        self.dropped = 0  # jobs dropped because the exchange had closed their position
         self._queued = self._done = 0  # jobs handed to the writer, and written or given up (each has one writer)
 
-    async def load(self) -> None:
-        """At start: the profiles, and the day's start and peak equity from today's snapshots."""
-        await self.load_limits()
-        self.days = await sync_to_async(load_day_states)(list(self.engine.accounts), trading_day())
+    @property
+    def closed_positions(self) -> dict:
+        # The engine's (marketdata.streams): (account_id, "SYM:SIDE") -> closed_at_ms, a re-opened
+        # position removes its key. An engine without it closes nothing.
+        return getattr(self.engine, "closed_positions", None) or {}
 
-    async def load_limits(self) -> None:
+    async def load(self) -> None:
+        """At start: the profiles, the day's start and peak equity from today's snapshots, and the
+        latches seeded from the open alerts (a breach standing through a restart is not opened and
+        paged again; one that ended while the desk was down resolves on the first evaluation)."""
+        self._version = await sync_to_async(profiles_version)()
+        await self.load_limits()
+        account_ids = list(self.engine.accounts)
+        self.days = await sync_to_async(load_day_states)(account_ids, trading_day())
+        self.seed(await sync_to_async(open_levels)(account_ids))
+
+    def seed(self, levels: dict[int, dict[tuple[str, str], int]]) -> None:
+        mine = {a: {k: lv for k, lv in by_key.items() if k[0] in RULES} for a, by_key in levels.items()}
+        mine = {a: by_key for a, by_key in mine.items() if by_key}
+        seed_latches(latches=self.latches, hot=self.hot, levels=mine)
+        for account_id in mine:
+            self.settle[account_id] = (RESTART_RECONCILED, set(RULES))
+
+    async def load_limits(self) -> set[int]:
+        """Re-read the profiles; the accounts whose limits changed (their alerts get reconciled)."""
         limits = await sync_to_async(load_limits)(list(self.engine.accounts))
         # Profiles that did not change keep the screen built for them: a new one rebuilds its bounds
         # on the next frame's path (~10 ms at 200 accounts, every PROFILE_RELOAD_S; bench/alerts.py).
-        if limits != self.limits:
-            self.limits = limits
+        if limits == self.limits:
+            return set()
+        old, self.limits = self.limits, limits
+        if not old:
+            return set()  # the first load: nothing was evaluated under other limits
+        changed = set()
+        for account_id, new in limits.items():
+            rules = changed_rules(old.get(account_id), new)
+            if not rules:
+                continue
+            changed.add(account_id)
+            if new is None:
+                # No profile governs the account any more: nothing evaluates it, so nothing it
+                # raised holds. Resolve it all now.
+                self.latches.pop(account_id, None)
+                self.hot.discard(account_id)
+                self.settle.pop(account_id, None)
+                self._put(ReconcileJob(account_id, frozenset(), frozenset(RULES), LIMIT_CHANGED, now_ms()))
+                continue
+            resolution, pending = self.settle.get(account_id, (LIMIT_CHANGED, set()))
+            self.settle[account_id] = (resolution, pending | rules)  # a restart's settle keeps its name
+        return changed
 
     def on_change(self, account_ids: set[int]) -> None:
         started = time.perf_counter()
-        at_ms = int(time.time() * 1000)
+        at_ms = now_ms()
         if self._screen is None or self._screen.limits is not self.limits:  # profiles (re)loaded
             self._screen = Screen(self.limits)
+        settle = {a: self.settle[a][1] for a in account_ids if a in self.settle} if self.settle else None
         evaluated = 0
         for account_id, changes, risk in evaluate_accounts(
             book=self.engine.book,
@@ -216,20 +369,73 @@ class Evaluator:
             day=trading_day(),
             hot=self.hot,
             screen=self._screen,
+            now_ms=at_ms,
+            settle=settle,
         ):
             evaluated += 1
+            limits = self.limits[account_id]
+            if settle and account_id in settle:
+                changes = self._settled(account_id, changes, risk.complete, at_ms)
             for change in changes:
-                job = self._job(account_id, change, at_ms, self.limits[account_id], risk)
-                self._queued += 1  # before the put: drain() must never see a job out and not counted
-                self.queue.put(job)
+                self._queue_change(account_id, change, at_ms, limits, risk)
+            if account_id in self.hot:
+                self._refresh(account_id, at_ms)
+                if self.latches[account_id].dwelling():
+                    self.dwelling.add(account_id)
+                else:
+                    self.dwelling.discard(account_id)
+            else:
+                self.dwelling.discard(account_id)
+        if settle:
+            for account_id in settle:
+                if account_id not in self.hot:  # screened quiet: nothing latched, nothing open to settle
+                    self.settle.pop(account_id, None)
         self.evaluations += 1
         self.screened = len(account_ids) - evaluated
         self.last_eval_us = (time.perf_counter() - started) * 1e6
 
+    def _settled(self, account_id: int, changes: list[Change], complete: bool, at_ms: int) -> list[Change]:
+        """The first evaluation after a restart or a limit change: what no longer holds is resolved
+        by one reconcile (with its reason), not cleared one by one as if back within the limit."""
+        resolution, rules = self.settle[account_id]
+        kept = [c for c in changes if not (c.level == NORMAL and c.rule in rules)]
+        if complete:  # a missing figure is not a recovery: settle on a complete evaluation only
+            del self.settle[account_id]
+            holding = frozenset(self.latches[account_id].holding(rules))
+            self._put(ReconcileJob(account_id, holding, frozenset(rules), resolution, at_ms))
+        return kept
+
+    def _queue_change(self, account_id: int, change: Change, at_ms: int, limits: Limits, risk: Any) -> None:
+        if change.level != NORMAL:
+            state = self.latches[account_id].states.get((change.rule, change.subject))
+            if state is not None:  # the raise writes the value (or is dropped): refreshes start from it
+                state.written, state.written_ms = change.measurement.value, at_ms
+        if self._gone(account_id, change.subject, at_ms, vanished=change.vanished):
+            self.dropped += 1
+            return
+        self._put(self._job(account_id, change, at_ms, limits, risk))
+
+    def _refresh(self, account_id: int, at_ms: int) -> None:
+        """Open rows' values, quietly, at most every ALERT_VALUE_REFRESH_S per row, and only when
+        the value moved (an open alert showed 1,674.69 while equity was 47.46)."""
+        every = value_refresh_ms()
+        for (rule, subject), state in self.latches[account_id].states.items():
+            if state.level == NORMAL or state.value is None or state.value == state.written:
+                continue
+            if at_ms - state.written_ms < every:
+                continue
+            state.written, state.written_ms = state.value, at_ms
+            self._put(RefreshJob(account_id, rule, subject, state.value, state.mark, at_ms))
+
+    def _put(self, job: Any) -> None:
+        self._queued += 1  # before the put: drain() must never see a job out and not counted
+        self.queue.put(job)
+
     def _job(self, account_id: int, change: Change, at_ms: int, limits: Limits, risk: Any) -> Job:
+        reopen = limits.reopen_window_s
         acts = change.level == CRITICAL and change.rule in TRIGGERS and limits.auto_action != "none"
         if not acts:
-            return Job(account_id, change, at_ms)
+            return Job(account_id, change, at_ms, reopen_window_s=reopen)
         usdt = risk.per_asset.get("USDT")
         return Job(
             account_id,
@@ -240,6 +446,7 @@ class Evaluator:
             cross_wallet=usdt.cross_wallet_balance if usdt is not None else None,
             brackets=dict(self.engine.brackets),
             step_sizes=dict(self.engine.step_sizes),
+            reopen_window_s=reopen,
         )
 
     async def writer(self) -> None:
@@ -268,9 +475,33 @@ class Evaluator:
             time.sleep(0.01)
         return False
 
+    def late(self, job: Any) -> bool:
+        """Checked again just before the write: the user stream's close may have arrived while
+        the job waited (the race is the tick's evaluation against the close event)."""
+        if isinstance(job, ReconcileJob):
+            return False
+        vanished = isinstance(job, Job) and job.change.vanished
+        return self._gone(job.account_id, job.subject, job.at_ms, vanished=vanished)
+
+    def _gone(self, account_id: int, subject: str, at_ms: int, *, vanished: bool) -> bool:
+        """The exchange has reported the position closed since the measurement: its close (or
+        liquidation) resolves the alert with the reason, and a raise now would page about a
+        position that is gone. A subject that left the book is left to that close whenever the
+        engine saw one."""
+        if not is_position(subject):
+            return False
+        closed = self.closed_positions
+        if vanished:
+            return (account_id, subject) in closed
+        return closed_after(closed, account_id, subject, at_ms)
+
     def write_forever(self) -> None:
         """One writer, in order. A failed write (database away) is retried with back-off, not dropped."""
         while (job := self.queue.get()) is not None:
+            if self.late(job):
+                self.dropped += 1
+                self._done += 1
+                continue
             for attempt in range(WRITE_ATTEMPTS):
                 try:
                     write_alerts([job])
@@ -285,15 +516,39 @@ class Evaluator:
         connection.close()
 
     async def reloader(self) -> None:
+        """Every VERSION_POLL_S: a profile saved since the last look reloads the profiles at once
+        (else every PROFILE_RELOAD_S), and accounts whose limits changed, whose latch waits for a
+        dwell or still has to settle are evaluated again without waiting for their next change."""
+        last_reload = time.monotonic()
         while True:
-            await asyncio.sleep(PROFILE_RELOAD_S)
+            await asyncio.sleep(VERSION_POLL_S)
             try:
-                # Profiles only. The day states stay the ones evaluation keeps up to date on every
-                # frame: re-read from snapshots (taken every 5 s) they lost the peaks seen in between,
-                # and the query per account held the GIL from the loop for ~0.1 s every reload.
-                await self.load_limits()
+                changed: set[int] = set()
+                version = await sync_to_async(profiles_version)()
+                if version != self._version or time.monotonic() - last_reload >= PROFILE_RELOAD_S:
+                    # Profiles only. The day states stay the ones evaluation keeps up to date on every
+                    # frame: re-read from snapshots (taken every 5 s) they lost the peaks seen in between,
+                    # and the query per account held the GIL from the loop for ~0.1 s every reload.
+                    self._version, last_reload = version, time.monotonic()
+                    changed = await self.load_limits()
+                self.revisit(changed)
             except Exception:
                 log.exception("reloading risk profiles failed; keeping the last ones")
+
+    def revisit(self, extra: set[int] = frozenset()) -> None:
+        due = (self.dwelling | set(self.settle) | set(extra)) & set(self.engine.accounts)
+        if due:
+            self.on_change(due)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def open_levels(account_ids: list[int]) -> dict[int, dict[tuple[str, str], int]]:
+    from alerts.selectors import alerts_open_levels
+
+    return alerts_open_levels(account_ids=account_ids)
 
 
 def attach(engine: Any) -> Evaluator:
