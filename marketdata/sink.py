@@ -117,6 +117,7 @@ TIMINGS_KEPT = 100_000  # batch timings kept for the benches
 PUBLISH, PERSIST, MARKS = "publish", "persist", "marks"  # the kinds of sink work
 OUTBOARD_QUEUE_MAX = 20_000  # values queued for the sink process (~50 flushes of 200 accounts x 2)
 BATCH_IDLE_S = 2.0  # a batch thread ends after this long with nothing to do (and starts again on demand)
+EVENT_WRITE_ATTEMPTS = 6  # an exchange event's record is retried with back-off (~30 s), then logged and dropped
 
 
 def persist_accounts(batch: dict[int, tuple[AccountRisk | dict, list[PositionRisk] | list[dict] | None]]) -> None:
@@ -298,6 +299,76 @@ class SinkWork:
         self.persist_ms.append((time.perf_counter() - started) * 1000)
 
 
+class EventWriter:
+    """The database work of the exchange's account events (order log, fills, liquidations, funding,
+    closes, configuration alerts), one job at a time, in the order the engine reported them, on a
+    thread of its own with its own connection.
+
+    Unlike ``Batches`` nothing is merged or replaced: every event is a record. And unlike awaiting
+    ``sync_to_async`` per event, the user stream reading the events never waits for the database:
+    a liquidation's ACCOUNT_UPDATE, right behind its fills, reaches the book without waiting for
+    the LIQUIDATED alert's write. One queue for all accounts keeps each account's order."""
+
+    def __init__(self, name: str = "sink-events") -> None:
+        self.name = name
+        self._queue: deque[tuple[str, Callable[..., Any], dict[str, Any]]] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._busy = False
+        self.dropped = 0  # jobs given up after EVENT_WRITE_ATTEMPTS (tests, logs)
+
+    def put(self, label: str, job: Callable[..., Any], **kwargs: Any) -> None:
+        with self._lock:
+            self._queue.append((label, job, kwargs))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self.name)  # not a daemon: see Batches
+                self._thread.start()
+        self._wake.set()
+
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._queue and not self._busy:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()  # before looking: a put after the look sets it again
+                with self._lock:
+                    item = self._queue.popleft() if self._queue else None
+                    self._busy = item is not None
+                if item is None:
+                    if not self._wake.wait(BATCH_IDLE_S):
+                        with self._lock:
+                            if not self._queue:
+                                self._thread = None
+                                return
+                    continue
+                try:
+                    self._attempt(*item)
+                finally:
+                    self._busy = False
+        finally:
+            connection.close()
+
+    def _attempt(self, label: str, job: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+        for attempt in range(EVENT_WRITE_ATTEMPTS):
+            try:
+                job(**kwargs)
+                return
+            except Exception:
+                log.exception("recording %s failed (attempt %d)", label, attempt + 1)
+                connection.close()  # maybe dead (database restarted): the retry opens a fresh one
+                time.sleep(min(10.0, 0.25 * 2**attempt))
+        self.dropped += 1
+        log.error("gave up recording %s: %.300r", label, kwargs)
+
+
 class _Drain:
     """A drain request on SinkProcess's queue: the sender thread asks the child and fills this in."""
 
@@ -459,6 +530,7 @@ class DjangoSink:
         self._marks_due: dict[str, tuple[Decimal, int]] = {}  # newest mark per symbol not yet on its row
         self._marks_written_at = -MARKS_WRITE_EVERY_S  # the first flush writes
         self._feed_writes: asyncio.Future | None = None  # the last feed alert write (they run in order)
+        self._events = EventWriter()  # in this process even with process=True: events are few, and in order
 
     @property
     def publish_ms(self) -> deque[float]:
@@ -508,7 +580,8 @@ class DjangoSink:
 
     def drain(self, timeout_s: float = 30.0) -> bool:
         """Wait until everything due is published and written (tests; an orderly shutdown)."""
-        return self._work.drain(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        return self._events.drain(timeout_s) and self._work.drain(max(0.0, deadline - time.monotonic()))
 
     async def marks_changed(self, marks: dict[str, tuple[Decimal, int]]) -> None:
         live.marks_merge({s: [str(p), ts] for s, (p, ts) in marks.items()})  # what readers use: every flush
@@ -558,6 +631,8 @@ class DjangoSink:
                 details=status,
                 message=f"The {status['name']} feed is stale: no data since {status['last_message_ms']} (epoch ms). "
                 "Orders are denied until it recovers.",
+                message_code="feed_stale",
+                message_params={"name": status["name"], "last_message_ms": status["last_message_ms"]},
             )
 
     @staticmethod
@@ -569,12 +644,12 @@ class DjangoSink:
         if event.get("e") == "ORDER_TRADE_UPDATE":
             if (event.get("o") or {}).get("x") == "TRADE":
                 live.fills_add(account_id)  # the order gate's daily fill cap
-            await sync_to_async(order_event_record)(account_id=account_id, event=event)
+            self._events.put("an order event", order_event_record, account_id=account_id, event=event)
         elif event.get("e") == "MARGIN_CALL":
-            await sync_to_async(self._margin_call)(account_id, event)
+            self._events.put("a margin call", self._margin_call, account_id=account_id, event=event)
 
     @staticmethod
-    def _margin_call(account_id: int, event: dict) -> None:
+    def _margin_call(*, account_id: int, event: dict) -> None:
         for row in event.get("p", []):
             with transaction.atomic():
                 alert_raise(
@@ -588,13 +663,61 @@ class DjangoSink:
                     mark_price=_dec(row.get("mp")),
                     details=_plain(row),
                     message="The exchange sent a margin call for this position.",
+                    message_code="margin_call",
+                    message_params={
+                        "symbol": row.get("s"),
+                        "side": row.get("ps"),
+                        "maintenance_margin": row.get("mm"),
+                        "mark_price": row.get("mp"),
+                    },
                 )
 
-    async def drift_found(self, account_id: int, differences: list[dict]) -> None:
-        await sync_to_async(self._drift)(account_id, differences)
+    async def fill_seen(self, account_id: int, event: dict) -> None:
+        from positions.ledger import fill_record
+
+        self._events.put("a fill", fill_record, account_id=account_id, event=event)
+
+    async def liquidation_seen(self, account_id: int, event: dict, before: dict | None) -> None:
+        from positions.ledger import liquidation_record
+
+        self._events.put("a liquidation", liquidation_record, account_id=account_id, event=event, before=before)
+
+    async def funding_seen(self, account_id: int, event: dict) -> None:
+        from positions.ledger import funding_record
+
+        self._events.put("a funding fee", funding_record, account_id=account_id, event=event)
+
+    async def position_closed(self, account_id: int, close: dict) -> None:
+        from positions.ledger import position_close_record
+
+        self._events.put("a closed position", position_close_record, account_id=account_id, **close)
+
+    async def config_changed(self, account_id: int, change: dict) -> None:
+        self._events.put("an exchange configuration change", self._config_changed, account_id=account_id, change=change)
 
     @staticmethod
-    def _drift(account_id: int, differences: list[dict]) -> None:
+    def _config_changed(*, account_id: int, change: dict) -> None:
+        params = {k: change.get(k) for k in ("what", "symbol", "old", "new")}
+        with transaction.atomic():
+            alert_raise(
+                account_id=account_id,
+                rule="exchange_config",
+                subject=str(change.get("symbol") or "account"),
+                level=WARNING,
+                reason_code="EXCHANGE_CONFIG_CHANGED",
+                value=None,
+                limit=None,
+                mark_price=None,
+                details=_plain(change),
+                message_code="exchange_config_changed",
+                message_params=_plain(params),
+            )
+
+    async def drift_found(self, account_id: int, differences: list[dict]) -> None:
+        self._events.put("a position drift", self._drift, account_id=account_id, differences=differences)
+
+    @staticmethod
+    def _drift(*, account_id: int, differences: list[dict]) -> None:
         with transaction.atomic():
             alert_raise(
                 account_id=account_id,
@@ -605,8 +728,10 @@ class DjangoSink:
                 value=Decimal(len(differences)),
                 limit=Decimal(0),
                 mark_price=None,
-                details={"differences": differences},
+                details={"differences": differences, "kinds": sorted({d.get("kind", "qty") for d in differences})},
                 message="The desk's positions differed from the exchange's; the desk re-synced to the exchange.",
+                message_code="position_drift",
+                message_params={"count": len(differences), "source": "stream"},
             )
 
     async def resync_requests(self) -> list[int]:

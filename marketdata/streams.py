@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -58,6 +59,14 @@ GC_THRESHOLDS = (50_000, 20, 1_000_000)  # see settle_gc
 FLUSH_DEFER_MAX_S = 0.2  # longest a flush waits, in all, for alerts' writes and pushes (p99 ~30 ms each)
 FLUSH_DEFER_POLL_S = 0.001
 GC_FULL_EVERY_S = 600.0  # a full collection (cyclic garbage in the oldest generation) this often
+# Binance's marks of a forced close (reference §2.4): type LIQUIDATION or a client id "autoclose-…"
+# for a liquidation, the client id "adl_autoclose" for auto-deleveraging.
+LIQUIDATION_CLIENT_PREFIX = "autoclose-"
+ADL_CLIENT_ID = "adl_autoclose"
+FILL_EXECUTIONS = ("TRADE", "CALCULATED")  # CALCULATED: Binance's execution type of a liquidation fill
+LIQUIDATIONS_REMEMBERED = 10_000  # order ids the stream reported, so forceOrders does not report them twice
+FORCE_ORDERS_OVERLAP_MS = 5_000  # each check re-reads this much of the last one's window (clock skew, late rows)
+FORCE_ORDER_WINDOW_MS = 7 * 24 * 3600 * 1000 - 60_000  # Binance answers at most 7 days a call
 
 
 @dataclass(frozen=True)
@@ -95,9 +104,33 @@ class Sink(Protocol):
 
     async def exchange_event(self, account_id: int, event: dict) -> None: ...
 
-    async def drift_found(self, account_id: int, differences: list[dict]) -> None: ...
+    async def drift_found(self, account_id: int, differences: list[dict]) -> None:
+        """``differences``: one dict per difference, with ``kind`` qty, leverage, margin_type or wallet."""
 
     async def resync_requests(self) -> list[int]: ...
+
+    # The account events below are optional (``StreamEngine._tell``): sinks written before them
+    # (the benches') need not implement them. Each must hand its work off in the order received.
+
+    async def fill_seen(self, account_id: int, event: dict) -> None:
+        """An ORDER_TRADE_UPDATE fill (x TRADE) that is not a liquidation."""
+
+    async def liquidation_seen(self, account_id: int, event: dict, before: dict | None) -> None:
+        """A liquidation or ADL fill: from the stream, or an ORDER_TRADE_UPDATE-shaped event built from a
+        forceOrders row the stream missed (``"source": "forceOrders"``). ``before``: the book's
+        ``positions_plain`` row of the position just before the event, or None."""
+
+    async def funding_seen(self, account_id: int, event: dict) -> None:
+        """An ACCOUNT_UPDATE with reason FUNDING_FEE."""
+
+    async def position_closed(self, account_id: int, close: dict) -> None:
+        """A position the exchange reported closed (pa=0, or gone in a REST sync) that was not liquidated:
+        ``close`` has position_close_record's keywords (symbol, side, reason, time_ms, qty, entry_price,
+        exit_price, before, order_id)."""
+
+    async def config_changed(self, account_id: int, change: dict) -> None:
+        """Leverage, multi-assets mode or margin type changed on the exchange: ``change`` has what,
+        symbol ("account" for multi-assets), old (None when unknown), new, time_ms."""
 
 
 Listener = Callable[[set[int]], Awaitable[None] | None]
@@ -146,6 +179,17 @@ class StreamEngine:
         self.step_sizes: dict[str, Decimal] = {}  # symbol -> LOT_SIZE step, for planned orders
         self.open_orders: dict[int, dict[str, dict]] = {}  # account -> orderId -> resting order
         self.fills_seen: dict[int, int] = {}  # fills observed since start, per account
+        # (account, "SYM:SIDE") -> when the exchange closed it (ms): the evaluator drops work measured
+        # before that. A position that opens again loses its key.
+        self.closed_positions: dict[tuple[int, str], int] = {}
+        self.multi_assets: dict[int, bool] = {}  # as ACCOUNT_CONFIG_UPDATE last said; absent: not heard of
+        self._margin_types: dict[tuple[int, str], str] = {}  # (account, symbol) -> cross / isolated
+        self._wallets: dict[int, Decimal] = {}  # the USDT cross wallet last applied, for reconciliation
+        self._liquidated: dict[tuple[int, str, str], str] = {}  # position -> its liquidation order, until closed
+        self._liquidation_before: dict[str, dict | None] = {}  # order id -> the book's row before its first fill
+        self._liquidations_seen: dict[str, None] = {}  # order ids reported (insertion-ordered, bounded)
+        self._last_fill: dict[tuple[int, str, str], tuple[str, str]] = {}  # position -> (order id, price)
+        self._force_checked_ms: dict[int, int] = {}  # account -> end of the last forceOrders window
         self._pending = _Pending()
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
@@ -228,38 +272,40 @@ class StreamEngine:
                 self.book.set_brackets(symbol, table, account_id=account_id)
 
     async def sync_account(self, account_id: int) -> list[dict]:
-        """Make the book hold exactly what the exchange says; return the differences found."""
+        """Make the book hold exactly what the exchange says; return the differences found (each
+        with a ``kind``: qty, leverage, margin_type or wallet). A position the desk held that the
+        exchange no longer has (or holds smaller) is asked about in ``forceOrders``: a liquidation
+        the stream missed is reported then, before the position leaves the book."""
         adapter = self.adapter(account_id)
         positions = await adapter.positions()
         self.open_orders[account_id] = {_order_key(o): _open_order(o) for o in await adapter.open_orders()}
         state = await adapter.account()
         known = account_id in set(self.book.account_ids())
-        held = {(p.symbol, p.side): p for p in self.book.positions(account_id)} if known else {}
-        seen: set[tuple[str, str]] = set()
-        differences: list[dict] = []
+        held = {(p["symbol"], p["side"]): p for p in self.book.positions_plain(account_id)} if known else {}
+        exchange = {(p.symbol, p.side): p for p in positions}
+        reports: list[tuple[str, tuple]] = []
+        if not known:
+            # Liquidations before this process started are history (the previous process, or nobody,
+            # reported them); from here on each check reads on from where the last ended.
+            self._force_checked_ms.setdefault(account_id, int(time.time() * 1000))
+        elif any(key not in exchange or abs(exchange[key].qty) < abs(dec(row["qty"])) for key, row in held.items()):
+            with contextlib.suppress(ExchangeError):
+                reports += await self._missed_liquidations(account_id, held)
+        differences = self._wallet_difference(account_id, state.cross_wallet_balance, known)
         changed = self.book.set_wallet(account_id, state.cross_wallet_balance)
+        self._wallets[account_id] = state.cross_wallet_balance
         # One upsert_positions call per account: each call re-indexes the whole book, so one
         # call per position made a sync O(positions x book) and held the event loop (and the
         # market frames behind it) ~0.25 s per 50-position account on a 100k-position book.
         upserts: list[tuple[int, BookPosition]] = []
-        for p in positions:
-            key = (p.symbol, p.side)
-            seen.add(key)
+        for key, p in exchange.items():
             if p.leverage:
                 self._leverage[(account_id, p.symbol)] = p.leverage
+            self._margin_types[(account_id, p.symbol)] = p.margin_type
             leverage = p.leverage or self._leverage.get((account_id, p.symbol), 1)
-            old = held.get(key)
-            if old is not None and (old.qty != _book_qty(p.side, p.qty) or old.entry_price != p.entry_price):
-                differences.append(
-                    {
-                        "symbol": p.symbol,
-                        "side": p.side,
-                        "desk_qty": str(old.qty),
-                        "exchange_qty": str(p.qty),
-                        "desk_entry": str(old.entry_price),
-                        "exchange_entry": str(p.entry_price),
-                    }
-                )
+            if known:
+                differences += _position_differences(held.get(key), p)
+            self._reopened(account_id, p.symbol, p.side)
             upserts.append(
                 (
                     account_id,
@@ -280,12 +326,47 @@ class StreamEngine:
             except ValueError:
                 self.book.resync()  # a batch refused part-way leaves the rows before it unrevalued
                 raise
+        now_ms = int(time.time() * 1000)
         for key, old in held.items():
-            if key not in seen:
-                differences.append({"symbol": key[0], "side": key[1], "desk_qty": str(old.qty), "exchange_qty": "0"})
+            if key not in exchange:
+                differences.append(
+                    {"kind": "qty", "symbol": key[0], "side": key[1], "desk_qty": old["qty"], "exchange_qty": "0"}
+                )
                 changed |= self.book.remove_position(account_id, *key)
+                reports += self._closed(account_id, key[0], key[1], old, now_ms)
         self._note_changed(changed | {account_id})
+        for name, args in reports:
+            await self._tell(name, *args)
         return differences
+
+    def _wallet_difference(self, account_id: int, wallet: Decimal, known: bool) -> list[dict]:
+        last = self._wallets.get(account_id)
+        if not known or last is None or last == wallet:
+            return []
+        return [{"kind": "wallet", "asset": "USDT", "desk_wallet": str(last), "exchange_wallet": str(wallet)}]
+
+    async def _missed_liquidations(self, account_id: int, held: dict[tuple[str, str], dict]) -> list[tuple[str, tuple]]:
+        """forceOrders since the last check: each liquidation the stream did not report, with the
+        book's row of its position as ``before`` (the book still holds it: the stream missed it)."""
+        now_ms = int(time.time() * 1000)
+        since = self._force_checked_ms.get(account_id)
+        start = (
+            now_ms - FORCE_ORDER_WINDOW_MS
+            if since is None
+            else max(since - FORCE_ORDERS_OVERLAP_MS, now_ms - FORCE_ORDER_WINDOW_MS)
+        )
+        rows = await self.adapter(account_id).force_orders(start_time_ms=start, end_time_ms=now_ms, limit=100)
+        self._force_checked_ms[account_id] = now_ms
+        reports = []
+        for row in rows:
+            order_id = str(row.get("orderId", ""))
+            if not order_id or order_id in self._liquidations_seen or dec(row.get("executedQty", "0")) == 0:
+                continue
+            side = row.get("positionSide", "BOTH")
+            before = held.get((row["symbol"], side))
+            self._remember_liquidation(account_id, row["symbol"], side, order_id)
+            reports.append(("liquidation_seen", (account_id, force_order_event(row, before), before)))
+        return reports
 
     async def resync_marks(self) -> None:
         marks = await self.adapter(self._market_spec.id).mark_prices()
@@ -413,44 +494,147 @@ class StreamEngine:
         kind = event.get("e") if isinstance(event, dict) else None
         try:
             if kind == "ACCOUNT_UPDATE":
-                self._apply_account_update(account_id, event["a"])
+                reports = self._apply_account_update(account_id, event)
             elif kind == "ORDER_TRADE_UPDATE":
-                self._apply_order_update(account_id, event["o"])
+                reports = self._apply_order_event(account_id, event)
                 await self.sink.exchange_event(account_id, event)
             elif kind == "MARGIN_CALL":
+                reports = []
                 await self.sink.exchange_event(account_id, event)
             elif kind in ("TRADE_LITE", "ACCOUNT_CONFIG_UPDATE", "ALGO_UPDATE"):
-                self._apply_config(account_id, event)
+                reports = self._apply_config(account_id, event)
             else:
                 self._malformed(feed, event)
+                return
         except (KeyError, TypeError, ValueError, ArithmeticError):
             self._malformed(feed, event)
+            return
+        for name, args in reports:
+            await self._tell(name, *args)
 
-    def _apply_account_update(self, account_id: int, body: dict) -> None:
+    async def _tell(self, name: str, *args: Any) -> None:
+        """The sink's optional account events (see Sink): a sink without one is not told."""
+        method = getattr(self.sink, name, None)
+        if method is not None:
+            await method(*args)
+
+    def _apply_order_event(self, account_id: int, event: dict) -> list[tuple[str, tuple]]:
+        order = event["o"]
+        if order.get("x") not in FILL_EXECUTIONS:
+            self._apply_order_update(account_id, order)
+            return []
+        symbol, side, order_id = order["s"], order.get("ps", "BOTH"), str(order["i"])
+        if not is_liquidation_order(order):
+            self._apply_order_update(account_id, order)
+            self._last_fill[(account_id, symbol, side)] = (order_id, str(order.get("L", "")))
+            return [("fill_seen", (account_id, event))]
+        # The exchange sends a liquidation's fills first and the ACCOUNT_UPDATE that closes the
+        # position after them: the book still holds the position here, with the desk's last
+        # liquidation price and distance, which the LIQUIDATED alert reports. One row per order,
+        # taken at its first fill (later partial fills would see a position already smaller).
+        if order_id not in self._liquidation_before:
+            self._liquidation_before[order_id] = self._plain_row(account_id, symbol, side)
+        before = self._liquidation_before[order_id]
+        if order.get("X") != "PARTIALLY_FILLED":
+            del self._liquidation_before[order_id]
+        self._remember_liquidation(account_id, symbol, side, order_id)
+        if order.get("X") == "FILLED" and before is not None and abs(dec(before["qty"])) <= dec(order.get("z", "0")):
+            # Closed in full: the evaluator may drop work about it now, a few ms before the ACCOUNT_UPDATE.
+            self.closed_positions[(account_id, f"{symbol}:{side}")] = _event_ms(event, order)
+        self._apply_order_update(account_id, order)
+        return [("liquidation_seen", (account_id, event, before))]
+
+    def _remember_liquidation(self, account_id: int, symbol: str, side: str, order_id: str) -> None:
+        self._liquidated[(account_id, symbol, side)] = order_id
+        self._liquidations_seen[order_id] = None
+        if len(self._liquidations_seen) > LIQUIDATIONS_REMEMBERED:
+            del self._liquidations_seen[next(iter(self._liquidations_seen))]
+
+    def _plain_row(self, account_id: int, symbol: str, side: str) -> dict | None:
+        """The book's plain row of one position, or None. Builds the account's rows: only for a close,
+        a liquidation or a re-levering, never per tick."""
+        if account_id not in self._known_accounts():
+            return None
+        rows = self.book.positions_plain(account_id)
+        return next((p for p in rows if p["symbol"] == symbol and p["side"] == side), None)
+
+    def _known_accounts(self) -> set[int]:
+        return set(self.book.account_ids())
+
+    def _apply_account_update(self, account_id: int, event: dict) -> list[tuple[str, tuple]]:
+        body = event["a"]
+        reason, time_ms = body.get("m", ""), _event_ms(event)
         changed: set[int] = set()
+        reports: list[tuple[str, tuple]] = []
+        if reason == "FUNDING_FEE":
+            reports.append(("funding_seen", (account_id, event)))
         for balance in body.get("B", []):
             if balance["a"] == "USDT":
-                changed |= self.book.set_wallet(account_id, dec(balance["cw"]))
+                self._wallets[account_id] = dec(balance["cw"])
+                changed |= self.book.set_wallet(account_id, self._wallets[account_id])
         for row in body.get("P", []):
-            qty, side = dec(row["pa"]), row.get("ps", "BOTH")
+            symbol, qty, side = row["s"], dec(row["pa"]), row.get("ps", "BOTH")
+            margin_type = "isolated" if row.get("mt") == "isolated" else "cross"
+            reports += self._margin_type_seen(account_id, symbol, margin_type, time_ms, reason)
             if qty == 0:
-                changed |= self.book.remove_position(account_id, row["s"], side)
+                before = self._plain_row(account_id, symbol, side)
+                if before is not None:  # a flat row of a symbol the book did not hold closes nothing
+                    changed |= self.book.remove_position(account_id, symbol, side)
+                    reports += self._closed(account_id, symbol, side, before, time_ms)
                 continue
-            leverage = self._leverage.get((account_id, row["s"]), 1)
+            self._reopened(account_id, symbol, side)
+            leverage = self._leverage.get((account_id, symbol), 1)
             changed |= self.book.upsert_position(
                 account_id,
                 BookPosition(
-                    symbol=row["s"],
+                    symbol=symbol,
                     side=side,
                     qty=_book_qty(side, qty),
                     entry_price=dec(row["ep"]),
                     leverage=leverage,
-                    margin_type="isolated" if row.get("mt") == "isolated" else "cross",
+                    margin_type=margin_type,
                     isolated_wallet=dec(row.get("iw", "0")),
                     margin_asset=row.get("ma", "USDT"),
                 ),
             )
         self._note_changed(changed | {account_id})
+        return reports
+
+    def _closed(self, account_id: int, symbol: str, side: str, before: dict, time_ms: int) -> list[tuple[str, tuple]]:
+        """A position the exchange closed: the evaluator learns at once; the ledger records it, unless it
+        was liquidated (the liquidation's own report records that close, with its order)."""
+        self.closed_positions[(account_id, f"{symbol}:{side}")] = time_ms
+        _, last_price = self._last_fill.pop((account_id, symbol, side), ("", ""))
+        if self._liquidated.pop((account_id, symbol, side), None) is not None:
+            return []
+        close = {
+            "symbol": symbol,
+            "side": side,
+            "reason": "closed",
+            "time_ms": time_ms,
+            "qty": dec(before["qty"]),
+            "entry_price": dec(before["entry_price"]),
+            "exit_price": dec(last_price) if last_price else None,
+            "before": before,
+            # No order id: the ledger sums the position's fills since its last close, partial
+            # reductions by earlier orders included, not only the last order's.
+            "order_id": "",
+        }
+        return [("position_closed", (account_id, close))]
+
+    def _reopened(self, account_id: int, symbol: str, side: str) -> None:
+        self.closed_positions.pop((account_id, f"{symbol}:{side}"), None)
+        self._liquidated.pop((account_id, symbol, side), None)  # a partial liquidation: the position lives on
+
+    def _margin_type_seen(
+        self, account_id: int, symbol: str, margin_type: str, time_ms: int, reason: str
+    ) -> list[tuple[str, tuple]]:
+        old = self._margin_types.get((account_id, symbol))
+        self._margin_types[(account_id, symbol)] = margin_type
+        if old == margin_type or (old is None and reason != "MARGIN_TYPE_CHANGE"):
+            return []
+        change = {"what": "margin_type", "symbol": symbol, "old": old, "new": margin_type, "time_ms": time_ms}
+        return [("config_changed", (account_id, change))]
 
     def _apply_order_update(self, account_id: int, order: dict) -> None:
         """Keep the account's resting orders current: the gate checks self-trades and open-order caps on them."""
@@ -475,10 +659,57 @@ class StreamEngine:
             self.fills_seen[account_id] = self.fills_seen.get(account_id, 0) + 1
         self._note_changed({account_id})
 
-    def _apply_config(self, account_id: int, event: dict) -> None:
+    def _apply_config(self, account_id: int, event: dict) -> list[tuple[str, tuple]]:
+        """ACCOUNT_CONFIG_UPDATE: ``ac`` a symbol's leverage, ``ai`` the multi-assets mode. The new
+        leverage goes into the book's positions of the symbol at once, so the live state and the order
+        gate (POSITION_LEVERAGE_HIGH) see it at the next flush."""
+        if event.get("e") != "ACCOUNT_CONFIG_UPDATE":
+            return []
+        reports: list[tuple[str, tuple]] = []
+        time_ms = _event_ms(event)
         config = event.get("ac")
         if isinstance(config, dict) and "s" in config and "l" in config:
-            self._leverage[(account_id, config["s"])] = int(config["l"])
+            symbol, leverage = config["s"], int(config["l"])
+            old = self._leverage.get((account_id, symbol))
+            self._leverage[(account_id, symbol)] = leverage
+            self._relever(account_id, symbol, leverage)
+            if old != leverage:
+                change = {"what": "leverage", "symbol": symbol, "old": old, "new": leverage, "time_ms": time_ms}
+                reports.append(("config_changed", (account_id, change)))
+        multi = event.get("ai")
+        if isinstance(multi, dict) and "j" in multi:
+            enabled, old_mode = bool(multi["j"]), self.multi_assets.get(account_id)
+            self.multi_assets[account_id] = enabled
+            if old_mode != enabled:
+                change = {"what": "multi_assets", "symbol": "account", "old": old_mode, "new": enabled}
+                reports.append(("config_changed", (account_id, {**change, "time_ms": time_ms})))
+        return reports
+
+    def _relever(self, account_id: int, symbol: str, leverage: int) -> None:
+        if account_id not in self._known_accounts():
+            return
+        upserts = [
+            (account_id, dataclasses.replace(p, leverage=leverage))
+            for p in self._book_inputs(account_id)
+            if p.symbol == symbol and p.leverage != leverage
+        ]
+        if upserts:
+            self._note_changed(self.book.upsert_positions(upserts) | {account_id})
+
+    def _book_inputs(self, account_id: int) -> list[BookPosition]:
+        return [
+            BookPosition(
+                symbol=p.symbol,
+                side=p.side,
+                qty=p.qty,
+                entry_price=p.entry_price,
+                leverage=p.leverage,
+                margin_type=p.margin_type,
+                isolated_wallet=p.isolated_wallet,
+                margin_asset=p.margin_asset,
+            )
+            for p in self.book.positions(account_id)
+        ]
 
     # --- output ------------------------------------------------------------------------
 
@@ -571,6 +802,85 @@ async def _bounded(limit: int, job: Callable[[int], Awaitable[None]], account_id
         for task in tasks:
             task.cancel()
         raise
+
+
+def is_liquidation_order(order: dict) -> bool:
+    client_id = str(order.get("c") or "")
+    return (
+        order.get("o") == "LIQUIDATION" or client_id.startswith(LIQUIDATION_CLIENT_PREFIX) or client_id == ADL_CLIENT_ID
+    )
+
+
+def _event_ms(event: dict, order: dict | None = None) -> int:
+    return int((order or {}).get("T") or event.get("T") or event.get("E") or time.time() * 1000)
+
+
+def _position_differences(old: dict | None, new: Any) -> list[dict]:
+    """What the desk's plain row ``old`` and the exchange's ExchangePosition ``new`` disagree on."""
+    where = {"symbol": new.symbol, "side": new.side}
+    if old is None:
+        return [{"kind": "qty", **where, "desk_qty": "0", "exchange_qty": str(new.qty)}]
+    differences = []
+    if dec(old["qty"]) != _book_qty(new.side, new.qty) or dec(old["entry_price"]) != new.entry_price:
+        differences.append(
+            {
+                "kind": "qty",
+                **where,
+                "desk_qty": old["qty"],
+                "exchange_qty": str(new.qty),
+                "desk_entry": old["entry_price"],
+                "exchange_entry": str(new.entry_price),
+            }
+        )
+    if new.leverage and old["leverage"] != new.leverage:
+        differences.append(
+            {"kind": "leverage", **where, "desk_leverage": old["leverage"], "exchange_leverage": new.leverage}
+        )
+    if old["margin_type"] != new.margin_type:
+        differences.append(
+            {
+                "kind": "margin_type",
+                **where,
+                "desk_margin_type": old["margin_type"],
+                "exchange_margin_type": new.margin_type,
+            }
+        )
+    return differences
+
+
+def force_order_event(row: dict, before: dict | None) -> dict:
+    """A forceOrders row as the ORDER_TRADE_UPDATE the stream would have carried, for the ledger.
+    The row has no realized PnL: it is estimated from the book's entry price (``before``), as the
+    exchange computes it, and marked ``rp_estimated``; the exchange's liquidation fee is not in it."""
+    qty, price = dec(row.get("executedQty", "0")), dec(row.get("avgPrice") or row.get("price") or "0")
+    client_id = row.get("clientOrderId", "")
+    order = {
+        "s": row["symbol"],
+        "c": client_id,
+        "S": row.get("side", ""),
+        "o": row.get("type", "") if client_id == ADL_CLIENT_ID else "LIQUIDATION",
+        "f": row.get("timeInForce", "IOC"),
+        "q": row.get("origQty", "0"),
+        "p": row.get("price", "0"),
+        "ap": row.get("avgPrice", "0"),
+        "x": "TRADE",
+        "X": row.get("status", "FILLED"),
+        "i": row["orderId"],
+        "l": row.get("executedQty", "0"),
+        "z": row.get("executedQty", "0"),
+        "L": row.get("avgPrice", "0"),
+        "n": "0",
+        "N": "USDT",
+        "T": row.get("updateTime") or row.get("time") or int(time.time() * 1000),
+        "t": 0,
+        "R": row.get("reduceOnly", True),
+        "ps": row.get("positionSide", "BOTH"),
+    }
+    if before is not None and before.get("entry_price") and qty:
+        direction = 1 if row.get("side") == "SELL" else -1  # a SELL closes a long
+        order["rp"] = str((price - dec(before["entry_price"])) * qty * direction)
+        order["rp_estimated"] = True
+    return {"e": "ORDER_TRADE_UPDATE", "E": order["T"], "T": order["T"], "o": order, "source": "forceOrders"}
 
 
 def _order_key(order: dict) -> str:
