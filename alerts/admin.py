@@ -11,8 +11,11 @@ from alerts.models import Alert, AlertStatus, Delivery, DeliveryStatus, Notifica
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ("opened_at", "level", "status", "account", "rule", "subject", "reason_code", "value", "limit")
-    list_filter = ("level", "status", "rule", "account")
+    list_display = (
+        "opened_at", "level", "status", "resolution", "account", "rule", "subject", "reason_code", "value",
+        "peak_value", "limit", "reopen_count",
+    )  # fmt: skip
+    list_filter = ("level", "status", "resolution", "rule", "account")
     search_fields = ("reason_code", "rule", "subject", "account__name", "message")
     date_hierarchy = "opened_at"
     actions = ["acknowledge", "resolve"]
@@ -111,7 +114,7 @@ class NotificationChannelAdmin(SimpleHistoryAdmin):
 class DeliveryAdmin(admin.ModelAdmin):
     list_display = (
         "created_at", "alert", "channel", "event", "level", "status", "attempts", "next_attempt_at", "sent_at",
-        "digest", "last_error",
+        "digest", "held_reason", "last_error",
     )  # fmt: skip
     list_filter = ("status", "channel", "event")
     search_fields = ("alert__reason_code", "channel__name", "last_error")
