@@ -67,9 +67,10 @@ async def wait_until(condition, timeout_s=10.0, step_s=0.05):
     return False
 
 
-def with_engine(sim, scenario, **kwargs):
+def with_engine(sim, scenario, sink=None, **kwargs):
     async def go():
-        sink = RecordingSink()
+        nonlocal sink
+        sink = sink or RecordingSink()
         engine = engine_for(sim, sink, **kwargs)
         await engine.start()
         try:
