@@ -321,6 +321,11 @@ class Evaluator:
     def seed(self, levels: dict[int, dict[tuple[str, str], int]]) -> None:
         mine = {a: {k: lv for k, lv in by_key.items() if k[0] in RULES} for a, by_key in levels.items()}
         mine = {a: by_key for a, by_key in mine.items() if by_key}
+        for account_id in [a for a in mine if self.limits.get(a) is None]:
+            # No profile governs the account (or it is not this process's): nothing will evaluate
+            # it, so nothing it raised holds any more.
+            del mine[account_id]
+            self._put(ReconcileJob(account_id, frozenset(), frozenset(RULES), RESTART_RECONCILED, now_ms()))
         seed_latches(latches=self.latches, hot=self.hot, levels=mine)
         for account_id in mine:
             self.settle[account_id] = (RESTART_RECONCILED, set(RULES))

@@ -302,3 +302,13 @@ def test_a_closed_position_is_left_to_its_close_and_one_gone_otherwise_resolves_
     eth.refresh_from_db()
     assert btc.status == "open"  # position_close_record resolves it (position_closed / liquidated)
     assert (eth.status, eth.resolution) == ("resolved", "position_closed")
+
+
+def test_open_alerts_of_an_account_no_profile_governs_resolve_on_start(account_a, clock):
+    alert = raise_open(account_a.id, "leverage", BTC, Level.WARNING, "12", "10")  # no profile at all
+    engine = Engine(account_a.id)
+    evaluator = start(engine)
+    assert account_a.id not in evaluator.settle and account_a.id not in evaluator.hot
+    write(evaluator)
+    alert.refresh_from_db()
+    assert (alert.status, alert.resolution) == ("resolved", "restart_reconciled")
