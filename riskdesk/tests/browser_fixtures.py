@@ -156,12 +156,16 @@ def _server_env(var: Path, sim: SimulatorThread) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def live_desk(tmp_path_factory) -> Iterator[LiveDesk]:
+def _require_chromium() -> None:
     if not Path(CHROMIUM).exists():
         from conftest import require_service
 
         require_service(f"Chromium at {CHROMIUM} (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def live_desk(tmp_path_factory) -> Iterator[LiveDesk]:
+    _require_chromium()
     var = tmp_path_factory.mktemp("desk")
     sim = SimulatorThread(build_config(accounts=ACCOUNTS, marks=MARKS, tick_interval_s=0.2))
     sim.start()
@@ -192,6 +196,7 @@ def live_desk(tmp_path_factory) -> Iterator[LiveDesk]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
+    _require_chromium()  # the browser fixture may be set up before the desk: skip here too, not error
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
