@@ -107,7 +107,12 @@ def test_the_crash_raises_warning_then_critical_then_the_action_before_liquidati
     assert alert.opened_at < alert.escalated_at < liquidation.created_at
     assert alert.details["lower_is_worse"] is True and D(alert.details["value"]) <= D("0.05")
     action = RiskAction.objects.get(account=account)  # once, on the critical latch
-    assert action.status == RiskAction.Status.PROPOSED and action.trigger == "liq_distance"
+    assert action.trigger == "liq_distance"
     assert action.alert_id == alert.id and action.created_at < liquidation.created_at
+    # Proposed before the liquidation; the liquidation left its plan about a position that is
+    # gone, so it expired (decided by the desk) and can no longer be executed.
+    assert action.status == RiskAction.Status.EXPIRED and action.decided_by is None
+    assert action.decided_at >= action.created_at and action.decision_reason
+    assert alert.resolution == "liquidated"  # not "cleared": the exchange closed the position
     [cut] = action.plan["orders"]
     assert cut["symbol"] == "BTCUSDT" and cut["side"] == "SELL" and D("0") < D(cut["quantity"]) <= D("0.5")
