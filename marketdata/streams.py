@@ -603,7 +603,8 @@ class StreamEngine:
     def _closed(self, account_id: int, symbol: str, side: str, before: dict, time_ms: int) -> list[tuple[str, tuple]]:
         """A position the exchange closed: the evaluator learns at once; the ledger records it, unless it
         was liquidated (the liquidation's own report records that close, with its order)."""
-        self.closed_positions[(account_id, f"{symbol}:{side}")] = time_ms
+        # setdefault: a liquidation's fill marked it already, a few ms earlier than this ACCOUNT_UPDATE.
+        self.closed_positions.setdefault((account_id, f"{symbol}:{side}"), time_ms)
         _, last_price = self._last_fill.pop((account_id, symbol, side), ("", ""))
         if self._liquidated.pop((account_id, symbol, side), None) is not None:
             return []
