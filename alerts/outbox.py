@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F, Q
@@ -51,6 +53,7 @@ BUDGET_REASON = "held: this subject already sent 2 messages to the channel in 10
 # Events about a position that are moot once the exchange closed it ("resolved" is not: it is
 # simply not routed for those resolutions).
 SILENCED_EVENTS = (DeliveryEvent.OPENED, DeliveryEvent.ESCALATED)
+POSITION_SUBJECT = re.compile(r"[A-Z0-9]+:(BOTH|LONG|SHORT)")
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def deliveries_route(*, alert: Alert, event: str, every_channel: bool = False) -
     if not channels:  # nothing to route: no snapshot, no account name to read
         return []
     now = timezone.now()
+    due = now + timedelta(seconds=_settle_s(alert, event))
     snapshot = {
         **alert.snapshot(),
         "account": alert.account.name if alert.account_id else None,
@@ -88,21 +92,45 @@ def deliveries_route(*, alert: Alert, event: str, every_channel: bool = False) -
     }
     deliveries = [
         Delivery.objects.create(
-            alert=alert, channel=channel, event=event, level=alert.level, snapshot=snapshot, next_attempt_at=now
+            alert=alert, channel=channel, event=event, level=alert.level, snapshot=snapshot, next_attempt_at=due
         )
         for channel in channels
     ]
     for delivery in deliveries:
-        _hand_off_on_commit(delivery.pk)
+        _hand_off_on_commit(delivery.pk, countdown_s=(due - now).total_seconds())
     return deliveries
 
 
-def _hand_off_on_commit(delivery_id: int) -> None:
+def _settle_s(alert: Alert, event: str) -> float:
+    """How long an opened/escalated message about a position waits before it goes out.
+
+    The exchange's margin call, the desk's own critical and the liquidation that ends them can
+    arrive within milliseconds of one another; sent at once, the first two page someone about a
+    position that was already gone (seen twice in the crash replay, 3 to 23 ms after the exchange
+    liquidated it). Held for ALERT_POSITION_SETTLE_S, such a row is skipped at send time once the
+    liquidation (or close) has resolved its alert. The desk's pages get the alert at once; only
+    channels wait. Emergencies never wait."""
+    if event not in SILENCED_EVENTS or alert.level >= Level.EMERGENCY or not is_position_subject(alert.subject):
+        return 0.0
+    return float(settings.ALERT_POSITION_SETTLE_S)
+
+
+def is_position_subject(subject: str) -> bool:
+    """A position's subject ("BTCUSDT:BOTH", "ETHUSDT:LONG"), as the evaluator and the margin call name it."""
+    return POSITION_SUBJECT.fullmatch(subject or "") is not None
+
+
+def _hand_off_on_commit(delivery_id: int, *, countdown_s: float = 0.0) -> None:
     from alerts.tasks import deliver_delivery_task  # tasks import this module
 
     # robust: the row is committed and the sweep will find it; a broker outage must not
     # surface as an error in whoever raised the alert.
-    transaction.on_commit(lambda: deliver_delivery_task.delay(delivery_id), robust=True)
+    if countdown_s > 0:
+        transaction.on_commit(
+            lambda: deliver_delivery_task.apply_async((delivery_id,), countdown=countdown_s), robust=True
+        )
+    else:
+        transaction.on_commit(lambda: deliver_delivery_task.delay(delivery_id), robust=True)
 
 
 def deliveries_skip_for_position(*, alert: Alert) -> int:

@@ -182,6 +182,9 @@ class StreamEngine:
         # (account, "SYM:SIDE") -> when the exchange closed it (ms): the evaluator drops work measured
         # before that. A position that opens again loses its key.
         self.closed_positions: dict[tuple[int, str], int] = {}
+        # account -> time (ms) of its last liquidation fill: account-level alerts that clear in its
+        # aftermath (utilization, concentration...) end as `liquidated`, not "back within limit".
+        self.liquidated_at: dict[int, int] = {}
         self.multi_assets: dict[int, bool] = {}  # as ACCOUNT_CONFIG_UPDATE last said; absent: not heard of
         self._margin_types: dict[tuple[int, str], str] = {}  # (account, symbol) -> cross / isolated
         self._wallets: dict[int, Decimal] = {}  # the USDT cross wallet last applied, for reconciliation
@@ -191,6 +194,7 @@ class StreamEngine:
         self._last_fill: dict[tuple[int, str, str], tuple[str, str]] = {}  # position -> (order id, price)
         self._force_checked_ms: dict[int, int] = {}  # account -> end of the last forceOrders window
         self._pending = _Pending()
+        self._user_feed_published: dict[str, int] = {}  # feed name -> messages count last published
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
         self._logged_malformed: set[str] = set()
@@ -538,6 +542,7 @@ class StreamEngine:
         if order.get("X") != "PARTIALLY_FILLED":
             del self._liquidation_before[order_id]
         self._remember_liquidation(account_id, symbol, side, order_id)
+        self.liquidated_at[account_id] = _event_ms(event, order)
         if order.get("X") == "FILLED" and before is not None and abs(dec(before["qty"])) <= dec(order.get("z", "0")):
             # Closed in full: the evaluator may drop work about it now, a few ms before the ACCOUNT_UPDATE.
             self.closed_positions[(account_id, f"{symbol}:{side}")] = _event_ms(event, order)
@@ -758,6 +763,16 @@ class StreamEngine:
                 await asyncio.sleep(0)
                 await self._defer(defer_until)
         await self.sink.feed_changed(self.market, became_stale=False, recovered=False)
+        await self._publish_user_feeds()
+
+    async def _publish_user_feeds(self) -> None:
+        """User feeds that received events since they were last published: their count and time.
+        Published only on connect and stale changes, a stream that had events still read "quiet (no
+        account events yet)" on the pages. Once per flush, and only the feeds that moved."""
+        for feed in self.user_feeds.values():
+            if feed.messages != self._user_feed_published.get(feed.name):
+                self._user_feed_published[feed.name] = feed.messages
+                await self.sink.feed_changed(feed, became_stale=False, recovered=False)
 
     async def _defer(self, until: float) -> None:
         """Wait while an alert is on its way out (``flush_defers_to``), but not past ``until``.

@@ -248,6 +248,11 @@ ALERT_ESCALATE_AFTER_S = env.int("ALERT_ESCALATE_AFTER_S", default=300)
 # A breach that clears and comes back within this many seconds re-opens the same alert row
 # (reopen_count) instead of paging again for the same level. A profile's reopen_window_s overrides it.
 ALERT_REOPEN_WINDOW_S = env.int("ALERT_REOPEN_WINDOW_S", default=600)
+# Channels hear of a warning or critical about a position this long after it is raised, so a
+# liquidation arriving milliseconds later silences it (alerts/outbox.py _settle_s). Pages: at once.
+ALERT_POSITION_SETTLE_S = env.float("ALERT_POSITION_SETTLE_S", default=1.0)
+# An open alert's value is refreshed (quietly) at most this often per row.
+ALERT_VALUE_REFRESH_S = env.float("ALERT_VALUE_REFRESH_S", default=5.0)
 # Highest leverage a profile may allow when no bracket table says otherwise (Binance's top tier).
 EXCHANGE_MAX_LEVERAGE = env.int("EXCHANGE_MAX_LEVERAGE", default=125)
 

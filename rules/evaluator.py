@@ -46,6 +46,7 @@ from rules.services import action_record, profile_for_account, profiles_version
 log = logging.getLogger(__name__)
 
 PROFILE_RELOAD_S = 30.0
+LIQUIDATION_AFTERMATH_MS = 300_000  # account-level clears this soon after a liquidation (dwell included) are its doing
 VERSION_POLL_S = 1.0  # how often the reloader looks for a profile save (and re-evaluates dwelling accounts)
 WRITE_ATTEMPTS = 8  # about two minutes of back-off before a change is given up (and logged)
 LEVEL_NAMES = {NORMAL: "normal", 20: "warning", CRITICAL: "critical"}
@@ -66,6 +67,7 @@ class Job:
     brackets: dict | None = None  # the tables the book used, so the plan matches its figures
     step_sizes: dict | None = None
     reopen_window_s: int | None = None  # the profile's; None: the alerts app's default
+    resolution: str = ""  # for a clear: why it ended, when not simply back within its limit
 
     @property
     def subject(self) -> str:
@@ -218,7 +220,9 @@ def write_alerts(jobs: list) -> None:
             # A position that left the book without a close the engine saw (a sync, say): gone,
             # not back within its limit. (One the exchange reported closed is not written at all:
             # its close or liquidation resolves the alert, with the reason.)
-            resolution = "position_closed" if change.vanished and is_position(change.subject) else "cleared"
+            resolution = job.resolution or (
+                "position_closed" if change.vanished and is_position(change.subject) else "cleared"
+            )
             alert_services.alert_clear(
                 account_id=job.account_id, rule=change.rule, subject=change.subject, resolution=resolution
             )
@@ -439,6 +443,10 @@ class Evaluator:
     def _job(self, account_id: int, change: Change, at_ms: int, limits: Limits, risk: Any) -> Job:
         reopen = limits.reopen_window_s
         acts = change.level == CRITICAL and change.rule in TRIGGERS and limits.auto_action != "none"
+        if change.level == NORMAL:
+            return Job(
+                account_id, change, at_ms, reopen_window_s=reopen, resolution=self._clear_reason(account_id, at_ms)
+            )
         if not acts:
             return Job(account_id, change, at_ms, reopen_window_s=reopen)
         usdt = risk.per_asset.get("USDT")
@@ -453,6 +461,15 @@ class Evaluator:
             step_sizes=dict(self.engine.step_sizes),
             reopen_window_s=reopen,
         )
+
+    def _clear_reason(self, account_id: int, at_ms: int) -> str:
+        """An account-level limit that clears right after the exchange liquidated the account's
+        positions (utilization, concentration, leverage fall to nothing) was ended by the
+        liquidation, and says so: a risk manager must not read "back within limit" there."""
+        liquidated_ms = getattr(self.engine, "liquidated_at", {}).get(account_id)
+        if liquidated_ms is not None and at_ms - liquidated_ms <= LIQUIDATION_AFTERMATH_MS:
+            return "liquidated"
+        return ""
 
     async def writer(self) -> None:
         """Runs the writer thread for as long as the engine runs; on stop the thread finishes the
