@@ -193,6 +193,9 @@ class StreamEngine:
         self._liquidations_seen: dict[str, None] = {}  # order ids reported (insertion-ordered, bounded)
         self._last_fill: dict[tuple[int, str, str], tuple[str, str]] = {}  # position -> (order id, price)
         self._force_checked_ms: dict[int, int] = {}  # account -> end of the last forceOrders window
+        # account -> (the desk's rows when this process started, keyed (symbol, side), and the oldest
+        # row's time in ms), set by a startup step; the first sync compares them with the exchange.
+        self.held_at_start: dict[int, tuple[dict[tuple[str, str], dict], int]] = {}
         self._pending = _Pending()
         self._user_feed_published: dict[str, int] = {}  # feed name -> messages count last published
         self._tasks: list[asyncio.Task] = []
@@ -289,10 +292,21 @@ class StreamEngine:
         exchange = {(p.symbol, p.side): p for p in positions}
         reports: list[tuple[str, tuple]] = []
         if not known:
-            # Liquidations before this process started are history (the previous process, or nobody,
-            # reported them); from here on each check reads on from where the last ended.
+            # What the desk's rows held when this process started and the exchange no longer has was
+            # closed or liquidated while nobody watched: forceOrders from the rows' time tells which.
+            # Older liquidations are history; from here on each check reads on from the last one.
+            start_held, rows_ms = self.held_at_start.pop(account_id, ({}, None))
+            gone = {k: row for k, row in start_held.items() if _smaller_or_gone(exchange.get(k), row)}
+            if gone and rows_ms is not None:
+                self._force_checked_ms[account_id] = rows_ms
+                with contextlib.suppress(ExchangeError):
+                    reports += await self._missed_liquidations(account_id, start_held)
             self._force_checked_ms.setdefault(account_id, int(time.time() * 1000))
-        elif any(key not in exchange or abs(exchange[key].qty) < abs(dec(row["qty"])) for key, row in held.items()):
+            now_ms = int(time.time() * 1000)
+            for key, row in gone.items():
+                if key not in exchange:
+                    reports += self._closed(account_id, key[0], key[1], row, now_ms)
+        elif any(_smaller_or_gone(exchange.get(key), row) for key, row in held.items()):
             with contextlib.suppress(ExchangeError):
                 reports += await self._missed_liquidations(account_id, held)
         differences = self._wallet_difference(account_id, state.cross_wallet_balance, known)
@@ -917,6 +931,11 @@ def _open_order(order: dict) -> dict:
         "positionSide",
     )
     return {k: order.get(k) for k in keys}
+
+
+def _smaller_or_gone(now: Any, row: dict) -> bool:
+    """The exchange's position (None: none) is gone or smaller than the desk's row of it."""
+    return now is None or abs(now.qty) < abs(dec(row["qty"]))
 
 
 def _book_qty(side: str, qty: Decimal) -> Decimal:

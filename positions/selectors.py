@@ -654,3 +654,28 @@ def margin_ratio_bands(accounts: list[AccountView]) -> dict[int, tuple[Decimal |
         profile = profiles.get(owned.get(account.id)) or default
         bands[account.id] = (profile.margin_ratio_warning, profile.margin_ratio_critical) if profile else (None, None)
     return bands
+
+
+def positions_held(*, account_ids: list[int]) -> dict[int, tuple[dict[tuple[str, str], dict[str, Any]], int]]:
+    """What the desk's rows held for each account when the stream process (re)starts, in the plain
+    form of the book's rows, with the time of the oldest row (epoch ms). The engine compares them
+    with the exchange on its first sync: a position gone while nobody watched was closed or
+    liquidated then, and forceOrders from that time tells which."""
+    held: dict[int, dict[tuple[str, str], dict[str, Any]]] = {}
+    since: dict[int, int] = {}
+    rows = Position.objects.filter(account_id__in=account_ids).exclude(quantity=0).select_related("symbol")
+    for p in rows:
+        held.setdefault(p.account_id, {})[(p.symbol.name, p.side)] = {
+            "symbol": p.symbol.name,
+            "side": p.side,
+            "qty": str(p.quantity),
+            "entry_price": str(p.entry_price),
+            "leverage": p.leverage,
+            "margin_type": p.margin_type,
+            "mark": None if p.mark_price is None else str(p.mark_price),
+            "liquidation_price": None if p.liquidation_price is None else str(p.liquidation_price),
+            "liquidation_distance": None,  # not stored: the LIQUIDATED alert then says it is unknown
+        }
+        at_ms = int(p.updated_at.timestamp() * 1000)
+        since[p.account_id] = min(since.get(p.account_id, at_ms), at_ms)
+    return {a: (rows_of, since[a]) for a, rows_of in held.items()}

@@ -12,7 +12,7 @@ from decimal import Decimal as D
 
 from marketdata.exchange import BinanceFutures
 from marketdata.tests.conftest import KEY, SECRET
-from marketdata.tests.test_streams import RecordingSink, set_mark, wait_until, with_engine
+from marketdata.tests.test_streams import RecordingSink, engine_for, set_mark, wait_until, with_engine
 
 
 class AccountEventsSink(RecordingSink):
@@ -198,3 +198,50 @@ def _position(qty: str):
     from positions.book import BookPosition
 
     return BookPosition(symbol="BTCUSDT", side="BOTH", qty=D(qty), entry_price=D(43000), leverage=20)
+
+
+def test_a_liquidation_while_the_stream_process_was_down_is_found_at_start(sim):
+    """The rows the last process left say 0.5 BTC; the exchange liquidated it meanwhile. The first
+    sync asks forceOrders from the rows' time and reports the liquidation, with the row as
+    ``before``, and nothing else about that position."""
+    rows_ms = int(time.time() * 1000) - 1000
+    row = {"symbol": "BTCUSDT", "side": "BOTH", "qty": "0.5", "entry_price": "43000", "liquidation_price": "23000"}
+    set_mark(sim, "BTCUSDT", "20000")  # nobody watching: the exchange liquidates the 0.5 BTC
+    state = sim.call(lambda s: s.state())
+    assert next(a for a in state["accounts"] if a["api_key"] == KEY)["liquidations"] == 1
+    sink = AccountEventsSink()
+
+    async def go():
+        engine = engine_for(sim, sink)
+        engine.held_at_start = {1: ({("BTCUSDT", "BOTH"): row}, rows_ms)}
+        await engine.start()
+        try:
+            assert not engine.book.positions(1)
+            [(event, before)] = sink.of("liquidation_seen")
+            assert event["source"] == "forceOrders" and before == row
+            assert sink.of("position_closed") == []  # the liquidation's report records that close
+            assert (1, "BTCUSDT:BOTH") in engine.closed_positions
+            assert engine.held_at_start == {}  # used once, on the first sync
+        finally:
+            await engine.stop()
+
+    asyncio.run(go())
+
+
+def test_a_position_closed_while_the_stream_process_was_down_is_reported_closed(sim):
+    rows_ms = int(time.time() * 1000) - 1000
+    row = {"symbol": "ETHUSDT", "side": "BOTH", "qty": "2", "entry_price": "3000", "liquidation_price": None}
+    sink = AccountEventsSink()
+
+    async def go():
+        engine = engine_for(sim, sink)
+        engine.held_at_start = {1: ({("ETHUSDT", "BOTH"): row}, rows_ms)}
+        await engine.start()
+        try:
+            [(close,)] = sink.of("position_closed")
+            assert (close["symbol"], close["side"], close["reason"]) == ("ETHUSDT", "BOTH", "closed")
+            assert sink.of("liquidation_seen") == []  # forceOrders had nothing on ETHUSDT
+        finally:
+            await engine.stop()
+
+    asyncio.run(go())

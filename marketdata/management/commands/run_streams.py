@@ -4,6 +4,7 @@ import asyncio
 import logging
 import signal
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -33,12 +34,20 @@ def build_engine(specs: list[AccountSpec], *, sink_process: bool = False) -> Str
         sink=DjangoSink(process=sink_process),
         stale_after_s=settings.STREAM_STALE_AFTER_S,
     )
+    engine.startup.append(lambda: _load_held(engine))
     try:  # the rule evaluator subscribes to the engine's changes once the rules app provides it
         from rules.evaluator import attach
     except ImportError:
         return engine
     attach(engine)
     return engine
+
+
+async def _load_held(engine: StreamEngine) -> None:
+    """The Position rows as the last process left them: the first sync finds what closed meanwhile."""
+    from positions.selectors import positions_held
+
+    engine.held_at_start = await sync_to_async(positions_held)(account_ids=list(engine.accounts))
 
 
 def refresh_reference() -> str:
