@@ -517,8 +517,10 @@ class Evaluator:
             return (account_id, subject) in closed
         return closed_after(closed, account_id, subject, at_ms)
 
-    def write_forever(self) -> None:
-        """One writer, in order. A failed write (database away) is retried with back-off, not dropped."""
+    def write_forever(self, *, own_connection: bool = True) -> None:
+        """One writer, in order. A failed write (database away) is retried with back-off, not dropped.
+        ``own_connection``: the thread's connection is its own, closed when the writer ends (False for
+        a caller lending its connection, such as a test's, which must stay open in its transaction)."""
         while (job := self.queue.get()) is not None:
             if self.late(job):
                 self.dropped += 1
@@ -535,7 +537,8 @@ class Evaluator:
                     connection.close()
                     time.sleep(min(30.0, 0.5 * 2**attempt))
             self._done += 1
-        connection.close()
+        if own_connection:
+            connection.close()
 
     async def reloader(self) -> None:
         """Every VERSION_POLL_S: a profile saved since the last look reloads the profiles at once

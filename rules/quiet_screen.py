@@ -163,7 +163,7 @@ class Screen:
             return np.ones(n, dtype=bool)
         key = a["acct"] * a["n_symbols"] + a["sym"]
         keys, inverse = np.unique(key, return_inverse=True)
-        exposure = np.bincount(inverse, weights=a["notional"], minlength=len(keys))
+        exposure = np.bincount(inverse, weights=a["notional"], minlength=len(keys)).astype(float)  # int when empty
         # A position without a mark has no notional (NaN): its symbol's exposure is unknown, so
         # the account must not pass as quiet. +inf says so without a NaN reaching np.maximum
         # (which warned "invalid value encountered in maximum" on every start).

@@ -84,7 +84,7 @@ def start(engine) -> ev.Evaluator:
 def write(evaluator: ev.Evaluator) -> None:
     """What the writer thread does, here, with the test's database connection."""
     evaluator.queue.put(None)
-    evaluator.write_forever()
+    evaluator.write_forever(own_connection=False)
 
 
 def rows(account_id: int, rule: str = "leverage") -> list[Alert]:
