@@ -208,6 +208,9 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=1)),
     "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
 }
+# /health's details (which server is down and why, heartbeats, feeds) for a monitor that sends
+# this in X-Health-Token; staff see them signed in. Anyone else gets only up or down.
+HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 SPECTACULAR_SETTINGS = {
     "TITLE": "riskdesk API",
     "DESCRIPTION": "Risk desk for Binance USDⓈ-M perpetual futures. Money and quantities are decimal strings.",
@@ -244,7 +247,10 @@ STREAMS_IN_PROCESS = env.bool("STREAMS_IN_PROCESS", default=False)
 # does not share the stream process's GIL with market frames and alerts (bench/alerts.py). Only
 # where a child reaches the same cache: with Redis, not the embedded in-memory one.
 STREAM_SINK_PROCESS = env.bool("STREAM_SINK_PROCESS", default=bool(REDIS_URL))
-ALERT_ESCALATE_AFTER_S = env.int("ALERT_ESCALATE_AFTER_S", default=300)
+# An unacknowledged critical becomes an emergency after this long. Ten minutes, the subject budget's
+# window (alerts/outbox.py: 2 messages per (account, rule, subject) and channel in 10 minutes): the
+# escalation then never makes a third message inside one window (the demo's crash sent 3 at 300 s).
+ALERT_ESCALATE_AFTER_S = env.int("ALERT_ESCALATE_AFTER_S", default=600)
 # A breach that clears and comes back within this many seconds re-opens the same alert row
 # (reopen_count) instead of paging again for the same level. A profile's reopen_window_s overrides it.
 ALERT_REOPEN_WINDOW_S = env.int("ALERT_REOPEN_WINDOW_S", default=600)
