@@ -1,14 +1,21 @@
-"""/health: does every server the desk needs answer? 200 if so, 503 naming what is down."""
+"""/health: does every server the desk needs answer? 200 if so, 503 if not.
+
+Anyone may ask (load balancers, compose, uptime monitors), but only the status: which server is
+down, its error text, the worker's heartbeat and the feed say how the desk is built and where to
+push. Those details need staff or the HEALTH_TOKEN in an ``X-Health-Token`` header.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 import uuid
 from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
@@ -83,6 +90,15 @@ def _feeds(*, cache_up: bool) -> dict:
     return {"stale": stale, "feeds": {"market": {**(market or {"connected": False}), "stale": stale}}}
 
 
+def may_see_details(request) -> bool:
+    token = settings.HEALTH_TOKEN
+    given = request.headers.get("X-Health-Token", "")
+    if token and given and hmac.compare_digest(given.encode(), token.encode()):
+        return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
+
+
 def health(request):
     checks = run_checks()
     down = sorted(name for name, result in checks.items() if not result["ok"])
@@ -94,4 +110,6 @@ def health(request):
         **_feeds(cache_up="cache" not in down),
         "time": timezone.now().isoformat(),
     }
+    if not may_see_details(request):
+        body = {"status": body["status"]}
     return JsonResponse(body, status=200 if not down else 503)

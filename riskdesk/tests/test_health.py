@@ -5,6 +5,18 @@ import socket
 import pytest
 from django.test import Client
 
+TOKEN = "monitor-token-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def health_token(settings):
+    settings.HEALTH_TOKEN = TOKEN
+
+
+def monitor() -> Client:
+    """A client that reads /health's details (anonymous callers see only the status)."""
+    return Client(headers={"X-Health-Token": TOKEN})
+
 
 def closed_port() -> int:
     with socket.socket() as s:
@@ -13,7 +25,7 @@ def closed_port() -> int:
 
 
 def test_health_is_200_when_everything_answers(db):
-    response = Client().get("/health")
+    response = monitor().get("/health")
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["status"] == "ok" and body["down"] == []
@@ -32,7 +44,7 @@ def test_health_is_503_naming_the_cache_when_redis_is_down(db, settings):
     caches._settings = None  # let the override take effect for this test
     try:
         caches.__init__()
-        response = Client().get("/health")
+        response = monitor().get("/health")
     finally:
         caches.__init__()
     assert response.status_code == 503
@@ -47,7 +59,7 @@ def test_health_is_503_naming_the_broker_when_it_is_down(db, monkeypatch):
     monkeypatch.setattr(
         health, "celery_app", Celery(broker=f"redis://127.0.0.1:{closed_port()}/0", set_as_current=False)
     )
-    response = Client().get("/health")
+    response = monitor().get("/health")
     assert response.status_code == 503
     assert "broker" in response.json()["down"]
 
@@ -63,7 +75,7 @@ def test_health_is_503_naming_the_channel_layer_when_it_is_down(db, settings):
     }
     channel_layers.backends.clear()
     try:
-        response = Client().get("/health")
+        response = monitor().get("/health")
     finally:
         channel_layers.backends.clear()
     assert response.status_code == 503
@@ -79,10 +91,10 @@ def test_health_flags_a_stale_market_feed_without_failing(db):
     from marketdata import live
 
     live.feed_set("market", {"name": "market", "connected": True, "stale": False, "last_message_ms": live.now_ms()})
-    body = Client().get("/health").json()
+    body = monitor().get("/health").json()
     assert body["stale"] is False and body["feeds"]["market"]["connected"] is True
     live.feed_set(
         "market", {"name": "market", "connected": True, "stale": False, "last_message_ms": live.now_ms() - 60_000}
     )
-    response = Client().get("/health")
+    response = monitor().get("/health")
     assert response.status_code == 200 and response.json()["stale"] is True
