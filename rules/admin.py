@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
@@ -18,8 +19,17 @@ def _family_fields(family: str) -> tuple[str, ...]:
     return tuple(f for lim in LIMITS if lim.family == family for f in lim.fields())
 
 
+class RiskProfileForm(forms.ModelForm):
+    # The history shows why each limit moved; a bare "admin" said only where the change came from.
+    # 100: simple_history's history_change_reason column. No Meta: the admin's fieldsets give the fields.
+    change_reason = forms.CharField(
+        label=_("Reason for this change"), max_length=100, help_text=_("Kept in the profile's history.")
+    )
+
+
 @admin.register(RiskProfile)
 class RiskProfileAdmin(SimpleHistoryAdmin):
+    form = RiskProfileForm
     list_display = (
         "name",
         "is_default",
@@ -34,7 +44,7 @@ class RiskProfileAdmin(SimpleHistoryAdmin):
     search_fields = ("name", "description")
     readonly_fields = ("created_at", "updated_at", "account_count")
     fieldsets = (
-        (None, {"fields": ("name", "description", "is_default", "account_count")}),
+        (None, {"fields": ("name", "description", "is_default", "account_count", "change_reason")}),
         (FAMILY_TITLES["funds"], {"fields": (*_family_fields("funds"), "asset_caps")}),
         (FAMILY_TITLES["positions"], {"fields": _family_fields("positions")}),
         (
@@ -66,6 +76,7 @@ class RiskProfileAdmin(SimpleHistoryAdmin):
 
     def save_model(self, request, obj, form, change):
         # The admin and the API share one service per change (validation + history).
+        reason = form.cleaned_data["change_reason"].strip()
         values = {
             f: form.cleaned_data[f]
             for f in (form.changed_data if change else form.cleaned_data)
@@ -73,9 +84,9 @@ class RiskProfileAdmin(SimpleHistoryAdmin):
         }
         try:
             if change:
-                saved = services.profile_update(profile=obj, values=values, by=request.user, reason="admin")
+                saved = services.profile_update(profile=obj, values=values, by=request.user, reason=reason)
             else:
-                saved = services.profile_create(values=values, by=request.user, reason="admin")
+                saved = services.profile_create(values=values, by=request.user, reason=reason)
         except ValidationError as exc:  # already shown by the form; a race gets here
             raise exc
         obj.pk = saved.pk

@@ -70,6 +70,7 @@ def test_a_risk_manager_edits_a_profile_through_the_admin_and_history_shows_it(r
         symbol_allowlist="[]",
         symbol_denylist="[]",
         disabled_checks="[]",
+        change_reason="tighter leverage",
     )
     response = client.post(f"/admin/rules/riskprofile/{profile.id}/change/", data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
