@@ -4,6 +4,7 @@ reader can judge its freshness and fail closed."""
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime
 from typing import Any
@@ -26,8 +27,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def feed_set(name: str, status: dict[str, Any]) -> None:
-    cache.set(FEED_KEY.format(name=name), {**status, "published_ms": now_ms()}, TTL_S)
+def feed_set(name: str, status: dict[str, Any], *, ttl_s: float | None = None) -> None:
+    """``ttl_s``: the stream engine passes liveness_ttl_s() (issue 15: "connected" must expire with
+    the process that said it); others (tests, benches) keep the day-long default."""
+    timeout = TTL_S if ttl_s is None else max(1, math.ceil(ttl_s))
+    cache.set(FEED_KEY.format(name=name), {**status, "published_ms": now_ms()}, timeout)
 
 
 def feed_get(name: str = "market") -> dict[str, Any] | None:
@@ -93,3 +97,44 @@ def fills_add(account_id: int, count: int = 1) -> None:
         cache.incr(key, count)
     except ValueError:  # expired between add and incr: start again
         cache.set(key, count, FILLS_TTL_S)
+
+
+# --- liveness (issue 15): what says "alive" expires by itself ----------------------------------
+
+PROCESS_KEY = "live:stream:process"
+
+
+def liveness_ttl_s() -> float:
+    """How long a word of the stream process stays true without being said again. The same limit
+    the gate and the pages call a feed stale at, so a dead process leaves every account stale
+    within STREAM_STALE_AFTER_S, SIGKILL included."""
+    return float(settings.STREAM_STALE_AFTER_S)
+
+
+def feeds_set_live(statuses: list[dict[str, Any]]) -> None:
+    """Every user feed's status again, under the liveness TTL (one round trip)."""
+    stamp, timeout = now_ms(), max(1, math.ceil(liveness_ttl_s()))
+    cache.set_many({FEED_KEY.format(name=s["name"]): {**s, "published_ms": stamp} for s in statuses}, timeout)
+
+
+def process_beat(status: dict[str, Any]) -> None:
+    """The stream process's heartbeat (written from its event loop every second)."""
+    cache.set(PROCESS_KEY, {**status, "heartbeat_ms": now_ms()}, max(1, math.ceil(liveness_ttl_s())))
+
+
+def process_get() -> dict[str, Any] | None:
+    return cache.get(PROCESS_KEY)
+
+
+def process_withdraw() -> None:
+    """A clean stop: the process says at once that it no longer runs."""
+    cache.delete(PROCESS_KEY)
+
+
+def process_is_alive(status: dict[str, Any] | None, *, at_ms: int | None = None) -> bool:
+    """The one judgement of the stream process's beat (health, the STREAM_DOWN job): present, and
+    beaten within the liveness TTL (the key's own TTL says the same; a cache without expiry
+    — the file cache after a clock jump — is judged by the time it carries)."""
+    if not status or not status.get("heartbeat_ms"):
+        return False
+    return (at_ms or now_ms()) - int(status["heartbeat_ms"]) <= liveness_ttl_s() * 1000

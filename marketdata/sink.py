@@ -117,6 +117,7 @@ TIMINGS_KEPT = 100_000  # batch timings kept for the benches
 PUBLISH, PERSIST, MARKS = "publish", "persist", "marks"  # the kinds of sink work
 OUTBOARD_QUEUE_MAX = 20_000  # values queued for the sink process (~50 flushes of 200 accounts x 2)
 BATCH_IDLE_S = 2.0  # a batch thread ends after this long with nothing to do (and starts again on demand)
+STOP_DRAIN_S = 20.0  # a clean stop waits this long for the sink's queued work
 EVENT_WRITE_ATTEMPTS = 6  # an exchange event's record is retried with back-off (~30 s), then logged and dropped
 
 
@@ -531,6 +532,7 @@ class DjangoSink:
         self._marks_written_at = -MARKS_WRITE_EVERY_S  # the first flush writes
         self._feed_writes: asyncio.Future | None = None  # the last feed alert write (they run in order)
         self._events = EventWriter()  # in this process even with process=True: events are few, and in order
+        self._feeds_refresh: asyncio.Future | None = None
 
     @property
     def publish_ms(self) -> deque[float]:
@@ -596,7 +598,9 @@ class DjangoSink:
             self._work.put(MARKS, 0, due, merge=_newer_marks)
 
     async def feed_changed(self, status: FeedStatus, *, became_stale: bool, recovered: bool) -> None:
-        live.feed_set(status.name, status.as_dict())  # what the order gate reads: fails closed at once
+        # What the order gate reads: fails closed at once. Under the liveness TTL: the market feed
+        # is written every flush, user feeds again by feeds_alive, so only a dead writer lets it lapse.
+        live.feed_set(status.name, status.as_dict(), ttl_s=live.liveness_ttl_s())
         if became_stale or recovered:
             # The alert row must not take the feed down with it: raised here, a database error
             # (SQLite busy, MariaDB away) restarted the market socket, which went stale again.
@@ -736,6 +740,37 @@ class DjangoSink:
 
     async def resync_requests(self) -> list[int]:
         return live.resync_take()
+
+    async def process_alive(self, status: dict) -> None:
+        # On the loop on purpose (one small write a second): a loop that hangs stops the beat.
+        live.process_beat(status)
+
+    async def feeds_alive(self, statuses: list[dict]) -> None:
+        # Thousands of small values: pickled and sent off the loop. One at a time: a refresh still
+        # running (the cache slow or away) is not stacked behind; the TTL then lapses, failing closed.
+        if self._feeds_refresh is not None and not self._feeds_refresh.done():
+            return
+        self._feeds_refresh = asyncio.get_running_loop().run_in_executor(None, self._feeds_write, statuses)
+
+    @staticmethod
+    def _feeds_write(statuses: list[dict]) -> None:
+        try:
+            live.feeds_set_live(statuses)
+        except Exception as exc:  # the cache away: the keys lapse and readers fail closed
+            log.warning("refreshing %d user feeds failed: %s", len(statuses), exc)
+
+    async def stopped(self, statuses: list[dict]) -> None:
+        """A clean stop: the feeds as stale and disconnected and the beat withdrawn at once, then
+        what is queued written (live state, rows, events) before the interpreter shuts down: work
+        left to atexit met a closed executor ("cannot schedule new futures after interpreter shutdown")."""
+        live.feeds_set_live(statuses)
+        live.process_withdraw()
+        if not await asyncio.to_thread(self.drain, STOP_DRAIN_S):
+            log.warning(
+                "the sink did not finish within %s s of the stop; the rest is rewritten at the next start", STOP_DRAIN_S
+            )
+        if isinstance(self._work, SinkProcess):
+            await asyncio.to_thread(self._work.close)
 
 
 def _dec(value: Any) -> Decimal | None:

@@ -13,7 +13,14 @@ Supervision, because python-binance does not (reference §3.6, §4):
   key after a reconnect, so a dead key would linger for five minutes);
 - every (re)connect is followed by a REST re-sync, since events missed in the
   gap are not replayed;
-- restarts back off exponentially with jitter, capped;
+- restarts back off exponentially with jitter, capped, and start afresh after a healthy session
+  (``Backoff``): a back-off that only grew turned 8 feed stalls into recoveries of 24 s;
+- every socket has a watchdog at its own cadence: the market socket's 1 s frames
+  (``MARKET_SILENCE_S``), a user socket's listen-key keep-alive (``keepalive_s``, which the
+  engine runs itself: python-binance's own logs a -1125 and carries on with the dead key);
+- liveness expires (issue 15): the process beats (``Sink.process_alive``) and every user feed's
+  status is re-published (``Sink.feeds_alive``), both under a TTL of ``stale_after_s``, so a
+  process that dies, SIGKILL included, leaves nothing that says "connected";
 - malformed payloads are counted, logged once with a sample, and skipped.
 """
 
@@ -25,6 +32,7 @@ import dataclasses
 import gc
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -39,7 +47,19 @@ from positions.book import BookPosition, RiskBook
 log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.5
-BACKOFF_CAP_S = 30.0
+BACKOFF_CAP_S = 30.0  # the default cap (REST-side loops); each socket has its own below
+# Recovery bounds (issue 15): the market stream resumes within 5 s of the exchange answering again,
+# a user stream within 10 s. The wait before a reconnect is at most the cap; the rest of the bound
+# is the handshake, the REST re-sync and (market) the next 1 s frame.
+MARKET_BACKOFF_CAP_S = 2.0
+USER_BACKOFF_CAP_S = 5.0
+HEALTHY_AFTER_S = 10.0  # a session that lasted this long was healthy: the next failure backs off from the start
+MARKET_SILENCE_S = 3.0  # the market socket sends a frame a second: three missed and it is restarted
+MARKET_OPEN_TIMEOUT_S = 5.0  # handshake + REST gap fill; a hung open must not keep the marks frozen
+USER_KEEPALIVE_S = 30 * 60.0  # Binance: keys live 60 min, keep them alive every 30 (PUT listenKey)
+KEEPALIVE_RETRY_S = 30.0  # a keep-alive that failed for another reason than -1125 is tried again this soon
+INVALID_LISTEN_KEY = -1125
+HEARTBEAT_EVERY_S = 1.0  # the process's beat (a live key with a TTL of stale_after_s)
 # Start-up with thousands of accounts. One request at a time leaves both processes idle
 # for each round trip (2,000 accounts' brackets took ~100 s that way); everything at once
 # queues more signed requests and WebSocket handshakes than the exchange answers within
@@ -109,6 +129,18 @@ class Sink(Protocol):
 
     async def resync_requests(self) -> list[int]: ...
 
+    # Liveness (optional, as the account events below): what says "alive" must expire by itself.
+
+    async def process_alive(self, status: dict) -> None:
+        """The process's beat, every HEARTBEAT_EVERY_S from the event loop: keep it for ``stale_after_s``."""
+
+    async def feeds_alive(self, statuses: list[dict]) -> None:
+        """Every user feed's status, every ``stale_after_s`` / 3: keep each for ``stale_after_s``."""
+
+    async def stopped(self, statuses: list[dict]) -> None:
+        """A clean stop: every feed (market included) as disconnected and stale, the beat withdrawn,
+        and everything queued written before returning."""
+
     # The account events below are optional (``StreamEngine._tell``): sinks written before them
     # (the benches') need not implement them. Each must hand its work off in the order received.
 
@@ -156,8 +188,12 @@ class StreamEngine:
         flush_interval_s: float = 0.5,  # live figures reach the pages twice a second
         book: RiskBook | None = None,
         market_key: AccountSpec | None = None,
+        keepalive_s: float = USER_KEEPALIVE_S,
     ):
         self.accounts = {a.id: a for a in accounts}
+        self.keepalive_s = keepalive_s
+        self.listen_keys: dict[int, str] = {}  # account -> the listen key its connected socket uses
+        self.started_ms = int(time.time() * 1000)
         self.rest_url, self.ws_url = rest_url, ws_url
         self.sink = sink
         self.stale_after_s = stale_after_s
@@ -226,6 +262,7 @@ class StreamEngine:
         self._tasks = [asyncio.create_task(self._market_loop(), name="market")]
         self._tasks += [asyncio.create_task(self._user_loop(a), name=f"user:{a}") for a in self.accounts]
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
         self._tasks += [asyncio.create_task(worker(), name=worker.__qualname__) for worker in self.workers]
 
     async def run_forever(self) -> None:
@@ -233,16 +270,58 @@ class StreamEngine:
         await self._stopping.wait()
 
     async def stop(self) -> None:
+        """Orderly: the sockets closed (their tasks' ``opened`` exits close them), a last flush, every
+        feed published as disconnected and stale and the beat withdrawn (the gate fails closed at
+        once, not STREAM_STALE_AFTER_S later), the sink drained, then the REST sessions closed."""
         self._stopping.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self._flush()
+        with contextlib.suppress(Exception):
+            await self._flush()
+        for feed in (self.market, *self.user_feeds.values()):
+            feed.connected, feed.stale = False, True
+        self.listen_keys.clear()
+        try:
+            await self._tell("stopped", [f.as_dict() for f in (self.market, *self.user_feeds.values())])
+        except Exception:
+            log.warning("publishing the stopped state failed; it expires within %s s anyway", self.stale_after_s)
         for adapter in self._adapters.values():
             with contextlib.suppress(Exception):
                 await adapter.close()
+
+    # --- liveness --------------------------------------------------------------------------
+
+    def process_status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "started_ms": self.started_ms,
+            "heartbeat_ms": int(time.time() * 1000),
+            "accounts": len(self.accounts),
+            "market_stale": self.is_stale(),
+            "user_connected": sum(1 for f in self.user_feeds.values() if f.connected),
+        }
+
+    async def _heartbeat_loop(self) -> None:
+        """The beat, from the event loop itself: a loop that hangs stops beating. Also the market
+        feed's stale mark (the silence watchdog restarts the socket sooner than the feed is called
+        stale, so the session no longer marks it), and every user feed re-published before its TTL
+        runs out. A timestamp per frame is all the hot path pays for any of this."""
+        refresh_every = max(HEARTBEAT_EVERY_S, self.stale_after_s / 3)
+        feeds_due = 0.0
+        while not self._stopping.is_set():
+            try:
+                await self._tell("process_alive", self.process_status())
+                if not self.market.stale and self.is_stale():
+                    await self._mark_stale()
+                if time.monotonic() >= feeds_due:
+                    feeds_due = time.monotonic() + refresh_every
+                    await self._tell("feeds_alive", [f.as_dict() for f in self.user_feeds.values()])
+            except Exception:
+                log.warning("the stream heartbeat failed; retrying", exc_info=True)
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
 
     # --- REST sync ----------------------------------------------------------------------
 
@@ -397,34 +476,39 @@ class StreamEngine:
     # --- market stream ----------------------------------------------------------------
 
     async def _market_loop(self) -> None:
-        backoff = BACKOFF_START_S
+        backoff = Backoff(cap_s=MARKET_BACKOFF_CAP_S)
         while not self._stopping.is_set():
             try:
-                await self._market_session()
-                backoff = BACKOFF_START_S
+                await self._market_session(backoff)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure means: restart the socket, never die
                 self.market.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("market stream restarting after %s", self.market.last_error)
+            if self._stopping.is_set():
+                return
             await self._set_market_connected(False)
             self.market.reconnects += 1
-            await asyncio.sleep(_jitter(backoff))
-            backoff = min(backoff * 2, BACKOFF_CAP_S)
+            await asyncio.sleep(backoff.next_delay())
 
-    async def _market_session(self) -> None:
+    async def _market_session(self, backoff: Backoff) -> None:
         socket = self.adapter(self._market_spec.id).socket_manager().all_mark_price_socket()
         _skip_bad_json(socket)
-        async with opened(socket):
-            await self._set_market_connected(True)
-            with contextlib.suppress(ExchangeError):
-                await self.resync_marks()  # fill the gap the reconnect left
+        silence_s = min(MARKET_SILENCE_S, self.stale_after_s)
+        async with contextlib.AsyncExitStack() as stack:
+            async with asyncio.timeout(MARKET_OPEN_TIMEOUT_S):
+                await stack.enter_async_context(opened(socket))
+                await self._set_market_connected(True)
+                with contextlib.suppress(ExchangeError):
+                    await self.resync_marks()  # fill the gap the reconnect left
+            backoff.connected()
             while not self._stopping.is_set():
                 try:
-                    message = await asyncio.wait_for(socket.recv(), timeout=self.stale_after_s)
+                    message = await asyncio.wait_for(socket.recv(), timeout=silence_s)
                 except TimeoutError:
-                    await self._mark_stale()
-                    raise ConnectionError(f"no market data for {self.stale_after_s} s") from None
+                    # The watchdog: the feed is called stale by the heartbeat at stale_after_s; the
+                    # socket is restarted sooner, so a half-dead connection does not hold recovery.
+                    raise ConnectionError(f"no market frame for {silence_s} s") from None
                 self._on_market_message(message)
                 if self.market.stale:
                     await self._mark_fresh()
@@ -469,44 +553,71 @@ class StreamEngine:
 
     async def _user_loop(self, account_id: int) -> None:
         feed = self.user_feeds[account_id]
-        backoff = BACKOFF_START_S
+        backoff = Backoff(cap_s=USER_BACKOFF_CAP_S)
         while not self._stopping.is_set():
             try:
-                await self._user_session(account_id, feed)
-                backoff = BACKOFF_START_S
+                await self._user_session(account_id, feed, backoff)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 feed.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("user stream %s restarting after %s", account_id, feed.last_error)
+            self.listen_keys.pop(account_id, None)
+            if self._stopping.is_set():
+                return
             feed.connected = False
             feed.reconnects += 1
             await self.sink.feed_changed(feed, became_stale=False, recovered=False)
-            await asyncio.sleep(_jitter(backoff))
-            backoff = min(backoff * 2, BACKOFF_CAP_S)
+            await asyncio.sleep(backoff.next_delay())
 
-    async def _user_session(self, account_id: int, feed: FeedStatus) -> None:
-        # A fresh socket object asks for a fresh listen key; keepalive every 30 min as Binance advises.
+    async def _user_session(self, account_id: int, feed: FeedStatus, backoff: Backoff) -> None:
+        # A fresh socket object asks for a listen key (POST: the live one, or a new one if it died).
         socket = self.adapter(account_id).socket_manager().futures_user_socket()
-        socket._user_timeout = 30 * 60
+        # The keep-alive is ours (_keepalive): python-binance's logs a -1125 at ERROR and goes on
+        # with the dead key, which is how accounts sat "connected" on dead keys (issue 15).
+        socket._start_socket_timer = _no_timer
         _skip_bad_json(socket)
         async with contextlib.AsyncExitStack() as stack:
             # Reconnects pass the same gate: after a network blip every socket restarts at once.
             # The time limit keeps one stuck handshake or request from holding a place forever.
             async with self._opening, asyncio.timeout(SOCKET_OPEN_TIMEOUT_S):
                 await stack.enter_async_context(opened(socket))
-                feed.connected, feed.stale = True, False
-                await self.sink.feed_changed(feed, became_stale=False, recovered=True)
                 differences = await self.sync_account(account_id)
+                # Connected once the book holds the exchange's state: the gate's "live" must not
+                # cover the window where the re-sync has not landed yet.
+                feed.connected, feed.stale = True, False
+                self.listen_keys[account_id] = str(socket._listen_key or "")
+                await self.sink.feed_changed(feed, became_stale=False, recovered=True)
+            backoff.connected()
             if differences and feed.reconnects:
                 await self.sink.drift_found(account_id, differences)
+            keepalive = asyncio.create_task(self._keepalive(account_id, socket), name=f"keepalive:{account_id}")
+            stack.callback(keepalive.cancel)
             while not self._stopping.is_set():
-                message = await socket.recv()
+                # The keep-alive is this socket's watchdog: a dead key ends the session through it.
+                message = await _recv_or_fail(socket, keepalive)
                 if isinstance(message, dict) and message.get("e") in ("error", "listenKeyExpired"):
                     raise ConnectionError(f"user stream: {message.get('e')} {message.get('m', '')}")
                 feed.messages += 1
                 feed.last_message_ms = int(time.time() * 1000)
                 await self._on_user_event(account_id, feed, message)
+
+    async def _keepalive(self, account_id: int, socket: Any) -> None:
+        """PUT listenKey every ``keepalive_s``. -1125 (the key is gone) ends the session: the next one
+        asks for a new key and re-syncs over REST. Other failures are retried sooner; the key lives
+        60 min, so a few missed keep-alives are harmless."""
+        adapter = self.adapter(account_id)
+        wait_s = self.keepalive_s
+        while True:
+            await asyncio.sleep(wait_s)
+            try:
+                await adapter._call(adapter.client.futures_stream_keepalive, listenKey=socket._listen_key)
+                wait_s = self.keepalive_s
+            except ExchangeError as exc:
+                if exc.code == INVALID_LISTEN_KEY:
+                    raise ConnectionError(f"listen key rejected on keep-alive: {exc}") from None
+                log.warning("keep-alive of account %s failed (%s); again in %s s", account_id, exc, KEEPALIVE_RETRY_S)
+                wait_s = min(self.keepalive_s, KEEPALIVE_RETRY_S)
 
     async def _on_user_event(self, account_id: int, feed: FeedStatus, event: Any) -> None:
         kind = event.get("e") if isinstance(event, dict) else None
@@ -965,7 +1076,11 @@ async def opened(socket: Any):
     reconnecting (after a 1001 close, say) sets itself back to STREAMING and never
     ends, so the exit would hang forever. We cancel that loop's task ourselves and
     bound the library's exit with a timeout."""
-    await socket.__aenter__()
+    try:
+        await socket.__aenter__()
+    except BaseException:  # a handshake cut short by a timeout may have left a connection half open
+        await close_socket(socket)
+        raise
     try:
         yield socket
     finally:
@@ -1001,6 +1116,54 @@ def _skip_bad_json(socket: Any) -> None:
 
 def _jitter(seconds: float) -> float:
     return seconds * (0.5 + random.random() / 2)
+
+
+class Backoff:
+    """Reconnect waits: doubling from ``start_s`` up to ``cap_s``, each jittered to between half and
+    all of it (thousands of sockets that failed together do not come back together), and from the
+    start again once a session stayed up ``healthy_after_s``: one bad hour does not slow the
+    recovery from the next blip."""
+
+    def __init__(
+        self,
+        *,
+        start_s: float = BACKOFF_START_S,
+        cap_s: float = BACKOFF_CAP_S,
+        healthy_after_s: float = HEALTHY_AFTER_S,
+    ):
+        self.start_s, self.cap_s, self.healthy_after_s = start_s, cap_s, healthy_after_s
+        self._next_s = start_s
+        self._connected_at: float | None = None
+
+    def connected(self) -> None:
+        """The session is up (the socket open, the state re-synced)."""
+        self._connected_at = time.monotonic()
+
+    def next_delay(self) -> float:
+        """How long to wait before the next attempt, after a session (or an attempt) ended."""
+        if self._connected_at is not None and time.monotonic() - self._connected_at >= self.healthy_after_s:
+            self._next_s = self.start_s
+        self._connected_at = None
+        delay = _jitter(min(self._next_s, self.cap_s))
+        self._next_s = min(self._next_s * 2, self.cap_s)
+        return delay
+
+
+def _no_timer() -> None:
+    """Stands in for python-binance's keep-alive timer (the engine runs its own)."""
+
+
+async def _recv_or_fail(socket: Any, watchdog: asyncio.Task) -> Any:
+    """The socket's next message, unless ``watchdog`` ends first (its exception is raised)."""
+    receive = asyncio.ensure_future(socket.recv())
+    done, _ = await asyncio.wait({receive, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+    if receive in done:
+        return receive.result()
+    receive.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await receive
+    watchdog.result()  # raises what ended it
+    raise ConnectionError("the keep-alive ended")
 
 
 def dumps(value: Any) -> str:
