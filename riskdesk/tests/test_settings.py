@@ -11,7 +11,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start(env_overrides: dict[str, str]) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "FIELD_ENCRYPTION_KEY", "DEBUG")}
+    # Empty, not absent: the settings read a .env beside manage.py without overwriting what the
+    # environment already holds, and scripts/demo writes one with both secrets. Absent, the demo's
+    # .env filled them in and the "refuses to start" tests failed after scripts/demo.
+    env = {**os.environ, "SECRET_KEY": "", "FIELD_ENCRYPTION_KEY": "", "DEBUG": "false"}
     env.update(env_overrides, DJANGO_SETTINGS_MODULE="riskdesk.settings", RISKDESK_VAR_DIR=str(ROOT / "var/test"))
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
