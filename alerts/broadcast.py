@@ -61,6 +61,11 @@ def groups_to_join(*, sees_all: bool, account_ids: set[int]) -> list[str]:
     return [DESK, *figures, *(account_group(i) for i in sorted(account_ids))]
 
 
+def user_group(user_id: int) -> str:
+    """One user's sockets: told when what they may see changes (`access_changed`)."""
+    return f"user.{int(user_id)}"
+
+
 def groups_of(account_id: int | None) -> list[str]:
     """Where an event about one account goes: its own group and ALL_ACCOUNTS (or DESK for None)."""
     return [DESK] if account_id is None else [account_group(account_id), ALL_ACCOUNTS]
@@ -81,6 +86,12 @@ def risk_changed(accounts: list[dict]) -> None:
         event = {"type": "risk.changed", "accounts": accounts[start : start + RISK_BATCH]}
         sends += [(ALL_ACCOUNTS, event), (SOME_ACCOUNTS, event)]
     _send_all(sends)
+
+
+def access_changed(user_ids: set[int]) -> None:
+    """Who these users may see changed (accounts assigned or removed, role, active flag): their open
+    sockets re-read it at once, instead of streaming a revoked account until they reconnect."""
+    _send_all([(user_group(i), {"type": "access.changed"}) for i in sorted(user_ids)])
 
 
 def visible_part(event: dict, visible: set[int] | None) -> dict | None:

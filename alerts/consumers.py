@@ -7,7 +7,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts import access
-from alerts.broadcast import groups_to_join, visible_part
+from accounts.models import User
+from alerts.broadcast import groups_to_join, user_group, visible_part
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -28,8 +29,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self._refuse(CLOSE_FORBIDDEN)
             return
         groups, self.visible = found
+        self.user_id = user.pk
         # Join before accepting, so a client that sees the socket open misses nothing sent after.
-        for group in groups:
+        for group in [user_group(user.pk), *groups]:
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self.accept()
@@ -60,6 +62,21 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     async def position_changed(self, event: dict) -> None:
         await self.send_json(event)
 
+    async def access_changed(self, event: dict) -> None:
+        # What this user may see changed (accounts/signals.py): re-read it from the database, leave
+        # the groups of accounts no longer theirs, or close when they may see nothing now.
+        found = await database_sync_to_async(_groups_for_user_id)(self.user_id)
+        if found is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        groups, self.visible = found
+        wanted = [user_group(self.user_id), *groups]
+        for group in set(self.groups_joined) - set(wanted):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in set(wanted) - set(self.groups_joined):
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined = wanted
+
 
 def _groups_for(user) -> tuple[list[str], set[int] | None] | None:
     """The groups carrying what this user may watch and the accounts they may see (None: all);
@@ -70,3 +87,9 @@ def _groups_for(user) -> tuple[list[str], set[int] | None] | None:
         return groups_to_join(sees_all=True, account_ids=set()), None
     visible = access.visible_account_ids(user)
     return groups_to_join(sees_all=False, account_ids=visible), visible
+
+
+def _groups_for_user_id(user_id: int) -> tuple[list[str], set[int] | None] | None:
+    """As `_groups_for`, with the user as the database has them now (the scope's copy is stale)."""
+    user = User.objects.filter(pk=user_id).first()
+    return None if user is None else _groups_for(user)
