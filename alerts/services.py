@@ -23,6 +23,7 @@ from accounts.models import User
 from alerts import broadcast, messages, outbox
 from alerts.models import POSITION_GONE, Alert, AlertStatus, DeliveryEvent, Level, Resolution, decimal_str
 from alerts.selectors import alerts_open_levels  # noqa: F401 (callers may take it from the services too)
+from riskdesk import metrics
 
 AUTO_RESOLVE_NOTE = "auto-resolved: back within limit"
 # Notes are evidence, in English; the page shows the resolution in the reader's language.
@@ -110,6 +111,8 @@ def alert_raise(
             if attempt == 2:
                 raise
         else:
+            if event in ("opened", "escalated"):  # committed: the stream's frame→alert time ends here
+                metrics.alert_written(evaluated_ms=details.get("time_ms"))
             return alert, event
     raise AssertionError("unreachable")
 

@@ -3,18 +3,19 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import api as accounts_api
+from accounts import api_auth
 from accounts.views import DeskLoginView, DeskLogoutView
 from riskdesk import views as desk_views
 from riskdesk.health import health
+from riskdesk.metrics import metrics
 from rules import api as rules_api
 from rules import api_orders
 
 api_v1 = [
-    path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("auth/token/", api_auth.TokenObtainApi.as_view(), name="token_obtain"),
+    path("auth/token/refresh/", api_auth.TokenRefreshApi.as_view(), name="token_refresh"),
     path("me/", accounts_api.MeApi.as_view(), name="me"),
     path("accounts/", accounts_api.AccountListApi.as_view(), name="account_list"),
     path("accounts/<int:account_id>/", accounts_api.AccountDetailApi.as_view(), name="account_detail"),
@@ -41,6 +42,7 @@ urlpatterns = [
     path("alerts/", include("alerts.urls")),
     path("rules/", include("rules.urls")),
     path("health", health, name="health"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),

@@ -13,6 +13,7 @@ from marketdata import services
 from marketdata.exchange import ExchangeError
 from marketdata.sink import DjangoSink
 from marketdata.streams import AccountSpec, StreamEngine, settle_gc
+from riskdesk import metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def build_engine(specs: list[AccountSpec], *, sink_process: bool = False) -> Str
         stale_after_s=settings.STREAM_STALE_AFTER_S,
     )
     engine.startup.append(lambda: _load_held(engine))
+    metrics.instrument(engine)  # frame→book and frame→alert histograms, published for /metrics
     try:  # the rule evaluator subscribes to the engine's changes once the rules app provides it
         from rules.evaluator import attach
     except ImportError:
