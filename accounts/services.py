@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils import timezone
@@ -7,6 +9,9 @@ from django.utils import timezone
 from accounts import crypto
 from accounts.models import ExchangeAccount, Role, TradingState, User
 from marketdata import live
+from riskdesk.redis_clients import REDIS_DOWN
+
+log = logging.getLogger(__name__)
 
 # Admin permissions per role. Traders do not use the admin: their desk is the dashboard and the API.
 VIEWER_GROUP = "Viewers"
@@ -80,5 +85,16 @@ def account_set_trading_state(
     account.save(update_fields=["trading_state", "trading_state_reason", "trading_state_changed_at", "updated_at"])
     # The order gate reads the state from the live cache, not the database: publish it once committed.
     changed_ms = int(account.trading_state_changed_at.timestamp() * 1000)
-    transaction.on_commit(lambda: live.trading_state_set(account.pk, state, changed_ms))
+    transaction.on_commit(lambda: _trading_state_publish(account.pk, state, changed_ms))
     return account
+
+
+def _trading_state_publish(account_id: int, state: str, changed_ms: int) -> None:
+    """With Redis down the change is committed but not published, and that is safe: the gate takes
+    the newer of the account row and live:trading (rules.gate._trading_state), and refuses every new
+    order while Redis is down. Raising here answered 500 for a change that had been made (issue 14),
+    and stopped the kill switch before it cancelled anything."""
+    try:
+        live.trading_state_set(account_id, state, changed_ms)
+    except REDIS_DOWN as exc:
+        log.warning("account %s is now %s; Redis is unavailable, so it was not published (%s)", account_id, state, exc)

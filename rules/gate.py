@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import hashlib
 import itertools
 import logging
 import os
@@ -38,6 +39,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, connection, connections, router, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.models import ExchangeAccount, PositionMode, TradingState, User
 from accounts.services import account_set_trading_state
@@ -53,6 +55,7 @@ from marketdata.models import LeverageBracket, Symbol
 from marketdata.services import exchange_for
 from positions.margin import Bracket
 from positions.models import OrderDecision, OrderLog, OrderSource
+from riskdesk.redis_clients import REDIS_DOWN, client_options
 from rules import checks
 from rules.checks import (
     AccountView,
@@ -307,9 +310,11 @@ class RedisStore:
         import redis
 
         self.url = url
-        self.redis = redis.Redis.from_url(url)
+        self.redis = redis.Redis.from_url(url, **client_options(asyncio=False))
         self.serializer_loads = _cache_loads
-        self.sha = self.redis.script_load(RATE_SCRIPT)
+        # EVALSHA names the script by its SHA1, computed here rather than by SCRIPT LOAD: a store
+        # built while Redis is down still works (denying) and loads the script on its first NOSCRIPT.
+        self.sha = hashlib.sha1(RATE_SCRIPT.encode()).hexdigest()
         self._aredis: Any = None
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._keys: dict[tuple[int, str], tuple[str, ...]] = {}
@@ -342,7 +347,8 @@ class RedisStore:
         if self._aloop is not loop:
             import redis.asyncio
 
-            self._aredis, self._aloop = redis.asyncio.Redis.from_url(self.url), loop
+            self._aredis = redis.asyncio.Redis.from_url(self.url, **client_options(asyncio=True))
+            self._aloop = loop
         return self._aredis
 
     async def aclose(self) -> None:
@@ -895,7 +901,7 @@ class CheckResult:
             "decision": "allowed" if d.allowed else "denied",
             "exit": d.is_exit,
             "reduces": d.reduces,
-            "failures": checks.failure_rows(d.failures),
+            "failures": _failure_rows(d.failures),
             "warnings": checks.failure_rows(d.warnings),
             "projected": checks.projection_row(d.projection),
             "checked_at_ms": self.checked_at_ms,
@@ -914,6 +920,39 @@ class CheckResult:
                 "daily_fills": c.daily_fills,
             },
         }
+
+
+# The gate's own reason code, beside rules.checks' codes: it decides before any check runs, so no
+# profile can switch it off. Without Redis the gate has neither the live state nor the rate
+# windows, duplicate fingerprints and day counts, so it refuses every new order, exits too: a bot
+# looping on exits with no rate limit could get the key banned by Binance (HTTP 418), and the kill
+# switch needs that key. Cancels and the kill switch (REST) remain the way out.
+LIVE_STATE_UNAVAILABLE = "LIVE_STATE_UNAVAILABLE"
+
+
+def _gate_message(code: str) -> str:
+    # gettext at render time: the request's language (the API's LocaleMiddleware).
+    return {
+        LIVE_STATE_UNAVAILABLE: gettext(
+            "The live state store (Redis) is unavailable: new orders are refused until it recovers. "
+            "Cancels and the kill switch still work."
+        ),
+    }[code]
+
+
+def _failure_rows(rows: Iterable[tuple[str, Any, Any]]) -> list[dict[str, Any]]:
+    rows = list(rows)
+    if rows and rows[0][0] == LIVE_STATE_UNAVAILABLE:  # then the only one (_unavailable)
+        message = _gate_message(LIVE_STATE_UNAVAILABLE)
+        return [{"code": LIVE_STATE_UNAVAILABLE, "message": message, "value": None, "limit": None}]
+    return checks.failure_rows(rows)
+
+
+def _unavailable(plan: CheckPlan, error: Exception) -> CheckResult:
+    """The decision when Redis did not answer: denied, with nothing counted or reserved."""
+    log.warning("order gate: Redis is unavailable, refusing account %s's order (%s)", plan.meta.id, error)
+    decision = checks.Decision((False, [(LIVE_STATE_UNAVAILABLE, None, None)], (), None, False, False))
+    return CheckResult(plan.meta.id, plan.order, decision, checks.Counters(), live.now_ms())
 
 
 def meta_of(account: ExchangeAccount) -> AccountMeta:
@@ -963,10 +1002,16 @@ def _checked(plan: CheckPlan, s: RedisStore | LocalStore, g: Gathered) -> CheckR
     return CheckResult(plan.meta.id, plan.order, decision, g.counters, g.now_ms, g.reservation)
 
 
+def _gathered_check(plan: CheckPlan) -> CheckResult:
+    try:
+        s = store()
+        return _checked(plan, s, s.gather(**plan.gather_args()))
+    except REDIS_DOWN as exc:
+        return _unavailable(plan, exc)
+
+
 def _run_check(*, account: ExchangeAccount, order: Order, reserve: bool) -> CheckResult:
-    plan = check_plan(account=account, order=order, reserve=reserve)
-    s = store()
-    return _checked(plan, s, s.gather(**plan.gather_args()))
+    return _gathered_check(check_plan(account=account, order=order, reserve=reserve))
 
 
 def order_check(*, account: ExchangeAccount, order: Order, actor: Actor) -> CheckResult:
@@ -975,14 +1020,16 @@ def order_check(*, account: ExchangeAccount, order: Order, actor: Actor) -> Chec
 
 
 def check_run(plan: CheckPlan, *, actor: Actor) -> CheckResult:
-    s = store()
-    return _check_logged(_checked(plan, s, s.gather(**plan.gather_args())), actor)
+    return _check_logged(_gathered_check(plan), actor)
 
 
 async def check_run_async(plan: CheckPlan, *, actor: Actor) -> CheckResult:
     """check_run for the event loop: the one round trip on redis.asyncio, no thread hop."""
-    s = store()
-    result = _checked(plan, s, await s.agather(**plan.gather_args()))
+    try:
+        s = store()
+        result = _checked(plan, s, await s.agather(**plan.gather_args()))
+    except REDIS_DOWN as exc:
+        result = _unavailable(plan, exc)
     if len(ORDER_LOG.rows) >= ORDER_LOG_BOUND:
         await off_loop(ORDER_LOG.flush)  # back-pressure, as add() applies it to a sync caller
     return _check_logged(result, actor)
@@ -1144,7 +1191,7 @@ def order_reconcile(*, account: ExchangeAccount, symbol: str, client_order_id: s
 
     result = async_to_sync(lookup)()
     if result["resolution"] == "unresolved":
-        live.resync_request(account.id)
+        _resync_request(account.id)
     return {"client_order_id": client_order_id, **result}
 
 
@@ -1181,16 +1228,36 @@ def order_cancel(
     try:
         result = CancelResult("cancelled", exchange=async_to_sync(cancel)())
     except OutcomeUnknown as exc:
-        live.resync_request(account.id)
+        _resync_request(account.id)
         result = CancelResult("unknown", error=_error(exc))
     except ExchangeRejected as exc:
         result = CancelResult("rejected", error=_error(exc))
     except ExchangeError as exc:
         result = CancelResult("not_sent", error=_error(exc))
-    if result.outcome != "not_sent":
-        store().cancel_counted(account.id)
-    _log_cancel(account.id, actor, symbol, order_id, client_order_id, result, one=one)
+    counted = result.outcome != "not_sent" and _cancel_counted(account.id)
+    _log_cancel(account.id, actor, symbol, order_id, client_order_id, result, one=one, counted=counted)
     return result
+
+
+def _cancel_counted(account_id: int) -> bool:
+    """Count the cancel towards the day's cap; False when Redis is down. The cancel happened at the
+    exchange already, and a count must never turn it into an error (issue 14): it is lost, and the
+    order log row says so. New orders are refused while Redis is down anyway."""
+    try:
+        store().cancel_counted(account_id)
+    except REDIS_DOWN as exc:
+        log.warning("order gate: Redis is unavailable, account %s's cancel was not counted (%s)", account_id, exc)
+        return False
+    return True
+
+
+def _resync_request(account_id: int) -> None:
+    """Ask the stream process to re-sync the account. With Redis down the request cannot reach it;
+    beat's position sync (sync_positions_task, over REST) still finds what the exchange changed."""
+    try:
+        live.resync_request(account_id)
+    except REDIS_DOWN as exc:
+        log.warning("order gate: Redis is unavailable, account %s's re-sync request is lost (%s)", account_id, exc)
 
 
 def _log_cancel(
@@ -1202,6 +1269,7 @@ def _log_cancel(
     result: CancelResult,
     *,
     one: bool,
+    counted: bool = True,
 ) -> None:
     decision = {
         "cancelled": OrderDecision.SUBMITTED,
@@ -1221,7 +1289,7 @@ def _log_cancel(
             order_type="CANCEL" if one else "CANCEL_ALL",
             client_order_id=(client_order_id or "")[:64],
             decision=decision,
-            details={"action": "cancel", **result.body()},
+            details={"action": "cancel", **result.body(), "cancel_counted": counted},
             exchange_order_id=str(order_id or answer.get("orderId") or ""),
             exchange_status=str(answer.get("status") or "")[:24],
         )
@@ -1234,8 +1302,11 @@ def _log_cancel(
 def account_risk(*, account: ExchangeAccount) -> dict[str, Any]:
     """The account's live figures and how fresh they are (one round trip, no order)."""
     meta = meta_of(account)
-    s = store()
-    g = s.gather(account_id=account.id, order=None, profile=None, reserve=False)
+    try:
+        s = store()
+        g = s.gather(account_id=account.id, order=None, profile=None, reserve=False)
+    except REDIS_DOWN as exc:
+        return _risk_unavailable(account, meta, exc)
     state = s.decode_state(g.state_raw)
     stale_ms = int(settings.STREAM_STALE_AFTER_S * 1000)
     feed_last = (g.feed or {}).get("last_message_ms")
@@ -1270,6 +1341,27 @@ def account_risk(*, account: ExchangeAccount) -> dict[str, Any]:
         "positions": (state or {}).get("positions", []),
         "open_orders": len((state or {}).get("open_orders", [])),
         "daily": {"cancels": g.counters.daily_cancels, "fills": g.counters.daily_fills},
+    }
+
+
+def _risk_unavailable(account: ExchangeAccount, meta: AccountMeta, error: Exception) -> dict[str, Any]:
+    """account_risk's answer without Redis: no live figures, stale for LIVE_STATE_UNAVAILABLE (the
+    desk pages then show the last Position rows and snapshot, positions/selectors.py)."""
+    log.warning("order gate: Redis is unavailable, no live state for account %s (%s)", account.id, error)
+    return {
+        "account": account.id,
+        "trading_state": meta.trading_state,
+        "published_ms": None,
+        "age_s": None,
+        "stale_after_s": Decimal(str(settings.STREAM_STALE_AFTER_S)),
+        "stale": True,
+        "stale_reasons": [LIVE_STATE_UNAVAILABLE],
+        "feed": {"stale": True, "last_message_ms": None, "age_s": None},
+        "user_stream_connected": False,
+        "figures": None,
+        "positions": [],
+        "open_orders": 0,
+        "daily": {"cancels": 0, "fills": 0},
     }
 
 
@@ -1356,7 +1448,7 @@ def account_kill(
             )
         )
     if not dry_run:
-        live.resync_request(account.id)
+        _resync_request(account.id)
     return {
         "account": account.id,
         "halted": not dry_run or account.trading_state == TradingState.HALTED,
