@@ -1156,14 +1156,22 @@ def _no_timer() -> None:
 async def _recv_or_fail(socket: Any, watchdog: asyncio.Task) -> Any:
     """The socket's next message, unless ``watchdog`` ends first (its exception is raised)."""
     receive = asyncio.ensure_future(socket.recv())
-    done, _ = await asyncio.wait({receive, watchdog}, return_when=asyncio.FIRST_COMPLETED)
-    if receive in done:
+    try:
+        done, _ = await asyncio.wait({receive, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not receive.done():
+            receive.cancel()
+        # Retrieved whatever happens (a stop cancels us mid-wait): no "exception never retrieved".
+        receive.add_done_callback(_retrieve)
+    if receive in done and not receive.cancelled():
         return receive.result()
-    receive.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await receive
     watchdog.result()  # raises what ended it
     raise ConnectionError("the keep-alive ended")
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def dumps(value: Any) -> str:
