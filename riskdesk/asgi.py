@@ -43,8 +43,21 @@ http_app = django_asgi
 if settings.SERVE_STATIC:
     # The demo has no nginx in front; production sets SERVE_STATIC=false and lets nginx serve /static/.
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+    from django.core.exceptions import SuspiciousOperation
+    from django.http import Http404
 
-    http_app = ASGIStaticFilesHandler(django_asgi)
+    class StaticFiles(ASGIStaticFilesHandler):
+        """Django's handler, but a path out of /static/ (``/static/..%2f..%2f.env``) is a 404.
+        Its finders refuse such a path with SuspiciousFileOperation, which the handler does not
+        catch (only Http404): the request died as a 500, telling a prober the guard was there."""
+
+        def serve(self, request):
+            try:
+                return super().serve(request)
+            except SuspiciousOperation as exc:
+                raise Http404("No such file.") from exc
+
+    http_app = StaticFiles(django_asgi)
 
 router = ProtocolTypeRouter(
     {

@@ -201,8 +201,13 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Money travels as strings so no client parses it into a float by accident.
     "COERCE_DECIMAL_TO_STRING": True,
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Bounded pages (riskdesk/drf.py): a limit past max_limit is a 400 that names it.
+    "DEFAULT_PAGINATION_CLASS": "riskdesk.drf.Pagination",
     "PAGE_SIZE": 100,
+    # The API speaks JSON only (forms and multipart were never used, yet the schema offered them);
+    # the strict parser turns JSON nested too deeply into a 400 instead of a RecursionError 500.
+    "DEFAULT_PARSER_CLASSES": ["riskdesk.drf.StrictJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),

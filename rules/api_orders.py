@@ -24,7 +24,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, PermissionDenied, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -35,6 +34,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from accounts.access import can_trade, get_account_for_user
 from accounts.models import ExchangeAccount
 from accounts.permissions import IsDeskMember, RiskManagerWrites
+from riskdesk.drf import StrictJSONParser
 from rules import gate
 from rules.checks import Order
 from rules.serializers_orders import (
@@ -127,7 +127,7 @@ class CachedJWTAuthentication(JWTAuthentication):
 def _account_recent(user, account_id: int) -> ExchangeAccount:
     """accounts.access's answer for (user, account), at most ACCESS_CACHE_S old (a 404 too)."""
     if gate.account_meta(account_id) is None:
-        raise ValidationError({"account": ["Unknown account."]})
+        raise Http404("No such account.")  # as for another trader's account: ids are not enumerable
     key = (user.pk, account_id)
     found, account = _recall(_ACCESS, key)
     if not found:
@@ -158,9 +158,9 @@ def _actor_of(user, token: Any) -> gate.Actor:
 
 
 def _account(request, account_id: int, *, write: bool = False) -> ExchangeAccount:
-    """400 for an id no account has, 404 for one the user may not see (accounts.access)."""
+    """404 for an id no account has, and the same 404 for one the user may not see (accounts.access)."""
     if gate.account_meta(account_id) is None:
-        raise ValidationError({"account": ["Unknown account."]})
+        raise Http404("No such account.")
     return get_account_for_user(request.user, account_id, write=write)
 
 
@@ -189,8 +189,8 @@ def _gate_errors(exc: gate.GateError) -> ValidationError:
 
 
 def check_begin(user, data: Any) -> gate.CheckPlan:
-    """/orders/check up to its one round trip: the input (400), access (400 unknown account, 404
-    not yours) and the gate's plan. Reads the database only on a cache miss."""
+    """/orders/check up to its one round trip: the input (400), access (404 for an unknown
+    account and for one not yours alike) and the gate's plan. Reads the database only on a cache miss."""
     parsed = _parsed(OrderInputSerializer, data)
     account = _account_recent(user, parsed["account"])
     try:
@@ -224,7 +224,7 @@ class OrderCheckApi(APIView):
 
 _JWT: CachedJWTAuthentication | None = None
 _RENDERER = JSONRenderer()  # OrderCheckApi's renderer for a client that accepts JSON
-_PARSER = JSONParser()  # ... and its parser (strict: NaN and Infinity are refused)
+_PARSER = StrictJSONParser()  # ... and its parser (NaN, Infinity and deep nesting are refused)
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 
 

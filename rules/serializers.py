@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from riskdesk.drf import StrictModelSerializer
 from rules.models import RiskProfile
 from rules.services import EDITABLE
 
@@ -21,7 +22,7 @@ class RiskProfileSerializer(serializers.ModelSerializer):
         return sorted(i for i in ids if visible is None or i in visible)
 
 
-class ProfileWriteSerializer(serializers.ModelSerializer):
+class ProfileWriteSerializer(StrictModelSerializer):
     """Field types, digits and choices; the limit rules themselves are checked by the service."""
 
     reason = serializers.CharField(required=False, allow_blank=True, max_length=200, write_only=True)

@@ -18,6 +18,8 @@ from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
 
 from accounts.models import TradingState
+from riskdesk import drf
+from riskdesk.drf import StrictIntegerField
 from rules import gate
 from rules.checks import POSITION_SIDES, SIDES, TIME_IN_FORCE, TYPES, value_text
 
@@ -54,17 +56,8 @@ class StrictBooleanField(serializers.BooleanField):
         self.fail("invalid", input=data)
 
 
-class StrictIntegerField(serializers.IntegerField):
-    """An integer, or a string of digits from a query string; not 1.0, not true."""
-
-    def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not (isinstance(data, int) or (isinstance(data, str) and data.isdigit())):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictDecimalField(serializers.DecimalField):
-    """A positive decimal with at most 8 decimals, as a string (preferred) or a JSON number."""
+class StrictDecimalField(drf.StrictDecimalField):
+    """A positive decimal with at most 8 decimals, as a plain ASCII string (preferred) or a JSON number."""
 
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("max_digits", 20)
@@ -72,11 +65,6 @@ class StrictDecimalField(serializers.DecimalField):
         kwargs.setdefault("min_value", MIN_NUMBER)
         kwargs.setdefault("max_value", MAX_NUMBER)
         super().__init__(**kwargs)
-
-    def to_internal_value(self, data: Any) -> Decimal:
-        if isinstance(data, bool) or not isinstance(data, (str, int, float)):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 @extend_schema_field(OpenApiTypes.STR)

@@ -159,7 +159,6 @@ def _order_from(body: dict):
         ({"type": "STOP_MARKET"}, "type"),
         ({"account": "abc"}, "account"),
         ({"account": 1.5}, "account"),
-        ({"account": 987654321}, "account"),
         ({"reduce_only": "yes"}, "reduce_only"),
         ({"price": None}, "price"),
         ({"type": "MARKET", "time_in_force": "GTC"}, "time_in_force"),

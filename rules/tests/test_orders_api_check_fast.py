@@ -180,7 +180,6 @@ def test_the_answer_carries_the_headers_django_would_add(trader_a, account_a, li
         {"side": "HOLD"},
         {"account": "abc"},
         {"account": 1.5},
-        {"account": 987654321},
         {"reduce_only": "yes"},
         {"type": "MARKET", "time_in_force": "GTC"},
         {"reduceOnly": True},
@@ -333,3 +332,9 @@ def test_past_the_order_log_bound_a_check_waits_for_the_write_instead_of_failing
         assert asgi_post(order_body(account_a.id), token=token)[0] == 200
     assert OrderLog.objects.filter(account=account_a).count() + len(gate.ORDER_LOG.rows) == 4
     assert OrderLog.objects.filter(account=account_a).exists() and len(gate.ORDER_LOG.rows) <= 2
+
+
+def test_an_unknown_account_is_the_same_404_as_another_traders(trader_a, account_b, live_a):
+    # Both doors answer alike, so account ids cannot be enumerated (riskdesk/tests/test_bad_input.py).
+    status, answer = same_answer(order_body(987654321), token_for(trader_a))
+    assert status == 404 and answer == {"detail": "No such account."}
