@@ -29,6 +29,7 @@ from positions import whatif
 from positions.figures import PositionInput
 from positions.margin import Bracket, liquidation_distance
 from positions.models import AccountSnapshot, ClosedPosition, Fill, FundingFee, Position
+from riskdesk.redis_clients import REDIS_DOWN
 
 # Colour bands of the distance to liquidation (fraction of the mark), shared by the table and the legend.
 BAND_SAFE = Decimal("0.15")
@@ -68,6 +69,7 @@ class Feed:
     age_s: float | None
     reconnects: int
     messages: int = 0  # events received since the stream process started
+    unavailable: bool = False  # Redis is down: nothing is known about the feed (the pages' banner)
 
     @property
     def quiet(self) -> bool:
@@ -200,8 +202,8 @@ def account_view(account: ExchangeAccount) -> AccountView:
 def _account_view(account: ExchangeAccount) -> AccountView:
     from rules import gate  # the order gate owns the live read and its staleness verdict
 
-    risk = gate.account_risk(account=account)
-    user_feed = _feed(f"user:{account.id}", account, live.feed_get(f"user:{account.id}"))
+    risk = gate.account_risk(account=account)  # without Redis: no live figures, stale for LIVE_STATE_UNAVAILABLE
+    user_feed = _live_feed(f"user:{account.id}", account)
     view = _from_rows(account, risk) if risk["published_ms"] is None else _from_live(account, risk)
     view.user_feed = user_feed
     return view
@@ -303,7 +305,8 @@ def _from_rows(account: ExchangeAccount, risk: dict[str, Any]) -> AccountView:
     positions = list(Position.objects.filter(account=account).select_related("symbol"))
     stamps = [p.updated_at for p in positions] + ([snapshot.time] if snapshot else [])
     at = max(stamps) if stamps else None
-    fresh = Freshness("snapshot" if at else "none", at, _age_s(at, now), True, ("ACCOUNT_STATE_MISSING",))
+    reasons = tuple(risk.get("stale_reasons") or ()) or ("ACCOUNT_STATE_MISSING",)
+    fresh = Freshness("snapshot" if at else "none", at, _age_s(at, now), True, reasons)
     rows = [_db_row(account, p, fresh) for p in positions]
     figures: dict[str, Decimal | None] = dict.fromkeys(FIGURES)
     if snapshot is not None:
@@ -368,6 +371,16 @@ def _feed_stale(status: dict[str, Any] | None, *, user_stream: bool) -> bool:
     return not (status and status.get("connected")) or bool(status and status.get("stale"))
 
 
+def _live_feed(name: str, account: ExchangeAccount | None) -> Feed:
+    """The feed's status from the live cache; with Redis down, a stale feed marked unavailable, so
+    the page shows its banner and the database's figures instead of answering 500 (issue 14)."""
+    try:
+        status = live.feed_get(name)
+    except REDIS_DOWN:
+        return dataclasses.replace(_feed(name, account, None), unavailable=True)
+    return _feed(name, account, status)
+
+
 def _feed(name: str, account: ExchangeAccount | None, status: dict[str, Any] | None) -> Feed:
     last_ms = int(status["last_message_ms"]) if status and status.get("last_message_ms") else None
     age = None if last_ms is None else max(0.0, (live.now_ms() - last_ms) / 1000)
@@ -387,11 +400,11 @@ def _feed(name: str, account: ExchangeAccount | None, status: dict[str, Any] | N
 
 def desk_feeds(user: User, accounts: list[AccountView] | None = None) -> list[Feed]:
     """The market feed and the user stream of every account the user may see."""
-    market = _feed("market", None, live.feed_get("market"))
+    market = _live_feed("market", None)
     if accounts is not None:
         return [market, *(a.user_feed for a in accounts if a.user_feed is not None)]
     visible = access.accounts_visible_to(user).order_by("name")
-    return [market, *(_feed(f"user:{a.id}", a, live.feed_get(f"user:{a.id}")) for a in visible)]
+    return [market, *(_live_feed(f"user:{a.id}", a) for a in visible)]
 
 
 # --------------------------------------------------------------------------- positions table
