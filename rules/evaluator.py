@@ -292,7 +292,9 @@ class Evaluator:
         # holds: account -> (resolution, the rules concerned). Set at start (seeded latches) and
         # when a reload changes an account's limits; usually empty, so the tick pays nothing.
         self.settle: dict[int, tuple[str, set[str]]] = {}
-        self.dwelling: set[int] = set()  # a level waits for its clearing dwell: re-evaluated each second
+        # A level waits for its clearing dwell or its breach confirmation (Latch.dwelling): re-evaluated
+        # each second, so a market frozen at a breach still confirms it (issue 14).
+        self.dwelling: set[int] = set()
         self._screen: Screen | None = None
         self._version: int | None = None
         # Jobs go straight to the writer's own thread (and database connection), not through the
@@ -362,7 +364,9 @@ class Evaluator:
             self.settle[account_id] = (resolution, pending | rules)  # a restart's settle keeps its name
         return changed
 
-    def on_change(self, account_ids: set[int]) -> None:
+    def on_change(self, account_ids: set[int], *, count: bool = True) -> None:
+        """``count``: False for a re-visit on the clock (``revisit``): the figures are the ones last
+        evaluated, so only the time moves (dwells, and the breach confirmation's timer)."""
         started = time.perf_counter()
         at_ms = now_ms()
         if self._screen is None or self._screen.limits is not self.limits:  # profiles (re)loaded
@@ -380,6 +384,7 @@ class Evaluator:
             screen=self._screen,
             now_ms=at_ms,
             settle=settle,
+            count=count,
         ):
             evaluated += 1
             limits = self.limits[account_id]
@@ -563,7 +568,7 @@ class Evaluator:
     def revisit(self, extra: set[int] = frozenset()) -> None:
         due = (self.dwelling | set(self.settle) | set(extra)) & set(self.engine.accounts)
         if due:
-            self.on_change(due)
+            self.on_change(due, count=False)
 
 
 def now_ms() -> int:

@@ -20,6 +20,9 @@ from rules.limits import LIMITS, LOWER_IS_WORSE
 
 NORMAL, WARNING, CRITICAL = 0, 20, 30  # the alert levels (alerts.models.Level)
 ONE = Decimal(1)
+# What one evaluation stands for in time: marks come once a second, so `breach_after_n` evaluations
+# take (n - 1) s from the first breaching one; the timer confirms after as long when none come.
+BREACH_CONFIRM_STEP_MS = 1000
 
 # rule name -> (limit name in rules.limits, reason code)
 RULES: dict[str, tuple[str, str]] = {
@@ -208,6 +211,17 @@ class _LatchState:
     mark: Decimal | None = None
     written: Decimal | None = None
     written_ms: int = 0
+    # Since when (ms, the caller's clock) the value has been at or beyond each level without a break.
+    breach_since_ms: dict[int, int | None] = field(default_factory=lambda: {WARNING: None, CRITICAL: None})
+
+    def pending(self) -> bool:
+        """A level the value is at is not latched yet (its confirmation runs)."""
+        return any(self.streaks[lv] and self.level < lv for lv in (WARNING, CRITICAL))
+
+
+def _held_long(state: _LatchState, level: int, now_ms: int | None, confirm_ms: int) -> bool:
+    since = state.breach_since_ms[level]
+    return state.streaks[level] > 0 and now_ms is not None and since is not None and now_ms - since >= confirm_ms
 
 
 @dataclass(frozen=True)
@@ -237,6 +251,7 @@ class Latch:
         now_ms: int | None = None,
         dwell_ms: int = 0,
         settle: bool = False,
+        count: bool = True,
     ) -> Change | None:
         """A level latches once the value has been at or beyond it for `n` evaluations in a row
         (so 0.79 then 0.81 against 0.5/0.8 latches warning, not nothing), and at once moves up.
@@ -246,13 +261,28 @@ class Latch:
         crossing and re-crossing a limit every few seconds keeps its one level.
 
         `settle`: step down now, without the dwell: the level was seeded from the alert rows
-        after a restart, or the limits changed, and the caller resolves what no longer holds."""
+        after a restart, or the limits changed, and the caller resolves what no longer holds.
+
+        Confirmation also completes with time (issue 14): a value at or beyond a level since
+        (n - 1) x BREACH_CONFIRM_STEP_MS ago latches it, so a market frozen at a breach (no frame,
+        no evaluation) does not hold the alert back. `count=False`: a re-visit on the clock (the
+        evaluator's timer), which re-reads the same figures: it does not count as an evaluation,
+        only the time moves (a spike then a re-visit must not pass for two frames)."""
         state = self.states.setdefault((m.rule, m.subject), _LatchState())
         state.value, state.mark = m.value, m.mark
         now = raw_level(m.value, t)
         for level in (WARNING, CRITICAL):
-            state.streaks[level] = state.streaks[level] + 1 if now >= level else 0
-        latched = max((lv for lv in (WARNING, CRITICAL) if state.streaks[lv] >= n), default=NORMAL)
+            if now < level:
+                state.streaks[level], state.breach_since_ms[level] = 0, None
+            elif count or state.streaks[level] == 0:
+                state.streaks[level] += 1
+                if state.streaks[level] == 1:
+                    state.breach_since_ms[level] = now_ms
+        confirm_ms = (n - 1) * BREACH_CONFIRM_STEP_MS
+        latched = max(
+            (lv for lv in (WARNING, CRITICAL) if state.streaks[lv] >= n or _held_long(state, lv, now_ms, confirm_ms)),
+            default=NORMAL,
+        )
         target = max(latched, self._held(m.value, t, state.level, band))
         if target >= state.level:
             state.inside_since_ms = None
@@ -278,8 +308,9 @@ class Latch:
                 self.states.setdefault(key, _LatchState()).level = max(WARNING, min(int(level), CRITICAL))
 
     def dwelling(self) -> bool:
-        """A lower level is waiting for its dwell: evaluate again even if nothing moves."""
-        return any(s.inside_since_ms is not None for s in self.states.values())
+        """A lower level is waiting for its dwell, or a higher one for its confirmation: evaluate
+        again on the clock even if nothing moves."""
+        return any(s.inside_since_ms is not None or s.pending() for s in self.states.values())
 
     def holding(self, rules: Iterable[str] | None = None) -> set[tuple[str, str]]:
         """(rule, subject) latched above NORMAL (the alerts that should be open)."""
@@ -312,10 +343,11 @@ def evaluate(
     day: DayState | None,
     now_ms: int | None = None,
     settle: Iterable[str] = (),
+    count: bool = True,
 ) -> list[Change]:
     """Level changes for one account after one update of its figures. ``now_ms``: the clock the
-    clearing dwell runs on (None: no dwell). ``settle``: rules whose levels step down at once
-    (see Latch.update)."""
+    clearing dwell and the confirmation timer run on (None: neither). ``settle``: rules whose levels
+    step down at once; ``count``: False for a re-visit on the clock (see Latch.update)."""
     rules = set(limits.by_rule) | ({"asset_cap"} if limits.asset_caps else set())
     settle = set(settle)
     changes: list[Change] = []
@@ -333,6 +365,7 @@ def evaluate(
             now_ms=now_ms,
             dwell_ms=limits.dwell_ms(m.rule),
             settle=m.rule in settle,
+            count=count,
         )
         if change is not None:
             changes.append(change)

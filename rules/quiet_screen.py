@@ -257,13 +257,15 @@ def evaluate_accounts(
     screen: Screen | None,
     now_ms: int | None = None,
     settle: Mapping[Any, Iterable[str]] | None = None,
+    count: bool = True,
 ) -> Iterator[tuple[Any, list[Change], AccountRisk]]:
     """`evaluate` for every account with a profile, skipping the ones the screen finds quiet.
     Yields (account id, changes, the book's AccountRisk) for each account evaluated exactly, as
     soon as it is done, so the caller can hand its changes on before the pass ends. ``hot``
     holds the accounts whose latch is not all NORMAL with zero streaks (kept up to date here).
     ``now_ms``: the clearing dwell's clock; ``settle``: per account, the rules whose levels step
-    down without the dwell (see levels.evaluate)."""
+    down without the dwell; ``count``: False for the evaluator's re-visits on the clock (see
+    levels.evaluate)."""
     wanted = [a for a in account_ids if limits.get(a) is not None]
     exact = wanted
     if screen is not None and wanted:
@@ -287,6 +289,7 @@ def evaluate_accounts(
             day=state,
             now_ms=now_ms,
             settle=settle.get(account_id, ()) if settle else (),
+            count=count,
         )
         if latch_is_quiet(latch):
             hot.discard(account_id)
