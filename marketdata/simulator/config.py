@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from riskdesk.progress import progress
+
 from .faults import FaultSpec
 from .numbers import ZERO, to_decimal
 from .replay import ReplaySource
@@ -280,7 +282,7 @@ def build_config(
         raise ConfigError(f"--synthetic-symbols must be >= 0, got {synthetic_symbols}")
     symbols = load_universe(synthetic_symbols=synthetic_symbols, seed=seed)
     specs = parse_accounts(accounts, symbols) if isinstance(accounts, Mapping) else load_accounts(accounts, symbols)
-    sources = [ReplaySource.load(arg, symbols) for arg in replay]
+    sources = [ReplaySource.load(arg, symbols) for arg in progress(list(replay), desc="loading replays")]
     if len({s.symbol for s in sources}) != len(sources):
         raise ConfigError("--replay: one file per symbol")
     fixed = {_symbol(f"--marks {k}", k, symbols).symbol: _positive(f"--marks {k}", v) for k, v in (marks or {}).items()}

@@ -13,6 +13,8 @@ from accounts import services
 from accounts.models import ExchangeAccount, Role, User
 from marketdata.models import Symbol
 from marketdata.services import brackets_replace
+from riskdesk.progress import progress
+from rules.models import RiskProfile
 
 DEMO_PASSWORD = "riskdesk-demo"
 USERS = [("risk", Role.RISK_MANAGER), ("alice", Role.TRADER), ("bob", Role.TRADER), ("viewer", Role.VIEWER)]
@@ -49,25 +51,50 @@ SYMBOLS = {
     ),
 }
 BRACKETS_FILE = Path(settings.BASE_DIR) / "marketdata/data/binance_um_leverageBracket_majors_2024-10-24.json"
+DEMO_RULES = Path(settings.BASE_DIR) / "rules/fixtures/demo_rules.yaml"
+DEMO_PROFILE = "desk-default"
 
 
 class Command(BaseCommand):
-    help = "Seed a demo desk: a risk manager, two traders, a viewer, exchange accounts, symbols and rules."
+    help = (
+        "Seed a demo desk: a risk manager, two traders, a viewer, exchange accounts, symbols and rules. "
+        "Run again, it keeps what exists: the demo profile's edits survive (--reset-rules undoes them)."
+    )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--reset-rules",
+            action="store_true",
+            help=f"re-import {DEMO_RULES.name} over the profile {DEMO_PROFILE!r}, undoing edits made since",
+        )
+
+    def handle(self, *args, reset_rules: bool = False, **options):
+        users: dict[str, User] = {}
+        steps = {
+            "users": lambda: users.update(self._users()),
+            "symbols": self._symbols,
+            "rules": lambda: self._rules(reset=reset_rules),
+            "accounts": lambda: self._accounts(users),
+        }
         with transaction.atomic():
-            users = self._users()
-            self._symbols()
-            call_command(
-                "import_rules",
-                str(Path(settings.BASE_DIR) / "rules/fixtures/demo_rules.yaml"),
-                profile="desk-default",
-                stdout=self.stdout,
-            )
-            self._accounts(users)
+            for step in progress(list(steps), desc="seeding the demo desk", stream=self.stderr):
+                steps[step]()
         self.stdout.write(self.style.SUCCESS("demo desk seeded"))
         for name, role in USERS:
             self.stdout.write(f"  login {name:<7} password {DEMO_PASSWORD}  ({role.label})")
+
+    def _rules(self, *, reset: bool) -> None:
+        # scripts/demo seeds on every start: re-importing the file each time silently undid every
+        # limit a risk manager had changed in the admin (an import makes the profile hold the file).
+        if not reset and RiskProfile.objects.filter(name=DEMO_PROFILE).exists():
+            self.stdout.write(
+                self.style.WARNING(
+                    f"profile {DEMO_PROFILE!r} exists: kept as it is, with any edits "
+                    f"(seed_demo --reset-rules re-imports {DEMO_RULES.name} over it)"
+                )
+            )
+            return
+        call_command("import_rules", str(DEMO_RULES), profile=DEMO_PROFILE, stdout=self.stdout)
 
     def _users(self) -> dict[str, User]:
         users = {}

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.services import exchange_max_leverage
+from riskdesk.progress import steps
 from rules import services
 from rules.models import RiskProfile
 from rules.yamlio import RulesFileError, parse_rules
@@ -23,23 +24,29 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="check the file and change nothing")
 
     def handle(self, *args, file: str, profile: str | None, dry_run: bool, **options):
-        text = self._read(file)
-        try:
-            values = parse_rules(text, exchange_max_leverage=exchange_max_leverage())
-        except RulesFileError as exc:
-            raise CommandError(f"{file} refused, nothing imported:\n  - " + "\n  - ".join(exc.problems)) from exc
-        name = profile or self._default_name()
-        if dry_run:
-            self.stdout.write(
-                f"{file} is valid: {len(values)} settings for profile {name!r} (dry run, nothing changed)"
-            )
-            return
-        if not RiskProfile.objects.exists():
-            values.setdefault("is_default", True)  # the first profile governs every account
-        try:
-            saved, created = services.profile_import(name=name, values=values, by=None, source=Path(file).name)
-        except ValidationError as exc:
-            raise CommandError(f"{file} refused, nothing imported: {exc.message_dict}") from exc
+        # Three steps behind one bar (drawn on a terminal only): reading, checking every field
+        # against the exchange's leverage, and saving with history and the gate's reload.
+        with steps(3, desc=f"importing {Path(file).name}", stream=self.stderr) as bar:
+            text = self._read(file)
+            bar.update()
+            try:
+                values = parse_rules(text, exchange_max_leverage=exchange_max_leverage())
+            except RulesFileError as exc:
+                raise CommandError(f"{file} refused, nothing imported:\n  - " + "\n  - ".join(exc.problems)) from exc
+            bar.update()
+            name = profile or self._default_name()
+            if dry_run:
+                self.stdout.write(
+                    f"{file} is valid: {len(values)} settings for profile {name!r} (dry run, nothing changed)"
+                )
+                return
+            if not RiskProfile.objects.exists():
+                values.setdefault("is_default", True)  # the first profile governs every account
+            try:
+                saved, created = services.profile_import(name=name, values=values, by=None, source=Path(file).name)
+            except ValidationError as exc:
+                raise CommandError(f"{file} refused, nothing imported: {exc.message_dict}") from exc
+            bar.update()
         verb = "created" if created else "updated"
         self.stdout.write(self.style.SUCCESS(f"profile {saved.name!r} {verb} from {file} ({len(values)} settings)"))
 
