@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,6 +14,8 @@ from accounts.models import ExchangeAccount
 from marketdata.exchange import BinanceFutures, ExchangePosition, SymbolFilters
 from marketdata.models import LeverageBracket, Symbol, TickerHistory
 from positions.margin import Bracket, brackets_from_binance
+
+log = logging.getLogger(__name__)
 
 
 def exchange_max_leverage() -> int:
@@ -152,25 +155,24 @@ def exchange_for(account: ExchangeAccount | None) -> BinanceFutures:
     )
 
 
-def _any_account() -> ExchangeAccount | None:
-    return ExchangeAccount.objects.filter(enabled=True).exclude(api_key_encrypted="").order_by("pk").first()
-
-
 def symbols_sync() -> int:
-    """Refresh every symbol's filters from exchangeInfo."""
-
-    account = _any_account()  # the database read stays out of the event loop
+    """Refresh every symbol's filters from exchangeInfo. It is public data: read without any
+    account's key, so a revoked key (the first account's, as it used to be) cannot stop it."""
 
     async def fetch() -> list[SymbolFilters]:
         # The adapter is built inside the loop: aiohttp binds its session to the loop it was made in.
-        async with exchange_for(account) as exchange:
+        async with exchange_for(None) as exchange:
             return await exchange.exchange_info()
 
     return symbols_refresh(filters=asyncio.run(fetch()))
 
 
 def brackets_sync() -> int:
-    """Refresh the default bracket tables, then each account's scaled copies."""
+    """Refresh the default bracket tables (from the first account the exchange answers), then
+    each account's scaled copies. An account the exchange refuses (a revoked key, a wrong secret,
+    credentials that no longer decrypt) is logged and skipped: one bad key used to fail the whole
+    refresh, leaving every account's tables stale. Raises only when no account answered, so the
+    task retries."""
     accounts = list(ExchangeAccount.objects.filter(enabled=True).exclude(api_key_encrypted="").order_by("pk"))
     if not accounts:
         return 0
@@ -179,9 +181,23 @@ def brackets_sync() -> int:
         async with exchange_for(account) as exchange:
             return await exchange.brackets()
 
-    written = brackets_store(tables=asyncio.run(fetch(accounts[0])))
-    for account in accounts[1:]:
-        brackets_store(tables=asyncio.run(fetch(account)), account=account)
+    written: int | None = None
+    failure: Exception | None = None
+    for account in accounts:
+        try:
+            tables = asyncio.run(fetch(account))
+        except Exception as exc:  # this account only; the others still refresh
+            log.warning(
+                "bracket refresh: account %r (id %s) skipped: %s: %s", account.name, account.id, type(exc).__name__, exc
+            )
+            failure = exc
+            continue
+        if written is None:
+            written = brackets_store(tables=tables)
+        else:
+            brackets_store(tables=tables, account=account)
+    if written is None:
+        raise failure
     return written
 
 
