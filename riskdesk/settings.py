@@ -63,6 +63,8 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt",
     "drf_spectacular",
     "simple_history",
+    "axes",  # failed sign-ins: lockout and cool-off (accounts/lockout.py)
+    "csp",
     "accounts",
     "marketdata",
     "positions",
@@ -73,6 +75,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "riskdesk.request_id.RequestIdMiddleware",  # first: every later line of the request carries its id
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "riskdesk.security.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -82,6 +86,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "riskdesk.middleware.UserTimezoneMiddleware",
+    # Last: turns a sign-in that axes refused into the lockout answer (accounts/lockout.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "riskdesk.urls"
@@ -201,13 +207,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Money travels as strings so no client parses it into a float by accident.
     "COERCE_DECIMAL_TO_STRING": True,
-    # Bounded pages (riskdesk/drf.py): a limit past max_limit is a 400 that names it.
-    "DEFAULT_PAGINATION_CLASS": "riskdesk.drf.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    # The API speaks JSON only (forms and multipart were never used, yet the schema offered them);
-    # the strict parser turns JSON nested too deeply into a 400 instead of a RecursionError 500.
-    "DEFAULT_PARSER_CLASSES": ["riskdesk.drf.StrictJSONParser"],
-    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
@@ -269,9 +270,68 @@ ALERT_VALUE_REFRESH_S = env.float("ALERT_VALUE_REFRESH_S", default=5.0)
 EXCHANGE_MAX_LEVERAGE = env.int("EXCHANGE_MAX_LEVERAGE", default=125)
 
 # --- Security --------------------------------------------------------------------
-SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+# Behind nginx (docker-compose.yml), which terminates TLS and says so in X-Forwarded-Proto.
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
+# Served over HTTPS: plain HTTP is redirected and browsers are told to use HTTPS only (HSTS). On by
+# default behind the proxy; the embedded demo on http://127.0.0.1 has no TLS, so not there.
+HTTPS = env.bool("HTTPS", default=BEHIND_PROXY)
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^health$"]  # the containers' health checks call the web process over HTTP
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)  # preloading is a one-way door
+# check --deploy's "no HSTS preload" (W021): preload is the operator's deliberate choice, hard to undo.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Cookies: Secure unless DEBUG (browsers accept Secure cookies from http://127.0.0.1 and localhost,
+# so the demo still signs in); never readable by scripts (the desk's forms carry the CSRF token).
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # Strict would drop the session on a link into the desk from a page or mail
+CSRF_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_SECURE = SESSION_COOKIE_SECURE
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = int(env.float("SESSION_HOURS", default=12) * 3600)  # a trading day, then sign in again
+# No inline script or style anywhere (templates/** load static/desk/*.js and *.css): an injected
+# <script> or style="" does not run. connect-src 'self' covers the desk's same-origin WebSocket.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Brute force (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one login from one address lock
+# that pair out for LOGIN_COOLOFF_MINUTES, on /login/, /admin/login/ and /api/v1/auth/token/ alike.
+# Per login and address, so an attacker cannot lock a trader out from elsewhere. The database handler,
+# not the cache: sign-in keeps working, and counting, with Redis down.
+AUTHENTICATION_BACKENDS = [
+    "accounts.lockout.LoginAttemptsBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_USERNAME_FORM_FIELD = "username"
+# Token endpoints: at most this many requests per client address (DRF throttle), on top of the lockout.
+AUTH_TOKEN_RATE = env.str("AUTH_TOKEN_RATE", default="20/min")
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"auth_token": AUTH_TOKEN_RATE}
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")

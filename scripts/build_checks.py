@@ -16,6 +16,7 @@ typed slots, the projection's floats), which is where the speed comes from (docs
     .venv/bin/python scripts/build_checks.py            # build if needed
     .venv/bin/python scripts/build_checks.py --force    # rebuild
     .venv/bin/python scripts/build_checks.py --clean    # remove the extension (back to pure Python)
+    python scripts/build_checks.py --require            # the Dockerfile: a failed build fails (exit 1)
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def main(argv: list[str]) -> int:
         return 0
     if "--force" not in argv and extensions() and STAMP.exists() and STAMP.read_text().strip() == digest():
         return 0
-    build()
-    return 0
+    built = build()
+    # The image has a compiler: there a failed build is a bug to see, not a fallback to live with.
+    return 1 if "--require" in argv and not built else 0
 
 
 if __name__ == "__main__":
