@@ -90,6 +90,15 @@ def _feeds(*, cache_up: bool) -> dict:
     return {"stale": stale, "feeds": {"market": {**(market or {"connected": False}), "stale": stale}}}
 
 
+def _stream(*, cache_up: bool) -> dict:
+    """The stream process's beat (issue 14): a dead stream process is not "ok". It makes the
+    desk "degraded", not "down": pages and the gate still answer, from stale state, failing closed."""
+    from marketdata import live
+
+    beat = live.process_get() if cache_up else None
+    return {"alive": live.process_is_alive(beat), "heartbeat_ms": (beat or {}).get("heartbeat_ms")}
+
+
 def may_see_details(request) -> bool:
     token = settings.HEALTH_TOKEN
     given = request.headers.get("X-Health-Token", "")
@@ -102,14 +111,16 @@ def may_see_details(request) -> bool:
 def health(request):
     checks = run_checks()
     down = sorted(name for name, result in checks.items() if not result["ok"])
+    stream = _stream(cache_up="cache" not in down)
     body = {
-        "status": "ok" if not down else "down",
+        "status": "down" if down else "ok" if stream["alive"] else "degraded",
         "down": down,
         "checks": checks,
         "worker_heartbeat": cache.get(HEARTBEAT_KEY) if "cache" not in down else None,
+        "stream": stream,
         **_feeds(cache_up="cache" not in down),
         "time": timezone.now().isoformat(),
     }
     if not may_see_details(request):
         body = {"status": body["status"]}
-    return JsonResponse(body, status=200 if not down else 503)
+    return JsonResponse(body, status=200 if body["status"] == "ok" else 503)

@@ -24,7 +24,17 @@ def closed_port() -> int:
         return s.getsockname()[1]  # nothing listens here once the socket closes
 
 
-def test_health_is_200_when_everything_answers(db):
+@pytest.fixture
+def stream_beating():
+    """A stream process's beat, as run_streams writes it every second (/health needs one for "ok")."""
+    from marketdata import live
+
+    live.process_beat({"pid": 0, "accounts": 0})
+    yield
+    live.process_withdraw()
+
+
+def test_health_is_200_when_everything_answers(db, stream_beating):
     response = monitor().get("/health")
     assert response.status_code == 200, response.json()
     body = response.json()
@@ -87,7 +97,7 @@ def test_health_needs_no_login():
     assert Client().get("/health").status_code in (200, 503)
 
 
-def test_health_flags_a_stale_market_feed_without_failing(db):
+def test_health_flags_a_stale_market_feed_without_failing(db, stream_beating):
     from marketdata import live
 
     live.feed_set("market", {"name": "market", "connected": True, "stale": False, "last_message_ms": live.now_ms()})
@@ -98,3 +108,27 @@ def test_health_flags_a_stale_market_feed_without_failing(db):
     )
     response = monitor().get("/health")
     assert response.status_code == 200 and response.json()["stale"] is True
+
+
+def test_health_is_503_degraded_without_a_stream_process_beat(db):
+    """Issue 14: a dead stream process was invisible (/health stayed 200 "ok")."""
+    from marketdata import live
+
+    live.process_withdraw()
+    response = monitor().get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded" and body["down"] == [] and body["stream"]["alive"] is False
+    live.process_beat({"pid": 0, "accounts": 0})
+    assert monitor().get("/health").json()["stream"]["alive"] is True
+    live.process_withdraw()
+
+
+def test_a_beat_older_than_the_stale_limit_is_not_alive(settings):
+    from marketdata import live
+
+    settings.STREAM_STALE_AFTER_S = 5
+    now = live.now_ms()
+    assert live.process_is_alive({"heartbeat_ms": now - 4_000}, at_ms=now)
+    assert not live.process_is_alive({"heartbeat_ms": now - 5_001}, at_ms=now)
+    assert not live.process_is_alive(None)

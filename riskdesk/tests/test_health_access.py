@@ -15,6 +15,16 @@ def health_token(settings):
     settings.HEALTH_TOKEN = TOKEN
 
 
+@pytest.fixture(autouse=True)
+def stream_beating():
+    """A stream process runs (its beat, as run_streams writes it): else the desk is "degraded"."""
+    from marketdata import live
+
+    live.process_beat({"pid": 0, "accounts": 0})
+    yield
+    live.process_withdraw()
+
+
 def test_an_anonymous_caller_gets_only_the_status(db):
     response = Client().get("/health")
     assert response.status_code == 200
