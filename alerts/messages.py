@@ -17,6 +17,7 @@ Codes (the parameters each one reads):
   old, new.
 - ``liquidated``: symbol, side, qty, price, realized_pnl, time_ms, last_liquidation_price,
   last_distance.
+- ``stream_down``: heartbeat_ms (the stream process's last beat, None when none is known).
 
 An unknown code renders "" and the caller falls back to the stored message.
 """
@@ -72,6 +73,7 @@ RULE_NAMES = {
     "position_drift": gettext_lazy("Position drift"),
     "exchange_config": gettext_lazy("Exchange configuration"),
     "liquidated": gettext_lazy("Liquidation"),
+    "stream_down": gettext_lazy("Stream process down"),
 }
 SIDES = {"LONG": gettext_lazy("long"), "SHORT": gettext_lazy("short"), "BOTH": gettext_lazy("one-way")}
 LEVEL_WORDS = {20: gettext_lazy("warning"), 30: gettext_lazy("critical"), 40: gettext_lazy("emergency")}
@@ -311,6 +313,14 @@ def _liquidated(p: dict) -> str:
     return text
 
 
+def _stream_down(p: dict) -> str:
+    if p.get("heartbeat_ms") in (None, ""):
+        return _("The stream process is not running: no heartbeat. Live state is stale and orders are denied.")
+    return _(
+        "The stream process stopped beating at %(since)s. Live state is stale and orders are denied until it is back."
+    ) % {"since": _time(p.get("heartbeat_ms"))}
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "limit_breach": _limit_breach,
     "feed_stale": _feed_stale,
@@ -318,4 +328,5 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "position_drift": _position_drift,
     "exchange_config_changed": _exchange_config_changed,
     "liquidated": _liquidated,
+    "stream_down": _stream_down,
 }

@@ -83,6 +83,7 @@ def alert_raise(
     message_code: str = "",
     message_params: dict | None = None,
     reopen_window_s: int | None = None,
+    every_channel: bool = False,
 ) -> tuple[Alert, str]:
     """Open, escalate, de-escalate or refresh the one open alert of (account, rule, subject).
 
@@ -91,7 +92,9 @@ def alert_raise(
     `reopen_window_s` (default settings.ALERT_REOPEN_WINDOW_S) re-opens instead of a new one.
 
     Returns the alert and the event: "opened", "escalated", or "" when nobody is notified
-    (numbers changed, a quiet de-escalation, a re-open at a level already notified)."""
+    (numbers changed, a quiet de-escalation, a re-open at a level already notified).
+
+    `every_channel`: to every enabled channel whatever its filters (STREAM_DOWN: the desk is blind)."""
     level = Level(level)
     reading = {"value": _stored(value), "limit": _stored(limit), "mark_price": _stored(mark_price)}
     params = _json_safe(message_params or {})
@@ -106,7 +109,9 @@ def alert_raise(
     for attempt in range(3):
         try:
             with transaction.atomic():
-                alert, event = _raise_in_slot(key, account_id, rule, subject, level, reading, words, details, window_s)
+                alert, event = _raise_in_slot(
+                    key, account_id, rule, subject, level, reading, words, details, window_s, every_channel
+                )
         except IntegrityError:
             if attempt == 2:
                 raise
@@ -127,6 +132,7 @@ def _raise_in_slot(
     words: dict,
     details: dict,
     window_s: int,
+    every_channel: bool = False,
 ) -> tuple[Alert, str]:
     alert = Alert.objects.select_for_update().filter(open_key=key).first()
     if alert is None:
@@ -158,7 +164,7 @@ def _raise_in_slot(
     if event:
         alert.notified_level = max(level, alert.notified_level or 0)
     alert.save(update_fields=None if alert.pk is None else RAISE_FIELDS)
-    _changed(alert, event)
+    _changed(alert, event, every_channel=every_channel)
     return alert, event
 
 

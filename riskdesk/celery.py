@@ -14,6 +14,8 @@ app.autodiscover_tasks()
 # Beat: periodic jobs. Later issues add exchange sync and reports here.
 app.conf.beat_schedule = {
     "worker-heartbeat": {"task": "riskdesk.tasks.heartbeat_task", "schedule": 15.0},
+    # STREAM_DOWN within ~5 s of the beat lapsing (itself STREAM_STALE_AFTER_S after the last one).
+    "watch-stream": {"task": "riskdesk.tasks.watch_stream_task", "schedule": 5.0, "options": {"expires": 4}},
     # alerts: both are idempotent sweeps, so unrun copies that piled up while no worker ran expire.
     "escalate-alerts": {"task": "alerts.tasks.escalate_alerts_task", "schedule": 15.0, "options": {"expires": 14}},
     "deliver-pending": {"task": "alerts.tasks.deliver_pending_task", "schedule": 10.0, "options": {"expires": 9}},
