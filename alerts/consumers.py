@@ -9,14 +9,35 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from accounts import access
 from accounts.models import User
 from alerts.broadcast import groups_to_join, user_group, visible_part
+from riskdesk.redis_clients import REDIS_DOWN
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_LIVE_UNAVAILABLE = 4503  # Redis (the channel layer) is down: the page keeps its banner and retries
 
 
 class DeskConsumer(AsyncJsonWebsocketConsumer):
     groups_joined: list[str]
     visible: set[int] | None  # the accounts this user may see; None: every account
+    accepted = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        # With Redis down, joining a group (connect) and the layer's read of this socket's channel
+        # (Channels runs it beside the client's messages) raise. Uncaught, the handshake answered
+        # 500 and an open socket died with an error (issue 14). Either way the socket now opens if
+        # it had not, tells the page, and closes with CLOSE_LIVE_UNAVAILABLE: the page keeps the
+        # banner its status strip shows and reconnects with back-off, which succeeds once Redis is back.
+        try:
+            await super().__call__(scope, receive, send)
+        except REDIS_DOWN:
+            if not self.accepted:
+                await self.accept()
+            await self.send_json({"type": "live.unavailable"})
+            await self.close(code=CLOSE_LIVE_UNAVAILABLE)
+
+    async def accept(self, subprotocol=None, headers=None) -> None:
+        await super().accept(subprotocol, headers)
+        self.accepted = True
 
     async def connect(self) -> None:
         self.groups_joined, self.visible = [], set()
@@ -43,8 +64,11 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
-        for group in getattr(self, "groups_joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        try:
+            for group in getattr(self, "groups_joined", []):
+                await self.channel_layer.group_discard(group, self.channel_name)
+        except REDIS_DOWN:
+            pass  # the group entries expire on their own (channels_redis's group_expiry)
 
     async def receive_json(self, content, **kwargs) -> None:
         """The desk only listens; anything a client sends is ignored."""
