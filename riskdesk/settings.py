@@ -145,19 +145,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis: channel layer, cache, broker -----------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    # socket_timeout=None: redis-py 8 reads with a 5 s timeout by default while channels_redis blocks in
-    # BZPOPMIN for 5 s, so every idle /ws/desk/ consumer died with TimeoutError (channels_redis#422).
-    # A socket_timeout in REDIS_URL's query string still wins (redis-py lets URL options override).
-    # capacity: channels_redis keeps one inbox per web process for all its sockets (the channel name's
-    # part before "!"), holding at most `capacity` messages; past it a group_send drops the message,
-    # an alert included. The default 100 was one flush's risk.changed for 100 accounts to one socket.
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}], "capacity": 2000},
-        }
-    }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # riskdesk/redis_clients.py: one retry on a dead pooled connection, health checks, a short connect
+    # timeout (issue 14: the first check and socket after a Redis restart failed), socket_timeout=None
+    # and capacity for the channel layer (why: there).
+    from riskdesk.redis_clients import cache_config, channel_layer_config
+
+    CHANNEL_LAYERS = {"default": channel_layer_config(REDIS_URL)}
+    CACHES = {"default": cache_config(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     # A file cache, not local memory: the web, worker and stream processes must see one another's entries.
