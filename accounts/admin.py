@@ -9,6 +9,8 @@ from simple_history.admin import SimpleHistoryAdmin
 from accounts import services
 from accounts.models import ExchangeAccount, User
 
+PRIVILEGE_FIELDS = ("is_superuser", "is_staff", "groups", "user_permissions")
+
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
@@ -16,6 +18,26 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ("role", "is_active", "is_staff")
     fieldsets = (*DjangoUserAdmin.fieldsets, (_("Desk"), {"fields": ("role", "timezone")}))
     add_fieldsets = (*DjangoUserAdmin.add_fieldsets, (_("Desk"), {"fields": ("role",)}))
+
+    def get_readonly_fields(self, request, obj=None):
+        # Risk managers manage the desk's users and their roles; the role decides staff status and
+        # groups (services.user_set_role). Superuser status, groups and single permissions are
+        # only a superuser's to give, or a risk manager could grant themselves anything.
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields += [f for f in PRIVILEGE_FIELDS if f not in fields]
+        return fields
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Changing a superuser (its password above all) is taking it over.
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

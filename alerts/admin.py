@@ -7,10 +7,11 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from alerts import notifiers, outbox, services
 from alerts.models import Alert, AlertStatus, Delivery, DeliveryStatus, NotificationChannel
+from riskdesk.admin_audit import AuditAdmin
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(AuditAdmin):
     list_display = (
         "opened_at", "level", "status", "resolution", "account", "rule", "subject", "reason_code", "value",
         "peak_value", "limit", "reopen_count",
@@ -18,22 +19,15 @@ class AlertAdmin(admin.ModelAdmin):
     list_filter = ("level", "status", "resolution", "rule", "account")
     search_fields = ("reason_code", "rule", "subject", "account__name", "message")
     date_hierarchy = "opened_at"
-    actions = ["acknowledge", "resolve"]
+    actions = ["acknowledge", "resolve"]  # alerts are evidence: only the lifecycle services change them
 
-    def get_readonly_fields(self, request, obj=None):
-        # Alerts are evidence: only the lifecycle services change them.
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    @admin.action(description=_("Acknowledge selected alerts"), permissions=["change"])
+    @admin.action(description=_("Acknowledge selected alerts"), permissions=["act"])
     def acknowledge(self, request, queryset):
         for alert in queryset.filter(status=AlertStatus.OPEN):
             services.alert_acknowledge(alert=alert, by=request.user, note=f"acknowledged in admin by {request.user}")
         messages.success(request, _("Acknowledged."))
 
-    @admin.action(description=_("Resolve selected alerts"), permissions=["change"])
+    @admin.action(description=_("Resolve selected alerts"), permissions=["act"])
     def resolve(self, request, queryset):
         for alert in queryset.exclude(status=AlertStatus.RESOLVED):
             services.alert_resolve(alert=alert, by=request.user, note=f"resolved in admin by {request.user}")
@@ -111,7 +105,7 @@ class NotificationChannelAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(AuditAdmin):
     list_display = (
         "created_at", "alert", "channel", "event", "level", "status", "attempts", "next_attempt_at", "sent_at",
         "digest", "held_reason", "last_error",
@@ -120,15 +114,9 @@ class DeliveryAdmin(admin.ModelAdmin):
     search_fields = ("alert__reason_code", "channel__name", "last_error")
     actions = ["retry"]
 
-    @admin.action(description=_("Retry selected failed deliveries"), permissions=["change"])
+    @admin.action(description=_("Retry selected failed deliveries"), permissions=["act"])
     def retry(self, request, queryset):
         failed = list(queryset.filter(status=DeliveryStatus.FAILED))
         for delivery in failed:
             outbox.delivery_retry(delivery=delivery, by=request.user)
         messages.success(request, _("%(count)d deliveries queued again.") % {"count": len(failed)})
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False

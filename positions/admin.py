@@ -5,6 +5,7 @@ from django.db.models import Count
 from django.utils.translation import gettext_lazy as _
 
 from positions.models import AccountSnapshot, ClosedPosition, Fill, FundingFee, OrderLog, Position
+from riskdesk.admin_audit import AuditAdmin
 
 
 @admin.register(Position)
@@ -34,7 +35,7 @@ class PositionAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccountSnapshot)
-class AccountSnapshotAdmin(admin.ModelAdmin):
+class AccountSnapshotAdmin(AuditAdmin):
     list_display = (
         "account",
         "time",
@@ -49,12 +50,9 @@ class AccountSnapshotAdmin(admin.ModelAdmin):
     search_fields = ("account__name",)
     date_hierarchy = "time"
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
 
 @admin.register(OrderLog)
-class OrderLogAdmin(admin.ModelAdmin):
+class OrderLogAdmin(AuditAdmin):
     list_display = (
         "created_at",
         "account",
@@ -71,13 +69,7 @@ class OrderLogAdmin(admin.ModelAdmin):
     list_filter = ("decision", "source", "account")
     search_fields = ("symbol", "client_order_id", "exchange_order_id", "account__name", "user__username")
     date_hierarchy = "created_at"
-    change_list_template = "admin/positions/orderlog/change_list.html"
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False  # the log is written by the gate, never by hand
+    change_list_template = "admin/positions/orderlog/change_list.html"  # the log is written by the gate only
 
     @admin.display(description="reason codes")
     def codes(self, obj: OrderLog) -> str:
@@ -99,17 +91,8 @@ class OrderLogAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
 
-class LedgerAdmin(admin.ModelAdmin):
+class LedgerAdmin(AuditAdmin):
     """The ledger is what the exchange reported: read-only, never typed in or deleted by hand."""
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Fill)

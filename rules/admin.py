@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
+from riskdesk.admin_audit import AuditAdminMixin
 from rules import services
 from rules.limits import LIMITS
 from rules.models import RiskAction, RiskProfile
@@ -96,7 +97,7 @@ class RiskProfileAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(RiskAction)
-class RiskActionAdmin(SimpleHistoryAdmin):
+class RiskActionAdmin(AuditAdminMixin, SimpleHistoryAdmin):
     list_display = (
         "created_at",
         "account",
@@ -110,19 +111,13 @@ class RiskActionAdmin(SimpleHistoryAdmin):
     )
     list_filter = ("status", "kind", "trigger", "account")
     search_fields = ("account__name", "trigger", "kind")
-    actions = ["approve", "dismiss"]
+    actions = ["approve", "dismiss"]  # plans are evidence; only the services move them
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]  # plans are evidence; only the services move them
-
-    def has_add_permission(self, request):
-        return False
-
-    @admin.action(description=_("Execute the selected proposed plans"), permissions=["change"])
+    @admin.action(description=_("Execute the selected proposed plans"), permissions=["act"])
     def approve(self, request, queryset):
         return self._decide(request, queryset, "approve", services.action_approve, _("Queued for execution."))
 
-    @admin.action(description=_("Dismiss the selected proposed plans"), permissions=["change"])
+    @admin.action(description=_("Dismiss the selected proposed plans"), permissions=["act"])
     def dismiss(self, request, queryset):
         return self._decide(request, queryset, "dismiss", services.action_dismiss, _("Dismissed."))
 
