@@ -212,3 +212,24 @@ def test_the_filesystem_broker_queue_depth_counts_waiting_messages(tmp_path):
     options = {"data_folder_in": str(tmp_path)}
     with override_settings(CELERY_BROKER_URL="filesystem://", CELERY_BROKER_TRANSPORT_OPTIONS=options):
         assert metrics.celery_queue_depth() == {"celery": 2}
+
+
+@override_settings(METRICS_TOKEN=TOKEN)
+def test_every_metric_the_grafana_dashboard_reads_is_exposed(db):
+    import json
+    import re
+
+    from django.conf import settings
+
+    dashboard = json.loads((settings.BASE_DIR / "docs/grafana-riskdesk.json").read_text())
+    wanted = {
+        re.sub(r"_(bucket|total)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"riskdesk_\w+", target["expr"])
+    }
+    recorder = metrics.instrument(SimpleNamespace(on_market_frame=None, workers=[]))
+    recorder.publish()  # the latency histograms appear once the stream process has published
+    live.process_beat({"pid": 1})
+    exposed = set(scrape(HTTP_AUTHORIZATION=f"Bearer {TOKEN}"))
+    assert wanted <= exposed, wanted - exposed
