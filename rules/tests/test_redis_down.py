@@ -76,8 +76,8 @@ def test_the_kill_switch_with_redis_down_halts_cancels_and_logs(
     risk_manager,
     account_a,
     redis_gate,
-    desk,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    desk,  # noqa: F811
+    django_capture_on_commit_callbacks,
 ):
     redis_gate.stop()
     with django_capture_on_commit_callbacks(execute=True):
