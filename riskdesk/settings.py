@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from /static/: the docs work offline
     "simple_history",
     "axes",  # failed sign-ins: lockout and cool-off (accounts/lockout.py)
     "csp",
@@ -198,11 +199,16 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "riskdesk.schema.AutoSchema",
     # Money travels as strings so no client parses it into a float by accident.
     "COERCE_DECIMAL_TO_STRING": True,
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Bounded pages (riskdesk/drf.py): a limit past max_limit is a 400 that names it.
+    "DEFAULT_PAGINATION_CLASS": "riskdesk.drf.Pagination",
     "PAGE_SIZE": 100,
+    # The API speaks JSON only (forms and multipart were never used, yet the schema offered them);
+    # the strict parser turns JSON nested too deeply into a 400 instead of a RecursionError 500.
+    "DEFAULT_PARSER_CLASSES": ["riskdesk.drf.StrictJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),
@@ -218,6 +224,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files, not a CDN: the docs work offline
+    # and under the Content-Security-Policy (riskdesk/schema.py documents refusals, drops docstrings).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "riskdesk.schema.add_refusals",
+    ],
 }
 
 # --- i18n ------------------------------------------------------------------------
