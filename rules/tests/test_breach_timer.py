@@ -10,9 +10,12 @@ from types import SimpleNamespace
 from rules import evaluator as evaluator_module
 from rules.evaluator import Evaluator, Job
 from rules.levels import CRITICAL, NORMAL, WARNING, Latch, Limits, Measurement, Thresholds
+from rules.tests import test_evaluator_alerts
 from rules.tests.test_levels import book_with_long
 
 T = Thresholds(D("100"), D("200"))
+# The evaluator tests' fixtures (a desk account on the test database, a clock), shared by name.
+clock, desk = test_evaluator_alerts.clock, test_evaluator_alerts.desk
 
 
 def _m(value: str) -> Measurement:
@@ -47,10 +50,10 @@ def test_frames_still_confirm_by_count_before_the_timer():
 
 
 def test_the_evaluator_re_visits_a_frozen_breach_and_raises_it_on_the_timer(monkeypatch):
-    clock = {"ms": 1_000_000}
-    monkeypatch.setattr(evaluator_module, "now_ms", lambda: clock["ms"])
+    now = {"ms": 1_000_000}
+    monkeypatch.setattr(evaluator_module, "now_ms", lambda: now["ms"])
     book = book_with_long(qty="0.5", entry="43000")
-    book.apply_mark("BTCUSDT", D("43000"), ts=clock["ms"])  # 21,500 notional, far past the limit
+    book.apply_mark("BTCUSDT", D("43000"), ts=now["ms"])  # 21,500 notional, far past the limit
     engine = SimpleNamespace(accounts={1: None}, book=book, closed_positions={})
     evaluator = Evaluator(engine)
     limits = Limits(by_rule={"position_notional": Thresholds(D("10000"), D("20000"))}, asset_caps={}, breach_after_n=3)
@@ -59,7 +62,7 @@ def test_the_evaluator_re_visits_a_frozen_breach_and_raises_it_on_the_timer(monk
     evaluator.on_change({1})  # the last frame before the market froze
     assert evaluator.queue.empty() and 1 in evaluator.dwelling
     for _ in range(2):  # the reloader's one-second timer; no frame comes
-        clock["ms"] += 1_000
+        now["ms"] += 1_000
         evaluator.revisit()
     jobs = []
     while not evaluator.queue.empty():
@@ -67,3 +70,30 @@ def test_the_evaluator_re_visits_a_frozen_breach_and_raises_it_on_the_timer(monk
     raised = [j for j in jobs if isinstance(j, Job) and j.change.level == CRITICAL]
     assert raised and raised[0].change.rule == "position_notional"
     assert raised[0].at_ms == 1_002_000  # (n - 1) s after the breach, not whenever the next frame comes
+
+
+# --------------------------------------------------------------------------- issue 14 item 2
+
+
+def test_two_breaches_that_cleared_while_the_stream_process_was_down_resolve_and_none_escalates(desk, clock):
+    """The probe's finding: after a restart two of two breaches that had cleared stayed open, and the
+    critical one was escalated to EMERGENCY and sent 5 minutes later. Seeded latches settle them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from alerts.models import Level
+    from alerts.services import alerts_escalate_unacknowledged
+    from rules.tests.test_evaluator_alerts import BTC, raise_open, start, write
+
+    account_id, engine, _ = desk
+    critical = raise_open(account_id, "leverage", BTC, Level.CRITICAL, "25", "20")
+    warning = raise_open(account_id, "leverage", "ETHUSDT:BOTH", Level.WARNING, "11", "10")
+    engine.hold(account_id, leverage=3)  # both ended while the desk was down
+    evaluator = start(engine)
+    evaluator.revisit()  # the reloader's first visit, with no frame
+    write(evaluator)
+    for alert in (critical, warning):
+        alert.refresh_from_db()
+        assert (alert.status, alert.resolution) == ("resolved", "restart_reconciled")
+    assert alerts_escalate_unacknowledged(now=timezone.now() + timedelta(minutes=10)) == 0
