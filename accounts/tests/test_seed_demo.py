@@ -19,7 +19,9 @@ def seed(*args: str) -> str:
 def test_a_second_seed_keeps_the_demo_profile_edits_and_says_so(db):
     seed()
     profile = RiskProfile.objects.get(name="desk-default")
-    services.profile_update(profile=profile, values={"max_leverage_warning": 5, "max_leverage_critical": 7}, by=None, reason="tighter")
+    services.profile_update(
+        profile=profile, values={"max_leverage_warning": 5, "max_leverage_critical": 7}, by=None, reason="tighter"
+    )
 
     said = seed()
 
@@ -33,7 +35,9 @@ def test_reset_rules_re_imports_the_demo_file_over_the_edits(db):
     seed()
     imported = RiskProfile.objects.get(name="desk-default").max_leverage_critical
     profile = RiskProfile.objects.get(name="desk-default")
-    services.profile_update(profile=profile, values={"max_leverage_warning": 5, "max_leverage_critical": 7}, by=None, reason="tighter")
+    services.profile_update(
+        profile=profile, values={"max_leverage_warning": 5, "max_leverage_critical": 7}, by=None, reason="tighter"
+    )
 
     seed("--reset-rules")
 
