@@ -52,6 +52,7 @@ RULE_KINDS: dict[str, str] = {
     "daily_loss": MONEY,
     "drawdown": RATIO,
     "risk_degree": RATIO,
+    "margin_call": MONEY,  # its value is the maintenance margin the exchange reported
 }
 # Lower is worse for these (a floor, a distance): the worst value is the minimum.
 LOWER_IS_WORSE = {"equity_floor", "liq_distance"}

@@ -371,11 +371,19 @@ def _liquidated_in_slot(
     # The position's recent LIQUIDATED rows, resolved ones included: an order recorded on any of
     # them was announced already (a person may have resolved it before the reconciliation ran).
     recent = Alert.objects.filter(account_id=account_id, rule=LIQUIDATED_RULE, subject=subject).order_by("-pk")[:50]
-    if any(fill["order_id"] in (row.details or {}).get("order_ids", []) for row in recent):
+    known = alert is not None and fill["order_id"] in alert.details.get("order_ids", [])
+    if known:
+        # The same order filling on (a liquidation is IOC and may fill in parts; each report carries
+        # the order's cumulative quantity and realized PnL so far): the open alert takes the newer
+        # figures, quietly. The same figures again are a repeat: nothing to do.
+        if fill in alert.details.get("fills", []):
+            return None
+    elif any(fill["order_id"] in (row.details or {}).get("order_ids", []) for row in recent):
         return None
     if alert is not None:
         # Binance may liquidate one position in several orders: one event for a person, summed.
-        fills = [*alert.details.get("fills", []), fill]
+        others = [f for f in alert.details.get("fills", []) if f["order_id"] != fill["order_id"]]
+        fills = [*others, fill]
         qty = sum((Decimal(f["qty"] or 0) for f in fills), Decimal(0))
         pnl = sum((Decimal(f["realized_pnl"] or 0) for f in fills), Decimal(0))
         alert.details = {**alert.details, "fills": fills, "order_ids": [f["order_id"] for f in fills]}
@@ -395,6 +403,7 @@ def _liquidated_in_slot(
         "time_ms": fill["time_ms"],
         "last_liquidation_price": _json_safe(_dec(last_liquidation_price)),
         "last_distance": _json_safe(_dec(last_distance)),
+        "tick": _json_safe(_tick(symbol)),  # prices in the message to the symbol's tick
     }
     pnl = _stored(_dec(fill["realized_pnl"]))
     alert = Alert(
@@ -418,6 +427,12 @@ def _liquidated_in_slot(
     alert.save()
     _changed(alert, DeliveryEvent.OPENED, every_channel=True)
     return alert
+
+
+def _tick(symbol: str) -> Decimal | None:
+    from marketdata.models import Symbol
+
+    return Symbol.objects.filter(name=symbol).values_list("tick_size", flat=True).first()
 
 
 @transaction.atomic

@@ -673,6 +673,7 @@ class DjangoSink:
                         "side": row.get("ps"),
                         "maintenance_margin": row.get("mm"),
                         "mark_price": row.get("mp"),
+                        "tick": _tick(row.get("s")),  # the mark in the message to the symbol's tick
                     },
                 )
 
@@ -778,3 +779,10 @@ def _dec(value: Any) -> Decimal | None:
         return Decimal(str(value)) if value not in (None, "") else None
     except ArithmeticError:
         return None
+
+
+def _tick(symbol: str | None) -> str | None:
+    from marketdata.models import Symbol
+
+    tick = Symbol.objects.filter(name=symbol or "").values_list("tick_size", flat=True).first()
+    return None if tick is None else str(tick)

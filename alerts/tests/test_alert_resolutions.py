@@ -209,9 +209,39 @@ def test_a_delivery_created_before_the_close_and_sent_after_it_is_skipped(accoun
         status=AlertStatus.RESOLVED, resolution=Resolution.POSITION_CLOSED, open_key=None
     )
 
-    assert outbox.delivery_send(delivery_id=delivery.pk).status == "skipped"
+    # Sent when due: a position's row waits ALERT_POSITION_SETTLE_S before it may go out.
+    assert outbox.delivery_send(delivery_id=delivery.pk, now=delivery.next_attempt_at).status == "skipped"
     assert receiver.requests == []
     assert Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.SKIPPED
+
+
+def test_a_position_breach_waits_the_settle_time_before_it_goes_out_but_an_emergency_does_not(
+    account_a, channel, receiver, settings
+):
+    settings.ALERT_POSITION_SETTLE_S = 1.0
+    near, _ = position_breach(account_a, level=Level.CRITICAL, value="0.01", limit="0.02")
+    delivery = Delivery.objects.get(alert=near)
+    waits_s = (delivery.next_attempt_at - delivery.created_at).total_seconds()
+    assert 0.9 <= waits_s <= 1.1
+    assert outbox.delivery_send(delivery_id=delivery.pk, now=delivery.created_at).status == "skipped"  # not due
+    assert Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.PENDING and receiver.requests == []
+    assert outbox.delivery_send(delivery_id=delivery.pk, now=delivery.next_attempt_at).status == "sent"
+
+    emergency = services.alert_liquidated(
+        account_id=account_a.id,
+        symbol="ETHUSDT",
+        side="BOTH",
+        order_id="77",
+        qty=Decimal("1"),
+        price=Decimal("3000"),
+        realized_pnl=Decimal("-100"),
+        time_ms=1_700_000_000_000,
+        last_liquidation_price=None,
+        last_distance=None,
+        mark_price=None,
+    )
+    [page] = Delivery.objects.filter(alert=emergency)
+    assert page.next_attempt_at <= page.created_at + timedelta(milliseconds=50)  # at once
 
 
 def test_a_liquidation_also_ends_the_symbols_margin_calls(account_a, channel):
@@ -347,3 +377,28 @@ def test_open_levels_seed_the_latches(account_a, account_b, channel, breach, ris
         account_a.id: {("margin_ratio", "account"): Level.CRITICAL, ("drawdown", "account"): Level.WARNING},
         account_b.id: {},
     }
+
+
+def test_a_liquidation_order_filling_in_parts_updates_its_alert_quietly(account_a, channel, receiver):
+    def report(cumulative_qty: str, pnl: str):
+        return services.alert_liquidated(
+            account_id=account_a.id,
+            symbol="BTCUSDT",
+            side="BOTH",
+            order_id="991",
+            qty=Decimal(cumulative_qty),
+            price=Decimal("30000"),
+            realized_pnl=Decimal(pnl),
+            time_ms=1_700_000_000_000,
+            last_liquidation_price=Decimal("30100"),
+            last_distance=Decimal("0.01"),
+            mark_price=Decimal("30000"),
+        )
+
+    first = report("0.2", "-400")
+    second = report("0.5", "-1000")  # the same IOC order, filled on: cumulative figures
+    assert second is not None and second.pk == first.pk
+    assert report("0.5", "-1000") is None  # a repeat changes nothing
+    [alert] = Alert.objects.filter(account=account_a, rule="liquidated")
+    assert alert.details["qty"] == "0.5" and alert.value == Decimal("-1000")
+    assert Delivery.objects.filter(alert=alert).count() == 1  # one page for one liquidation
