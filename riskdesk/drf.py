@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
@@ -43,6 +44,14 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+def too_deep() -> str:
+    return _("JSON parse error - nested more than %(depth)d levels deep.") % {"depth": MAX_JSON_DEPTH}
+
+
+def whole_number(low: int, high: int) -> str:
+    return _("A whole number from %(low)d to %(high)d.") % {"low": low, "high": high}
+
+
 class StrictJSONParser(JSONParser):
     """DRF's JSON parser (NaN and Infinity refused), plus a 400 for JSON nested too deeply.
 
@@ -61,11 +70,11 @@ class StrictJSONParser(JSONParser):
             text = raw.decode(encoding)
             value = json.loads(text, parse_constant=strict_constant if self.strict else None)
         except RecursionError:
-            raise ParseError(f"JSON parse error - nested more than {MAX_JSON_DEPTH} levels deep.") from None
+            raise ParseError(too_deep()) from None
         except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are both ValueErrors
             raise ParseError(f"JSON parse error - {exc}") from None
         if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth_exceeds(value, MAX_JSON_DEPTH):
-            raise ParseError(f"JSON parse error - nested more than {MAX_JSON_DEPTH} levels deep.")
+            raise ParseError(too_deep())
         return value
 
 
@@ -130,7 +139,7 @@ class Pagination(LimitOffsetPagination):
         if raw is None:
             return self.default_limit
         if not ASCII_DIGITS.fullmatch(raw) or not 1 <= int(raw) <= self.max_limit:
-            error = ValidationError({self.limit_query_param: [f"A whole number from 1 to {self.max_limit}."]})
+            error = ValidationError({self.limit_query_param: [whole_number(1, self.max_limit)]})
             error.detail["max_limit"] = self.max_limit  # a number for clients to use, not an error message
             raise error
         return int(raw)
@@ -140,7 +149,7 @@ class Pagination(LimitOffsetPagination):
         if raw is None:
             return 0
         if not ASCII_DIGITS.fullmatch(raw) or int(raw) > self.max_offset:
-            raise ValidationError({self.offset_query_param: [f"A whole number from 0 to {self.max_offset}."]})
+            raise ValidationError({self.offset_query_param: [whole_number(0, self.max_offset)]})
         return int(raw)
 
     def get_schema_operation_parameters(self, view) -> list[dict]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from riskdesk.drf import StrictModelSerializer
+from riskdesk.drf import StrictIntegerField, StrictModelSerializer
 from rules.models import RiskProfile
 from rules.services import EDITABLE
 
@@ -34,7 +34,10 @@ class ProfileWriteSerializer(StrictModelSerializer):
 
 
 class AssignSerializer(serializers.Serializer):
-    account_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=1000)
+    # max_value: an id past the database's integer was an OverflowError (a 500) in the lookup.
+    account_ids = serializers.ListField(
+        child=StrictIntegerField(min_value=1, max_value=2**62), allow_empty=False, max_length=1000
+    )
 
 
 class HistoryEntrySerializer(serializers.Serializer):

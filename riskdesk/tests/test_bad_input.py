@@ -277,3 +277,13 @@ def test_an_unknown_account_is_a_404_on_the_check_lane(trader_a, account_a, acco
         status, _headers, content = asgi_request("POST", "/api/v1/orders/check", body=raw, headers=headers)
         answers.append((status, json.loads(content)))
     assert answers[0] == answers[1] and answers[0][0] == 404
+
+
+# --------------------------------------------------------------------------- found by schemathesis
+
+
+def test_an_account_id_past_any_database_integer_is_a_400(api_for, risk_manager, profile):
+    # Was a 500: OverflowError binding the id into the query (schemathesis, stateful phase).
+    body = {"account_ids": [159776072334484833304576]}
+    response = api_for(risk_manager).post(f"/api/v1/profiles/{profile.id}/accounts/", body, format="json")
+    assert response.status_code == 400 and "account_ids" in response.json()
