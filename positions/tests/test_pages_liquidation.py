@@ -56,7 +56,7 @@ def test_the_positions_page_lists_todays_closed_and_liquidated_positions(client_
 def test_a_trader_sees_only_their_own_closes(client_for, trader_a, desk):
     liquidate(desk["b"])
     html = client_for(trader_a).get("/positions/_closed").content.decode()
-    assert "<tr id=\"closed-" not in html and "No position closed today." in html
+    assert '<tr id="closed-' not in html and "No position closed today." in html
 
 
 def test_yesterdays_closes_are_not_today(client_for, risk_manager, desk):
