@@ -220,7 +220,9 @@ def test_a_liquidation_is_raised_recorded_and_closes_what_it_ended(webhook, tmp_
     liquidated_at = datetime.fromtimestamp(liquidated_ms / 1000, tz=UTC)
     [emergency] = Alert.objects.filter(account=account, reason_code="LIQUIDATED")
     assert emergency.level == Level.EMERGENCY and emergency.subject == SUBJECT
-    assert (emergency.opened_at - liquidated_at).total_seconds() <= 2.0
+    raised_after_s = (emergency.opened_at - liquidated_at).total_seconds()
+    print(f"LIQUIDATED raised {raised_after_s * 1000:.0f} ms after the exchange's liquidation")  # -s shows it
+    assert raised_after_s <= 2.0
     assert emergency.status == "open" and not emergency.resolution  # only a person resolves it
     assert D(emergency.details["realized_pnl"]) < 0
     assert D(emergency.details["last_liquidation_price"]) > 0
