@@ -18,6 +18,7 @@ Codes (the parameters each one reads):
 - ``liquidated``: symbol, side, qty, price, realized_pnl, time_ms, last_liquidation_price,
   last_distance.
 - ``stream_down``: heartbeat_ms (the stream process's last beat, None when none is known).
+- ``deadman_fired``: symbol, count, countdown_s, deadline_ms (marketdata/deadman.py).
 
 An unknown code renders "" and the caller falls back to the stored message.
 """
@@ -75,6 +76,7 @@ RULE_NAMES = {
     "exchange_config": gettext_lazy("Exchange configuration"),
     "liquidated": gettext_lazy("Liquidation"),
     "stream_down": gettext_lazy("Stream process down"),
+    "deadman": gettext_lazy("Dead-man switch"),
 }
 SIDES = {"LONG": gettext_lazy("long"), "SHORT": gettext_lazy("short"), "BOTH": gettext_lazy("one-way")}
 LEVEL_WORDS = {20: gettext_lazy("warning"), 30: gettext_lazy("critical"), 40: gettext_lazy("emergency")}
@@ -322,6 +324,22 @@ def _stream_down(p: dict) -> str:
     ) % {"since": _time(p.get("heartbeat_ms"))}
 
 
+def _deadman_fired(p: dict) -> str:
+    words = {
+        "count": fmt_count(p.get("count")),
+        "symbol": p.get("symbol") or "",
+        "countdown": fmt_count(p.get("countdown_s")),
+        "since": _time(p.get("deadline_ms")),
+    }
+    return (
+        _(
+            "The exchange's dead-man switch cancelled %(count)s open order(s) in %(symbol)s at %(since)s: the desk"
+            " did not renew its %(countdown)s s countdown while it was blind."
+        )
+        % words
+    )
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "limit_breach": _limit_breach,
     "feed_stale": _feed_stale,
@@ -330,4 +348,5 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "exchange_config_changed": _exchange_config_changed,
     "liquidated": _liquidated,
     "stream_down": _stream_down,
+    "deadman_fired": _deadman_fired,
 }

@@ -718,6 +718,11 @@ class DjangoSink:
                 message_params=_plain(params),
             )
 
+    async def deadman_fired(self, account_id: int, details: dict) -> None:
+        from marketdata.deadman import record_fired
+
+        self._events.put("a dead-man cancel", record_fired, account_id=account_id, details=details)
+
     async def drift_found(self, account_id: int, differences: list[dict]) -> None:
         self._events.put("a position drift", self._drift, account_id=account_id, differences=differences)
 

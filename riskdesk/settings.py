@@ -256,6 +256,11 @@ SERVE_STATIC = env.bool("SERVE_STATIC", default=True)
 BINANCE_FUTURES_REST_URL = env.str("BINANCE_FUTURES_REST_URL", default="https://fapi.binance.com")
 BINANCE_FUTURES_WS_URL = env.str("BINANCE_FUTURES_WS_URL", default="wss://fstream.binance.com")
 STREAM_STALE_AFTER_S = env.float("STREAM_STALE_AFTER_S", default=5.0)
+# The dead-man switch (marketdata/deadman.py): countdownCancelAll per symbol with open orders, renewed
+# while the desk sees the account; 0 turns it off. Its REST weight is bounded (10 a call).
+DEADMAN_COUNTDOWN_S = env.float("DEADMAN_COUNTDOWN_S", default=60.0)
+DEADMAN_RENEW_S = env.float("DEADMAN_RENEW_S", default=20.0)
+DEADMAN_WEIGHT_PER_MIN = env.int("DEADMAN_WEIGHT_PER_MIN", default=600)
 # Run the stream engine inside the web process (embedded demo: the in-memory channel layer
 # does not cross processes). Production runs `manage.py run_streams` on its own and sets false.
 STREAMS_IN_PROCESS = env.bool("STREAMS_IN_PROCESS", default=False)

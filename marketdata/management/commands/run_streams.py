@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import ExchangeAccount
-from marketdata import services
+from marketdata import deadman, services
 from marketdata.exchange import ExchangeError
 from marketdata.sink import DjangoSink
 from marketdata.streams import AccountSpec, StreamEngine, settle_gc
@@ -36,6 +36,14 @@ def build_engine(specs: list[AccountSpec], *, sink_process: bool = False) -> Str
         stale_after_s=settings.STREAM_STALE_AFTER_S,
     )
     engine.startup.append(lambda: _load_held(engine))
+    deadman.attach(
+        engine,
+        countdown_s=settings.DEADMAN_COUNTDOWN_S,
+        renew_every_s=settings.DEADMAN_RENEW_S,
+        weight_per_min=settings.DEADMAN_WEIGHT_PER_MIN,
+        load=deadman.cache_load,
+        save=deadman.cache_save,
+    )
     metrics.instrument(engine)  # frame→book and frame→alert histograms, published for /metrics
     try:  # the rule evaluator subscribes to the engine's changes once the rules app provides it
         from rules.evaluator import attach
