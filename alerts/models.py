@@ -170,6 +170,8 @@ class NotificationChannel(models.Model):
         _("messages per minute before folding into a digest"), default=10
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Scheduled risk reports go to the channels that ask for them (alerts/reports/delivery.py).
+    receives_reports = models.BooleanField(_("receives scheduled risk reports"), default=False)
 
     history = HistoricalRecords(excluded_fields=["secret_encrypted"])
 
@@ -258,3 +260,41 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alert_id or self.event} → {self.channel} ({self.status})"
+
+
+class ReportPeriod(models.TextChoices):
+    DAY = "day", _("Daily")
+    WEEK = "week", _("Weekly")
+    MONTH = "month", _("Monthly")
+    CUSTOM = "custom", _("Date range")
+
+
+class Report(models.Model):
+    """A risk report over a period, as generated: the figures as JSON (money as strings to the
+    cent and beyond), the HTML, CSV and PDF it was delivered as (alerts/reports/, docs/REPORTS.md)."""
+
+    period = models.CharField(_("period"), max_length=8, choices=ReportPeriod.choices)
+    start = models.DateTimeField(_("from"))
+    end = models.DateTimeField(_("to"))
+    language = models.CharField(_("language"), max_length=8, choices=settings.LANGUAGES, default="en")
+    accounts = models.ManyToManyField("accounts.ExchangeAccount", related_name="+", verbose_name=_("accounts"))
+    figures = models.JSONField(_("figures"), default=dict)
+    html = models.TextField(editable=False, blank=True, default="")
+    csv = models.TextField(editable=False, blank=True, default="")
+    pdf = models.BinaryField(editable=False, blank=True, default=b"")
+    created_at = models.DateTimeField(_("generated"), auto_now_add=True, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    delivery_errors = models.JSONField(_("delivery errors"), default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        # Beat may run a schedule twice: one scheduled report per period, start and language.
+        indexes = [models.Index(fields=["period", "start"])]
+        verbose_name = _("risk report")
+        verbose_name_plural = _("risk reports")
+
+    def __str__(self) -> str:
+        return f"{self.get_period_display()} {self.start:%Y-%m-%d} – {self.end:%Y-%m-%d}"

@@ -106,6 +106,10 @@ class Message:
     footer: str = ""
     payload: dict = field(default_factory=dict)  # what the generic webhook posts
     link_label: str = "Open in riskdesk"  # translated when rendered: the as_* methods run outside the override
+    # A risk report (alerts/reports/delivery.py): email sends this HTML as the body and attaches
+    # these (filename, bytes, MIME type); IM channels ignore both and send the summary with its link.
+    html_body: str = ""
+    attachments: tuple[tuple[str, bytes, str], ...] = ()
 
     def as_text(self) -> str:
         lines = [self.title, ""] + [f"{label}: {value}" for label, value in self.rows]
@@ -302,7 +306,9 @@ def _send_email(message: Message, options: dict, secrets: dict, key: str) -> Non
         headers={"Message-ID": f"<{key}@{domain}>", "X-Riskdesk-Delivery": key},
         connection=connection,
     )
-    email.attach_alternative(message.as_html(), "text/html")
+    email.attach_alternative(message.html_body or message.as_html(), "text/html")
+    for filename, content, mimetype in message.attachments:
+        email.attach(filename, content, mimetype)
     try:
         email.send()
     except smtplib.SMTPRecipientsRefused as exc:

@@ -33,3 +33,17 @@ def deliver_pending_task() -> int:
 @shared_task
 def escalate_alerts_task() -> int:
     return services.alerts_escalate_unacknowledged()
+
+
+@shared_task
+def generate_report_task(period: str) -> list[int]:
+    """Beat's report schedules (django-celery-beat rows, alerts migration 0005): the last complete
+    period, generated once and delivered once, however often beat fires."""
+    from alerts.reports import delivery
+    from alerts.reports import services as reports
+
+    done = reports.report_generate_scheduled(period=period)
+    for report in done:
+        if report.delivered_at is None:
+            delivery.report_deliver(report=report)
+    return [r.id for r in done]

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "simple_history",
     "axes",  # failed sign-ins: lockout and cool-off (accounts/lockout.py)
     "csp",
+    "django_celery_beat",  # report schedules edited in the admin (docs/REPORTS.md)
     "accounts",
     "marketdata",
     "positions",
@@ -184,6 +185,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
+# Schedules live in the database (django-celery-beat): risk managers edit the report schedules in
+# the admin; the fixed jobs of riskdesk/celery.py are copied in at beat's start.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # --- Auth, API -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from accounts import api as accounts_api
 from accounts import api_auth
 from accounts.views import DeskLoginView, DeskLogoutView
+from alerts.reports import api as reports_api
 from riskdesk import views as desk_views
 from riskdesk.health import health
 from riskdesk.metrics import metrics
@@ -29,6 +30,8 @@ api_v1 = [
     path("accounts/<int:account_id>/risk", api_orders.AccountRiskApi.as_view(), name="account_risk"),
     path("accounts/<int:account_id>/trading-state", api_orders.TradingStateApi.as_view(), name="account_trading_state"),
     path("accounts/<int:account_id>/kill", api_orders.KillApi.as_view(), name="account_kill"),
+    path("reports/", reports_api.ReportListApi.as_view(), name="report_list"),
+    path("reports/<int:report_id>/", reports_api.ReportDetailApi.as_view(), name="report_detail"),
 ]
 
 urlpatterns = [
@@ -42,6 +45,7 @@ urlpatterns = [
     path("positions/", include("positions.urls")),
     path("alerts/", include("alerts.urls")),
     path("rules/", include("rules.urls")),
+    path("reports/", include("alerts.reports.urls")),
     path("health", health, name="health"),
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
