@@ -245,3 +245,54 @@ class ClosedPosition(models.Model):
     @property
     def is_liquidation(self) -> bool:
         return self.reason in (CloseReason.LIQUIDATED, CloseReason.ADL)
+
+
+# --------------------------------------------------------------------------- the archive
+
+
+class ArchiveBatch(models.Model):
+    """One Parquet file in the archive store: the rows it holds were written, read back and
+    verified (row count and sha256) before they were deleted, in the transaction that wrote this
+    row (positions/archive/, docs/ARCHIVE.md)."""
+
+    table = models.CharField(_("table"), max_length=32)
+    day = models.DateField(_("UTC day"))
+    part = models.PositiveIntegerField(_("part"))
+    first_pk = models.BigIntegerField(_("first key"))
+    last_pk = models.BigIntegerField(_("last key"))
+    time_from = models.DateTimeField(_("earliest row"))
+    time_to = models.DateTimeField(_("latest row"))
+    rows = models.PositiveIntegerField(_("rows"))
+    sha256 = models.CharField(_("sha256 of keys and values"), max_length=64)
+    uri = models.CharField(_("file"), max_length=500)
+    size = models.BigIntegerField(_("bytes"), default=0)
+    created_at = models.DateTimeField(_("archived"), auto_now_add=True)
+    # Set by restore_archive: the rows are hot again, and history reads them there, not here.
+    restored_at = models.DateTimeField(_("restored"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["table", "day", "part"]
+        constraints = [models.UniqueConstraint(fields=["table", "day", "part"], name="archive_batch_unique_part")]
+        verbose_name = _("archive batch")
+        verbose_name_plural = _("archive batches")
+
+    def __str__(self) -> str:
+        return f"{self.table} {self.day} part {self.part} ({self.rows} rows)"
+
+
+class ArchivePolicy(models.Model):
+    """How long a table stays hot in the database; settings.ARCHIVE_RETENTION_DAYS holds the
+    defaults, a row here overrides them for one table."""
+
+    table = models.CharField(_("table"), max_length=32, unique=True)
+    retention_days = models.PositiveIntegerField(_("days kept in the database"))
+    enabled = models.BooleanField(_("archive this table"), default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["table"]
+        verbose_name = _("archive policy")
+        verbose_name_plural = _("archive policies")
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.retention_days} d"

@@ -1,0 +1,46 @@
+"""One archive run per table at a time.
+
+MariaDB/MySQL: GET_LOCK on the run's connection, which the server releases when the connection
+ends, so a run killed with SIGKILL never leaves a table locked. Elsewhere (embedded SQLite, one
+machine): an exclusive flock on a file under VAR_DIR, which the kernel releases with the process."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+
+class TableBusy(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def table_lock(table: str):
+    name = f"riskdesk.archive.{table}"
+    if connection.vendor == "mysql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0)", [name])
+            (got,) = cur.fetchone()
+        if got != 1:
+            raise TableBusy(table)
+        try:
+            yield
+        finally:
+            with connection.cursor() as cur:
+                cur.execute("SELECT RELEASE_LOCK(%s)", [name])
+        return
+    path = Path(settings.VAR_DIR) / "locks" / f"archive-{table}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TableBusy(table) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
