@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from alerts import notifiers, outbox, services
-from alerts.models import Alert, AlertStatus, Delivery, DeliveryStatus, NotificationChannel
+from alerts.models import Alert, AlertStatus, Delivery, DeliveryStatus, NotificationChannel, Report
 from riskdesk.admin_audit import AuditAdmin
 
 
@@ -57,7 +57,17 @@ class ChannelForm(forms.ModelForm):
 
     class Meta:
         model = NotificationChannel
-        fields = ("name", "kind", "language", "enabled", "min_level", "accounts", "settings", "rate_limit_per_minute")
+        fields = (
+            "name",
+            "kind",
+            "language",
+            "enabled",
+            "min_level",
+            "accounts",
+            "settings",
+            "rate_limit_per_minute",
+            "receives_reports",
+        )
 
     def clean(self):
         data = super().clean()
@@ -72,7 +82,16 @@ class ChannelForm(forms.ModelForm):
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(SimpleHistoryAdmin):
     form = ChannelForm
-    list_display = ("name", "kind", "language", "enabled", "min_level", "rate_limit_per_minute", "has_secret")
+    list_display = (
+        "name",
+        "kind",
+        "language",
+        "enabled",
+        "min_level",
+        "rate_limit_per_minute",
+        "receives_reports",
+        "has_secret",
+    )
     list_filter = ("kind", "language", "enabled", "min_level")
     search_fields = ("name",)
     filter_horizontal = ("accounts",)
@@ -120,3 +139,30 @@ class DeliveryAdmin(AuditAdmin):
         for delivery in failed:
             outbox.delivery_retry(delivery=delivery, by=request.user)
         messages.success(request, _("%(count)d deliveries queued again.") % {"count": len(failed)})
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    """Reports are generated, never edited: the figures are what was delivered. Schedules are
+    django-celery-beat's "Periodic tasks" (task alerts.tasks.generate_report_task)."""
+
+    list_display = ("id", "period", "start", "end", "language", "created_at", "created_by", "delivered_at")
+    list_filter = ("period", "language")
+    readonly_fields = (
+        "period",
+        "start",
+        "end",
+        "language",
+        "accounts",
+        "figures",
+        "created_by",
+        "delivered_at",
+        "delivery_errors",
+    )
+    exclude = ("html", "csv", "pdf")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
