@@ -359,6 +359,23 @@ EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="riskdesk@localhost")
 
+# --- Archive (positions/archive/, docs/ARCHIVE.md) ---------------------------------
+# Where verified Parquet files go: a directory (default VAR_DIR/archive) or
+# s3://bucket/prefix?endpoint_url=http://minio:9000 (django-storages; AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
+ARCHIVE_URL = env.str("ARCHIVE_URL", default="")
+# Days each table stays hot in the database; the admin's archive policies override these.
+ARCHIVE_RETENTION_DAYS = {
+    "orderlog": env.int("ARCHIVE_ORDERLOG_DAYS", default=7),
+    "tickerhistory": env.int("ARCHIVE_TICKERS_DAYS", default=30),
+    "accountsnapshot": env.int("ARCHIVE_SNAPSHOTS_DAYS", default=30),
+    "alert": env.int("ARCHIVE_ALERTS_DAYS", default=180),
+    "delivery": env.int("ARCHIVE_ALERTS_DAYS", default=180),
+    "riskaction": env.int("ARCHIVE_ALERTS_DAYS", default=180),
+    "fill": env.int("ARCHIVE_FILLS_DAYS", default=180),
+    "fundingfee": env.int("ARCHIVE_FILLS_DAYS", default=180),
+    "closedposition": env.int("ARCHIVE_FILLS_DAYS", default=180),
+}
+
 # --- Operations ------------------------------------------------------------------
 # Log lines: "json" (one object per line with the request id, for a log shipper) or "plain".
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
