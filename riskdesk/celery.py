@@ -25,4 +25,6 @@ app.conf.beat_schedule = {
     },
     "refresh-symbols": {"task": "marketdata.tasks.refresh_symbols_task", "schedule": crontab(minute=5, hour=0)},
     "refresh-brackets": {"task": "marketdata.tasks.refresh_brackets_task", "schedule": crontab(minute=10, hour=0)},
+    # history past its retention to the verified Parquet archive (positions/archive/, docs/ARCHIVE.md)
+    "archive-history": {"task": "positions.tasks.archive_history_task", "schedule": crontab(minute=30, hour=1)},
 }
