@@ -4,7 +4,16 @@ from django.contrib import admin
 from django.db.models import Count
 from django.utils.translation import gettext_lazy as _
 
-from positions.models import AccountSnapshot, ClosedPosition, Fill, FundingFee, OrderLog, Position
+from positions.models import (
+    AccountSnapshot,
+    ArchiveBatch,
+    ArchivePolicy,
+    ClosedPosition,
+    Fill,
+    FundingFee,
+    OrderLog,
+    Position,
+)
 from riskdesk.admin_audit import AuditAdmin
 
 
@@ -146,3 +155,30 @@ class ClosedPositionAdmin(LedgerAdmin):
     @admin.display(description=_("last liquidation price before"))
     def last_liquidation_price(self, obj: ClosedPosition):
         return (obj.details or {}).get("liquidation_price") or "–"
+
+
+@admin.register(ArchivePolicy)
+class ArchivePolicyAdmin(admin.ModelAdmin):
+    """Retention per table, overriding settings.ARCHIVE_RETENTION_DAYS (docs/ARCHIVE.md)."""
+
+    list_display = ("table", "retention_days", "enabled", "updated_at")
+    list_editable = ("retention_days", "enabled")
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "table":
+            from django import forms
+
+            from positions.archive.tables import ORDER
+
+            return forms.ChoiceField(choices=[(t, t) for t in ORDER], label=db_field.verbose_name)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+
+@admin.register(ArchiveBatch)
+class ArchiveBatchAdmin(AuditAdmin):
+    """The archive's ledger: read-only, written only by the archive run and restore."""
+
+    list_display = ("table", "day", "part", "rows", "first_pk", "last_pk", "size", "created_at", "restored_at")
+    list_filter = ("table", "restored_at")
+    date_hierarchy = "day"
+    search_fields = ("uri", "sha256")
