@@ -18,8 +18,24 @@ class TableBusy(Exception):
     pass
 
 
+# GET_LOCK is re-entrant on one connection: a second run in this process must be refused too.
+_held: set[str] = set()
+
+
 @contextlib.contextmanager
 def table_lock(table: str):
+    if table in _held:
+        raise TableBusy(table)
+    _held.add(table)
+    try:
+        with _lock(table):
+            yield
+    finally:
+        _held.discard(table)
+
+
+@contextlib.contextmanager
+def _lock(table: str):
     name = f"riskdesk.archive.{table}"
     if connection.vendor == "mysql":
         with connection.cursor() as cur:

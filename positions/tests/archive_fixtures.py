@@ -5,14 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from positions.archive.services import _times_as_given
 from positions.models import OrderLog
 
 DAY1 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 def make_order_logs(account, n: int, *, start: dt.datetime = DAY1, step_s: float = 60.0) -> list[int]:
+    """n rows, one every step_s seconds from start, in key order."""
     rows = [
         OrderLog(
+            created_at=start + dt.timedelta(seconds=step_s * i),
             account=account,
             source="api",
             symbol="BTCUSDT" if i % 2 else "ETHUSDT",
@@ -27,19 +30,9 @@ def make_order_logs(account, n: int, *, start: dt.datetime = DAY1, step_s: float
         )
         for i in range(n)
     ]
-    made = OrderLog.objects.bulk_create(rows, batch_size=500)
-    ids = (
-        [r.pk for r in made]
-        if made and made[0].pk
-        else list(OrderLog.objects.order_by("pk").values_list("pk", flat=True))
-    )
-    # created_at is auto_now_add: spread the rows over the past, in key order.
-    by_time = {}
-    for i, pk in enumerate(sorted(ids)):
-        by_time.setdefault(start + dt.timedelta(seconds=step_s * i), []).append(pk)
-    for when, pks in by_time.items():
-        OrderLog.objects.filter(pk__in=pks).update(created_at=when)
-    return sorted(ids)
+    with _times_as_given(OrderLog):  # created_at is auto_now_add
+        OrderLog.objects.bulk_create(rows, batch_size=1000)
+    return list(OrderLog.objects.order_by("pk").values_list("pk", flat=True))
 
 
 def snapshot(model) -> dict[int, tuple]:

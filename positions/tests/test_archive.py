@@ -159,3 +159,27 @@ def test_every_table_spec_matches_its_model(db):
         names = {f.attname for f in spec.model._meta.concrete_fields}
         assert set(spec.column_names) == names, spec.name
         assert spec.column_names[0] == "id"
+
+
+def test_the_lock_is_held_against_another_connection(account_a, store):
+    """On MariaDB the lock is the server's: a second connection (another process) is refused."""
+    from django.db import connection
+
+    if connection.vendor != "mysql":
+        pytest.skip("GET_LOCK is MariaDB's; SQLite runs use a file lock (the test above)")
+    import MySQLdb
+
+    db = connection.settings_dict
+    other = MySQLdb.connect(
+        host=db["HOST"] or "127.0.0.1", port=int(db["PORT"] or 3306), user=db["USER"], password=db["PASSWORD"] or ""
+    )
+    try:
+        cur = other.cursor()
+        cur.execute("SELECT GET_LOCK('riskdesk.archive.orderlog', 0)")
+        assert cur.fetchone()[0] == 1
+        with pytest.raises(TableBusy):
+            services.archive_table("orderlog", before=BEFORE, store=store)
+    finally:
+        other.close()  # the server frees the lock with the connection, as with a killed run
+    with table_lock("orderlog"):
+        pass
