@@ -30,6 +30,9 @@ api_v1 = [
     path("accounts/<int:account_id>/risk", api_orders.AccountRiskApi.as_view(), name="account_risk"),
     path("accounts/<int:account_id>/trading-state", api_orders.TradingStateApi.as_view(), name="account_trading_state"),
     path("accounts/<int:account_id>/kill", api_orders.KillApi.as_view(), name="account_kill"),
+    # history: the database and the Parquet archive read as one (docs/ARCHIVE.md)
+    path("orders/log", api_history.OrderLogHistoryApi.as_view(), name="order_log"),
+    path("alerts", api_history.AlertHistoryApi.as_view(), name="alert_history"),
     path("reports/", reports_api.ReportListApi.as_view(), name="report_list"),
     path("reports/<int:report_id>/", reports_api.ReportDetailApi.as_view(), name="report_detail"),
 ]
