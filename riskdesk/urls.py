@@ -9,6 +9,7 @@ from accounts import api as accounts_api
 from accounts import api_auth
 from accounts.views import DeskLoginView, DeskLogoutView
 from alerts.reports import api as reports_api
+from positions import api_history
 from riskdesk import views as desk_views
 from riskdesk.health import health
 from riskdesk.metrics import metrics
