@@ -3,6 +3,7 @@ reached through django-storages and boto3 exactly as a MinIO or AWS bucket would
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 
 import boto3
@@ -10,6 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from positions.archive import parquet, services
+from positions.archive.history import Query, history_page
 from positions.archive.store import S3Store, get_store, key_for
 from positions.models import ArchiveBatch, OrderLog
 from positions.tests.archive_fixtures import make_order_logs, snapshot
@@ -58,6 +60,10 @@ def test_archive_to_an_s3_bucket_verifies_and_restores(account_a, s3_url):
     assert keys[0] == "riskdesk/orderlog/date=2026-11-01/part-000001.parquet" and len(keys) == len(batches)
     for b in batches:
         assert parquet.checksum(parquet.from_parquet(store.read(key_for("orderlog", b.day, b.part)))) == b.sha256
+
+    # History reads the bucket's files too (fetched, then handed to DuckDB).
+    count, rows = history_page(Query("orderlog", dt.date(2026, 11, 1), dt.date(2026, 11, 2), None, limit=5))
+    assert count == 720 and rows[0]["created_at"] == dt.datetime(2026, 11, 2, 23, 56, tzinfo=dt.UTC)
 
     result = services.restore_range("orderlog", batches[0].day, batches[-1].day)
     assert result.inserted == 720

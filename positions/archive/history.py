@@ -1,0 +1,113 @@
+"""History read as one: hot rows from the database and archived rows from the Parquet files
+(DuckDB), filtered, merged newest first, paged (the /api/v1/orders/log and /api/v1/alerts APIs).
+
+An archived row is never also hot: the archive deletes what it recorded, and a batch restored to
+the database is marked restored and read there instead. The files of the days asked for are found
+through ArchiveBatch (no listing of the store); a local directory is read by DuckDB in place, a
+bucket's files are fetched and handed to DuckDB as Arrow tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from positions.archive import parquet
+from positions.archive.store import get_store, key_for
+from positions.archive.tables import TABLES
+from positions.models import ArchiveBatch
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    table: str  # "orderlog" or "alert"
+    day_from: dt.date
+    day_to: dt.date  # inclusive
+    account_ids: frozenset[int] | None  # None: every account, and rows with no account
+    equals: tuple[tuple[str, Any], ...] = ()  # (column, value): decision, level, symbol, ...
+    limit: int = 100
+    offset: int = 0
+
+
+def _bounds(q: Query) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(q.day_from, dt.time(), tzinfo=dt.UTC)
+    end = dt.datetime.combine(q.day_to, dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=1)
+    return start, end
+
+
+def _hot(q: Query):
+    spec = TABLES[q.table]
+    start, end = _bounds(q)
+    qs = spec.model._default_manager.filter(**{f"{spec.time_field}__gte": start, f"{spec.time_field}__lt": end})
+    if q.account_ids is not None:
+        qs = qs.filter(account_id__in=q.account_ids)
+    for column, value in q.equals:
+        qs = qs.filter(**{column: value})
+    return qs
+
+
+def _archive_sql(q: Query, source: str) -> tuple[str, list]:
+    spec = TABLES[q.table]
+    start, end = _bounds(q)
+    where = [f'"{spec.time_field}" >= ?', f'"{spec.time_field}" < ?']
+    params: list = [start, end]
+    if q.account_ids is not None:
+        if not q.account_ids:
+            where.append("FALSE")
+        else:
+            where.append(f"account_id IN ({','.join('?' * len(q.account_ids))})")
+            params.extend(sorted(q.account_ids))
+    for column, value in q.equals:
+        where.append(f'"{column}" = ?')
+        params.append(value)
+    return f"FROM {source} WHERE {' AND '.join(where)}", params
+
+
+def _archive(q: Query, need: int) -> tuple[int, list[dict]]:
+    batches = list(
+        ArchiveBatch.objects.filter(
+            table=q.table, day__gte=q.day_from, day__lte=q.day_to, restored_at__isnull=True
+        ).values_list("day", "part")
+    )
+    if not batches:
+        return 0, []
+    spec = TABLES[q.table]
+    store = get_store()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    keys = [key_for(q.table, day, part) for day, part in batches]
+    paths = [store.local_path(k) for k in keys]
+    if all(paths):
+        source = f"read_parquet({paths!r})"
+    else:
+        fetched = pa.concat_tables([parquet.from_parquet(store.read(k)) for k in keys])  # noqa: F841 - DuckDB reads it by name
+        source = "fetched"
+    tail, params = _archive_sql(q, source)
+    count = con.sql(f"SELECT count(*) {tail}", params=params).fetchall()[0][0]
+    if not count or not need:
+        return count, []
+    cols = ", ".join(f'"{c}"' for c in spec.column_names)
+    order = f'ORDER BY "{spec.time_field}" DESC, id DESC LIMIT {int(need)}'
+    table = con.sql(f"SELECT {cols} {tail} {order}", params=params).to_arrow_table()
+    rows = table.to_pylist()
+    for row in rows:
+        for name in parquet.JSON_COLUMNS.intersection(row):
+            if row[name] is not None:
+                row[name] = json.loads(row[name])
+    return count, rows
+
+
+def history_page(q: Query) -> tuple[int, list[dict]]:
+    """(total matching rows, the page of rows as dicts, newest first)."""
+    spec = TABLES[q.table]
+    need = q.offset + q.limit
+    hot = _hot(q)
+    hot_count = hot.count()
+    hot_rows = list(hot.order_by(f"-{spec.time_field}", "-pk").values(*spec.column_names)[:need])
+    archived_count, archived_rows = _archive(q, need)
+    merged = sorted(hot_rows + archived_rows, key=lambda r: (r[spec.time_field], r["id"]), reverse=True)
+    return hot_count + archived_count, merged[q.offset : need]
