@@ -30,8 +30,16 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-def lines(series: dict[str, list[tuple[str, str]]], *, title: str, no_data: str, percent: bool = False) -> bytes:
-    """One line per account: series maps a name to [(iso time, value)]."""
+def lines(
+    series: dict[str, list[tuple[str, str]]],
+    *,
+    title: str,
+    no_data: str,
+    span: tuple[str, str] | None = None,
+    percent: bool = False,
+) -> bytes:
+    """One line per account over the period `span` (iso start, end): series maps a name to
+    [(iso time, value)]; a value holds until the next (steps), a lone point shows as a dot."""
     fig, ax = plt.subplots(figsize=SIZE_IN)
     ax.set_title(title, fontsize=10, loc="left")
     drawn = False
@@ -40,9 +48,11 @@ def lines(series: dict[str, list[tuple[str, str]]], *, title: str, no_data: str,
             continue
         xs = [datetime.fromisoformat(t) for t, _ in points]
         ys = [float(v) * (100 if percent else 1) for _, v in points]
-        ax.plot(xs, ys, label=name, linewidth=1.2, drawstyle="steps-post")
+        ax.plot(xs, ys, label=name, linewidth=1.2, drawstyle="steps-post", marker="o" if len(xs) < 3 else None)
         drawn = True
     if drawn:
+        if span is not None:
+            ax.set_xlim(datetime.fromisoformat(span[0]), datetime.fromisoformat(span[1]))
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(mdates.AutoDateLocator()))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")

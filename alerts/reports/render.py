@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -79,13 +80,21 @@ def _level_name(level: str | int) -> str:
 
 def chart_uris(report: Report) -> dict[str, str]:
     f = report.figures
+    end, as_of = datetime.fromisoformat(f["end"]), datetime.fromisoformat(f["positions_as_of"])
+    span = (f["start"], min(end, as_of).isoformat())
     pngs = {
-        "equity": charts.lines(f.get("equity_series", {}), title=_("Equity per account"), no_data=_("No snapshots")),
+        "equity": charts.lines(
+            f.get("equity_series", {}), title=_("Equity per account"), no_data=_("No snapshots"), span=span
+        ),
         "exposure": charts.bars(
             f.get("exposure_by_symbol", {}), title=_("Net exposure by symbol at the close"), no_data=_("No positions")
         ),
         "margin_ratio": charts.lines(
-            f.get("margin_ratio_series", {}), title=_("Margin ratio (%)"), no_data=_("No snapshots"), percent=True
+            f.get("margin_ratio_series", {}),
+            title=_("Margin ratio (%)"),
+            no_data=_("No snapshots"),
+            span=span,
+            percent=True,
         ),
     }
     return {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in pngs.items()}
@@ -115,7 +124,10 @@ def context(report: Report) -> dict:
         "alerts_by_code": list(f["desk"]["alerts_by_code"].items()),
         "denials_by_reason": list(f["desk"]["denials_by_reason"].items()),
         "liquidations": f["desk"]["liquidations"],
-        "risks": f["largest_risks"],
+        "risks": [
+            {**r, "notional": shown(r["notional"], "money"), "liq_distance": shown(r["liq_distance"], "percent")}
+            for r in f["largest_risks"]
+        ],
         "charts": chart_uris(report),
     }
 

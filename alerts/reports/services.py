@@ -71,8 +71,10 @@ def report_figures(
         one = gather.account_inputs(account, start, end)
         gather.positions_at_close(one, now)
         inputs.append(one)
-    per_account = [maths.account_figures(i, start, end) for i in inputs]
-    desk = maths.desk_figures(inputs, per_account, start, end)
+    # A period still running (generate now for today) counts time in states up to now.
+    until = min(end, max(now, start))
+    per_account = [maths.account_figures(i, start, until) for i in inputs]
+    desk = maths.desk_figures(inputs, per_account, start, until)
     risks = [r for i in inputs for r in i.risks]
     return _json(
         {

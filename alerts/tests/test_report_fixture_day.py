@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import pytest
 
@@ -222,6 +224,8 @@ def test_the_csv_and_html_carry_the_same_figures(fixture_day):
     assert rows[("acct-a", "seconds_REDUCING")] == "21600"
     assert "83.39" in report.html and "10,050.55" in report.html and "data:image/png;base64," in report.html
     assert bytes(report.pdf).startswith(b"%PDF")
+    if os.environ.get("RISKDESK_REPORT_PDF"):  # docs/img/report-pdf-page.png is this PDF's first page
+        Path(os.environ["RISKDESK_REPORT_PDF"]).write_bytes(bytes(report.pdf))
 
 
 def test_a_chinese_report_says_it_in_chinese(fixture_day):
