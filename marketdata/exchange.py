@@ -124,6 +124,7 @@ class ExchangeAccountState:
     available_balance: Decimal
     cross_wallet_balance: Decimal
     assets: dict[str, Decimal] = field(default_factory=dict)  # asset -> wallet balance
+    cross_wallets: dict[str, Decimal] = field(default_factory=dict)  # asset -> crossWalletBalance
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,9 @@ class BinanceFutures:
             available_balance=dec(raw["availableBalance"]),
             cross_wallet_balance=dec(raw["totalCrossWalletBalance"]),
             assets={a["asset"]: dec(a["walletBalance"]) for a in raw.get("assets", [])},
+            cross_wallets={
+                a["asset"]: dec(a.get("crossWalletBalance", a["walletBalance"])) for a in raw.get("assets", [])
+            },
         )
 
     async def balances(self) -> dict[str, Decimal]:
@@ -310,6 +314,14 @@ class BinanceFutures:
 
     async def position_mode_is_hedge(self) -> bool:
         return bool((await self._call(self.client.futures_get_position_mode))["dualSidePosition"])
+
+    async def asset_index(self, symbol: str | None = None) -> list[dict]:
+        """GET /fapi/v1/assetIndex (multi-assets mode: index prices and haircuts; weight 1 with a
+        symbol such as "BTCUSD", 10 without). Rows as Binance sends them: positions/collateral.py
+        parse_asset_index reads them."""
+        params = {"symbol": symbol} if symbol else {}
+        rows = await self._call(self.client.futures_v1_get_asset_index, **params)
+        return [rows] if isinstance(rows, dict) else list(rows)
 
     async def multi_assets_mode(self) -> bool:
         return bool((await self._call(self.client.futures_get_multi_assets_mode))["multiAssetsMargin"])

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from marketdata.collateral import Wallets
 from marketdata.exchange import BinanceFutures, ExchangeError, dec
 from positions.book import BookPosition, RiskBook
 
@@ -222,6 +223,7 @@ class StreamEngine:
         # aftermath (utilization, concentration...) end as `liquidated`, not "back within limit".
         self.liquidated_at: dict[int, int] = {}
         self.multi_assets: dict[int, bool] = {}  # as ACCOUNT_CONFIG_UPDATE last said; absent: not heard of
+        self.wallets = Wallets(self)  # every wallet asset into the book (marketdata/collateral.py)
         self._margin_types: dict[tuple[int, str], str] = {}  # (account, symbol) -> cross / isolated
         self._wallets: dict[int, Decimal] = {}  # the USDT cross wallet last applied, for reconciliation
         self._liquidated: dict[tuple[int, str, str], str] = {}  # position -> its liquidation order, until closed
@@ -388,9 +390,11 @@ class StreamEngine:
         elif any(_smaller_or_gone(exchange.get(key), row) for key, row in held.items()):
             with contextlib.suppress(ExchangeError):
                 reports += await self._missed_liquidations(account_id, held)
-        differences = self._wallet_difference(account_id, state.cross_wallet_balance, known)
-        changed = self.book.set_wallet(account_id, state.cross_wallet_balance)
-        self._wallets[account_id] = state.cross_wallet_balance
+        # totalCrossWalletBalance is a USD sum in multi-assets mode: the USDT row's own, when listed
+        usdt = state.cross_wallets.get("USDT", state.cross_wallet_balance)
+        differences = self._wallet_difference(account_id, usdt, known)
+        changed = self.wallets.apply(account_id, {"USDT": usdt, **state.cross_wallets}, replace=True)
+        self._wallets[account_id] = usdt
         # One upsert_positions call per account: each call re-indexes the whole book, so one
         # call per position made a sync O(positions x book) and held the event loop (and the
         # market frames behind it) ~0.25 s per 50-position account on a 100k-position book.
@@ -698,10 +702,11 @@ class StreamEngine:
         reports: list[tuple[str, tuple]] = []
         if reason == "FUNDING_FEE":
             reports.append(("funding_seen", (account_id, event)))
-        for balance in body.get("B", []):
-            if balance["a"] == "USDT":
-                self._wallets[account_id] = dec(balance["cw"])
-                changed |= self.book.set_wallet(account_id, self._wallets[account_id])
+        wallets = {balance["a"]: dec(balance["cw"]) for balance in body.get("B", [])}
+        if "USDT" in wallets:
+            self._wallets[account_id] = wallets["USDT"]
+        if wallets:
+            changed |= self.wallets.apply(account_id, wallets)
         for row in body.get("P", []):
             symbol, qty, side = row["s"], dec(row["pa"]), row.get("ps", "BOTH")
             margin_type = "isolated" if row.get("mt") == "isolated" else "cross"

@@ -18,7 +18,11 @@ Writers (each returns ``set`` of account ids whose figures changed):
     ``price`` is a ``Decimal`` or a decimal string as Binance sends it; ``ts`` is
     epoch milliseconds (int) or an aware ``datetime``. A mark older than the one
     held for the symbol is ignored (out-of-order delivery after a reconnect).
-``book.set_wallet(account_id, balance, *, asset="USDT")``   cross wallet balance of one pool
+``book.set_wallet(account_id, balance, *, asset="USDT", counted=None)``   cross wallet balance of one pool
+    Every wallet asset has a pool (issue 17: USDT, USDC, BTC, BNB...). ``counted``: whether the pool's
+    wallet counts in the account's totals (default: the stablecoin margin assets, positions/collateral.py
+    PAR_ASSETS; a BTC or BNB wallet is no margin in single-asset mode). A multi-assets account carries
+    its haircut collateral value in USD in its USDT pool and its other pools uncounted.
 ``book.upsert_position(account_id, position)``     a ``BookPosition`` (open or change)
 ``book.upsert_positions(items)``                   many ``(account_id, BookPosition)`` at once
 ``book.remove_position(account_id, symbol, side)``
@@ -104,6 +108,7 @@ from typing import Any
 
 import numpy as np
 
+from positions.collateral import PAR_ASSETS
 from positions.figures import AssetFigures, PositionInput
 from positions.margin import RATIO_CAP, ZERO, Bracket, _require_decimal, check_brackets
 
@@ -399,6 +404,7 @@ class RiskBook:
         self._pool_asset: list[str] = [""]
         self._pool_wallet = np.array([0.0])
         self._pool_wallet_dec: list[Decimal | None] = [ZERO]
+        self._pool_weight = np.array([1.0])  # 1: the pool's wallet counts in the account's totals, 0: not
         self._pool_sum = np.zeros((_ROWS, 1))
 
     def _init_slots(self, cap: int) -> None:
@@ -536,6 +542,7 @@ class RiskBook:
             self._pool_wallet_dec.append(None)
             self._pool_acct = np.append(self._pool_acct, acct)
             self._pool_wallet = np.append(self._pool_wallet, np.nan)  # no wallet yet: fail closed
+            self._pool_weight = np.append(self._pool_weight, 1.0 if asset in PAR_ASSETS else 0.0)
             self._pool_sum = np.hstack([self._pool_sum, np.zeros((_ROWS, 1))])
         return pool
 
@@ -643,13 +650,19 @@ class RiskBook:
 
     # ---------------------------------------------------------------- writers: accounts
 
-    def set_wallet(self, account_id: AccountId, balance: Decimal, *, asset: str = "USDT") -> set[AccountId]:
-        """Cross wallet balance of one margin asset (``crossWalletBalance``); isolated
-        wallets travel with their positions."""
+    def set_wallet(
+        self, account_id: AccountId, balance: Decimal, *, asset: str = "USDT", counted: bool | None = None
+    ) -> set[AccountId]:
+        """Cross wallet balance of one asset (``crossWalletBalance``); isolated wallets travel with
+        their positions. ``counted``: see the module's docstring (None keeps the pool's setting)."""
         _require_decimal(f"{account_id} {asset} wallet", balance)
         pool = self._pool(self._account(account_id), asset)
+        weight_changed = counted is not None and self._pool_weight[pool] != float(counted)
+        if weight_changed:
+            self._pool_weight[pool] = float(counted)
         if self._pool_wallet_dec[pool] == balance:
-            return set()  # a re-sync repeats the balance: nothing to recompute
+            # a re-sync repeats the balance: nothing to recompute (the totals are summed on read)
+            return {account_id} if weight_changed else set()
         self._pool_wallet[pool] = float(balance)
         self._pool_wallet_dec[pool] = balance
         return self._refresh(np.empty(0, dtype=np.int64), pools=np.array([pool]))
@@ -1316,7 +1329,7 @@ class RiskBook:
         (Decimals for ``account()``, their strings for ``account_plain()``)."""
         pools = list(self._acct_pools[acct].values())
         s = self._pool_sum[:, pools].sum(axis=1)
-        wallet = float(self._pool_wallet[pools].sum()) + s[_ISOW]
+        wallet = float((self._pool_wallet[pools] * self._pool_weight[pools]).sum()) + s[_ISOW]
         mb = wallet + s[_UPNL]
         cross_mb = self._pool_wallet[pools] + self._pool_sum[_XUPNL, pools]
         cross_ratios = _capped(self._pool_sum[_XMM, pools], cross_mb)
@@ -1427,11 +1440,11 @@ class RiskBook:
         pool_of = np.zeros(n_acct, dtype=np.int64)
         pool_of[self._pool_acct[1:]] = np.arange(1, len(self._pool_acct))
         p = pool_of[single]
-        mb[single] = (self._pool_wallet[p] + sums[_ISOW, p]) + sums[_UPNL, p]
+        mb[single] = (self._pool_wallet[p] * self._pool_weight[p] + sums[_ISOW, p]) + sums[_UPNL, p]
         for acct in np.flatnonzero(count > 1).tolist():
             pools = list(self._acct_pools[acct].values())
             s = sums[:, pools].sum(axis=1)
-            mb[acct] = (float(self._pool_wallet[pools].sum()) + s[_ISOW]) + s[_UPNL]
+            mb[acct] = (float((self._pool_wallet[pools] * self._pool_weight[pools]).sum()) + s[_ISOW]) + s[_UPNL]
         out["margin_balance"] = mb
         return out
 

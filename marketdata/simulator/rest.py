@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
@@ -153,8 +154,9 @@ def _order_headers(sim: Simulator, account: Account, headers: dict[str, str]) ->
 
 def _weight(route: Route, request: web.Request) -> int:
     # Binance charges the all-symbols variants of these far more.
-    if "symbol" not in request.query and route.path.endswith(("/openOrders", "/premiumIndex", "/forceOrders")):
-        return {"/openOrders": 40, "/premiumIndex": 10, "/forceOrders": 50}["/" + route.path.rsplit("/", 1)[1]]
+    heavy = {"/openOrders": 40, "/premiumIndex": 10, "/forceOrders": 50, "/assetIndex": 10}
+    if "symbol" not in request.query and route.path.endswith(tuple(heavy)):
+        return heavy["/" + route.path.rsplit("/", 1)[1]]
     return route.weight
 
 
@@ -179,6 +181,28 @@ def premium_index(ctx: Ctx) -> object:
     if symbol:
         return shapes.premium_index(exchange.symbols[symbol], exchange.marks[symbol])
     return [shapes.premium_index(spec, exchange.marks[s]) for s, spec in exchange.symbols.items()]
+
+
+INDEX_ASSETS = ("BTC", "ETH", "BNB", "USDC")  # served whenever their USDT mark is known (USDC at 1)
+
+
+def asset_index(ctx: Ctx) -> object:
+    """GET /fapi/v1/assetIndex: every asset held in a simulated wallet (USDT aside) and INDEX_ASSETS,
+    the index from the asset's USDT mark (stablecoins at 1); one object when a symbol is asked for."""
+    exchange, stamp = ctx.sim.exchange, now_ms()
+    held = {a for account in exchange.accounts.values() for a in account.wallets}
+    rows = {}
+    for asset in sorted((held | set(INDEX_ASSETS)) - {"USDT"}):
+        mark = exchange.marks.get(f"{asset}USDT")
+        index = Decimal(1) if asset in ("USDC", "FDUSD") else mark
+        if index is not None:
+            rows[f"{asset}USD"] = shapes.asset_index(asset, index, stamp)
+    symbol = ctx.params.get("symbol")
+    if symbol:
+        if symbol not in rows:
+            raise ApiError(-1121, "Invalid symbol.")
+        return rows[symbol]
+    return list(rows.values())
 
 
 # --------------------------------------------------------------------------- handlers: account
@@ -332,6 +356,7 @@ ROUTES = (
     Route("GET", "/fapi/v1/time", server_time),
     Route("GET", "/fapi/v1/exchangeInfo", exchange_info),
     Route("GET", "/fapi/v1/premiumIndex", premium_index),
+    Route("GET", "/fapi/v1/assetIndex", asset_index, NONE),
     Route("GET", "/fapi/v1/leverageBracket", leverage_bracket, SIGNED),
     Route("GET", "/fapi/v2/account", account_v2, SIGNED, 5),
     Route("GET", "/fapi/v3/account", account_v3, SIGNED, 5),

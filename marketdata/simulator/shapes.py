@@ -299,6 +299,42 @@ def premium_index(spec: SymbolSpec, mark: Decimal) -> dict:
     }
 
 
+# GET /fapi/v1/assetIndex: (bidBuffer, askBuffer, autoExchangeBidBuffer, autoExchangeAskBuffer) per asset.
+# Binance's haircuts move; these are of their order. An asset not listed gets the default.
+ASSET_BUFFERS = {
+    "USDC": ("0", "0", "0", "0"),
+    "FDUSD": ("0", "0", "0", "0"),
+    "BTC": ("0.05", "0.05", "0.025", "0.025"),
+    "ETH": ("0.05", "0.05", "0.025", "0.025"),
+    "BNB": ("0.1", "0.1", "0.05", "0.05"),
+}
+DEFAULT_BUFFERS = ("0.1", "0.1", "0.05", "0.05")
+RATE_PLACES = Decimal("0.00000001")
+
+
+def asset_index(asset: str, index: Decimal, stamp: int) -> dict:
+    """One row as Binance sends it: symbol "<asset>USD", the index in USD, and each rate the index
+    times (1 - bid buffer) or (1 + ask buffer), to 8 places."""
+    bid, ask, auto_bid, auto_ask = (Decimal(b) for b in ASSET_BUFFERS.get(asset, DEFAULT_BUFFERS))
+
+    def at(value: Decimal) -> str:
+        return f"{value.quantize(RATE_PLACES):f}"
+
+    return {
+        "symbol": f"{asset}USD",
+        "time": stamp,
+        "index": at(index),
+        "bidBuffer": at(bid),
+        "askBuffer": at(ask),
+        "bidRate": at(index * (1 - bid)),
+        "askRate": at(index * (1 + ask)),
+        "autoExchangeBidBuffer": at(auto_bid),
+        "autoExchangeAskBuffer": at(auto_ask),
+        "autoExchangeBidRate": at(index * (1 - auto_bid)),
+        "autoExchangeAskRate": at(index * (1 + auto_ask)),
+    }
+
+
 def _filters(spec: SymbolSpec) -> list[dict]:
     f = spec.filters
     places = f.price_precision

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import ExchangeAccount
-from marketdata import deadman, services
+from marketdata import collateral, deadman, services
 from marketdata.exchange import ExchangeError
 from marketdata.sink import DjangoSink
 from marketdata.streams import AccountSpec, StreamEngine, settle_gc
@@ -44,6 +44,8 @@ def build_engine(specs: list[AccountSpec], *, sink_process: bool = False) -> Str
         load=deadman.cache_load,
         save=deadman.cache_save,
     )
+    engine.wallets.publish = collateral.cache_publish  # balances by asset and the asset index, for the pages
+    engine.workers.append(engine.wallets.run)
     metrics.instrument(engine)  # frame→book and frame→alert histograms, published for /metrics
     try:  # the rule evaluator subscribes to the engine's changes once the rules app provides it
         from rules.evaluator import attach
