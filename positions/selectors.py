@@ -132,6 +132,15 @@ class AccountView:
     user_feed: Feed | None = None
     realized_pnl_today: Decimal | None = None
     liquidation: Liquidation | None = None  # while a LIQUIDATED alert waits for a risk manager
+    # Balances by asset as the stream process published them (marketdata/collateral.py): assets rows
+    # (asset, balance, index, haircut, rate, value), multi_assets, total (USD), missing.
+    assets: dict[str, Any] | None = None
+
+    @property
+    def asset_rows(self) -> list[dict[str, Any]]:
+        """The rows worth showing: every asset held, or every one listed in multi-assets mode."""
+        rows = (self.assets or {}).get("assets") or []
+        return [r for r in rows if (_dec(r.get("balance")) or 0) != 0 or r.get("asset") == "USDT"]
 
     def figure(self, name: str) -> Decimal | None:
         return self.figures.get(name)
@@ -206,6 +215,9 @@ def _account_view(account: ExchangeAccount) -> AccountView:
     user_feed = _live_feed(f"user:{account.id}", account)
     view = _from_rows(account, risk) if risk["published_ms"] is None else _from_live(account, risk)
     view.user_feed = user_feed
+    from marketdata.collateral import account_assets_get
+
+    view.assets = account_assets_get(account.id)
     return view
 
 
