@@ -109,3 +109,28 @@ def test_a_multi_assets_account_carries_its_collateral_in_usd_in_the_usdt_pool()
     engine.multi_assets[1] = False
     wallets.apply(1, {}, replace=False)
     assert engine.book.account(1).wallet_balance == D("950.00000000")
+
+
+def test_a_cap_on_a_non_margin_asset_breaches_live_through_the_evaluator():
+    """Per-asset caps apply live to every asset: a BTC wallet above its cap raises ASSET_ABOVE_CAP
+    (the quiet screen lets the account through; the exact evaluation measures the BTC pool)."""
+    from types import SimpleNamespace
+
+    from rules.evaluator import Evaluator, Job
+    from rules.levels import CRITICAL, Limits
+
+    book = _book()
+    book.set_wallet(1, D("1000"))
+    book.set_wallet(1, D("0.5"), asset="BTC")
+    book.upsert_position(1, BookPosition("BTCUSDT", "BOTH", D("0.01"), D("59000"), 10, "cross", D(0)))
+    evaluator = Evaluator(SimpleNamespace(accounts={1: None}, book=book, closed_positions={}))
+    evaluator.limits = {1: Limits(by_rule={}, asset_caps={"BTC": D("0.4"), "USDT": D("5000")}, breach_after_n=1)}
+    evaluator.on_change({1})
+    jobs = []
+    while not evaluator.queue.empty():
+        jobs.append(evaluator.queue.get())
+    raised = [(j.change.rule, j.change.subject, j.change.level) for j in jobs if isinstance(j, Job)]
+    assert raised == [("asset_cap", "BTC", CRITICAL)]
+    book.set_wallet(1, D("0.3"), asset="BTC")  # back under the cap
+    evaluator.on_change({1})
+    assert evaluator.latches[1].holding({"asset_cap"}) in (set(), [], frozenset())
