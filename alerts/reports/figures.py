@@ -54,7 +54,8 @@ class AccountInputs:
     leverage_seen: list[tuple[datetime, Decimal]] = field(default_factory=list)
     liq_distance_seen: list[tuple[datetime, Decimal]] = field(default_factory=list)
     liquidations: list[dict] = field(default_factory=list)
-    gate: list[tuple[str, list[str]]] = field(default_factory=list)  # (decision, reason codes)
+    gate_decisions: dict[str, int] = field(default_factory=dict)  # OrderLog rows per decision
+    denied_codes: list[list[str]] = field(default_factory=list)  # each denied row's reason codes
     actions_proposed: int = 0
     actions_executed: int = 0
     risks: list[Risk] = field(default_factory=list)
@@ -155,7 +156,7 @@ def account_figures(inputs: AccountInputs, start: datetime, end: datetime) -> Ac
     lev, lev_at = peak(inputs.leverage_seen)
     mr, mr_at = peak((p.time, p.margin_ratio) for p in inputs.points)
     dist, dist_at = peak(inputs.liq_distance_seen, lowest=True)
-    denials = Counter(code for decision, codes in inputs.gate if decision == "denied" for code in (codes or ["-"]))
+    denials = Counter(code for codes in inputs.denied_codes for code in (codes or ["-"]))
     last = inputs.points[-1] if inputs.points else inputs.equity_before
     return AccountFigures(
         account_id=inputs.account_id,
@@ -181,8 +182,8 @@ def account_figures(inputs: AccountInputs, start: datetime, end: datetime) -> Ac
         liquidations=list(inputs.liquidations),
         # Every row the gate wrote (allowed, later submitted/rejected/unknown, or denied); orders only
         # seen on the exchange were never checked.
-        gate_checks=sum(1 for decision, _ in inputs.gate if decision != "observed"),
-        gate_denials=sum(1 for decision, _ in inputs.gate if decision == "denied"),
+        gate_checks=sum(n for decision, n in inputs.gate_decisions.items() if decision != "observed"),
+        gate_denials=inputs.gate_decisions.get("denied", 0),
         denials_by_reason=dict(sorted(denials.items())),
         actions_proposed=inputs.actions_proposed,
         actions_executed=inputs.actions_executed,
