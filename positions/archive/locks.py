@@ -36,7 +36,8 @@ def table_lock(table: str):
 
 @contextlib.contextmanager
 def _lock(table: str):
-    name = f"riskdesk.archive.{table}"
+    # GET_LOCK names are server-wide: the database's name keeps two desks on one server apart.
+    name = f"riskdesk.archive.{connection.settings_dict['NAME']}.{table}"[-64:]
     if connection.vendor == "mysql":
         with connection.cursor() as cur:
             cur.execute("SELECT GET_LOCK(%s, 0)", [name])

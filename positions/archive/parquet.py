@@ -46,6 +46,24 @@ def to_arrow(rows: Sequence[tuple], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def text_to_arrow(rows: Sequence[tuple], schema: pa.Schema) -> pa.Table:
+    """Rows read as text (MariaDB's fast path, services._read_text): strings, ints and JSON text as
+    they are; decimals and times parsed by Arrow from their exact text, never through a float."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    arrays = []
+    for values, field in zip(columns, schema, strict=True):
+        if pa.types.is_decimal(field.type):
+            arrays.append(pc.cast(pa.array(values, type=pa.string()), field.type))
+        elif pa.types.is_timestamp(field.type):  # UTC text without an offset: naive, then marked UTC
+            naive = pc.cast(pa.array(values, type=pa.string()), pa.timestamp(field.type.unit))
+            arrays.append(naive.cast(field.type))
+        elif pa.types.is_boolean(field.type):
+            arrays.append(pa.array([None if v is None else bool(v) for v in values], type=field.type))
+        else:
+            arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 def to_parquet(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", use_dictionary=True, write_statistics=True)

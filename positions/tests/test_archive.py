@@ -175,7 +175,8 @@ def test_the_lock_is_held_against_another_connection(account_a, store):
     )
     try:
         cur = other.cursor()
-        cur.execute("SELECT GET_LOCK('riskdesk.archive.orderlog', 0)")
+        name = f"riskdesk.archive.{db['NAME']}.orderlog"[-64:]
+        cur.execute("SELECT GET_LOCK(%s, 0)", [name])
         assert cur.fetchone()[0] == 1
         with pytest.raises(TableBusy):
             services.archive_table("orderlog", before=BEFORE, store=store)
