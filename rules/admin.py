@@ -11,7 +11,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from riskdesk.admin_audit import AuditAdminMixin
 from rules import services
 from rules.limits import LIMITS
-from rules.models import RiskAction, RiskProfile
+from rules.models import RiskAction, RiskProfile, SymbolLimit
 
 FAMILY_TITLES = {"funds": _("Funds"), "positions": _("Positions"), "orders": _("Orders"), "accounts": _("Accounts")}
 
@@ -28,9 +28,18 @@ class RiskProfileForm(forms.ModelForm):
     )
 
 
+class SymbolLimitInline(admin.TabularInline):
+    """Per-symbol overrides, edited on the profile's page; an empty field keeps the profile's limit."""
+
+    model = SymbolLimit
+    extra = 0
+    fields = ("symbol", *SymbolLimit.LIMIT_FIELDS)
+
+
 @admin.register(RiskProfile)
 class RiskProfileAdmin(SimpleHistoryAdmin):
     form = RiskProfileForm
+    inlines = (SymbolLimitInline,)
     list_display = (
         "name",
         "is_default",
@@ -91,6 +100,11 @@ class RiskProfileAdmin(SimpleHistoryAdmin):
         except ValidationError as exc:  # already shown by the form; a race gets here
             raise exc
         obj.pk = saved.pk
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if any(f.has_changed() for f in formsets):
+            services.profiles_changed()  # the evaluator and the gate reload the overrides
 
     def delete_model(self, request, obj):
         services.profile_delete(profile=obj, by=request.user)

@@ -44,7 +44,7 @@ cdef class GateProfile:
     cdef public object daily_fills, collar, slippage, rate_s, rate_m, dup_window_s
     cdef public bint fresh, status, pside, filters, reduce, self_trade, lists, exposure
     cdef public object pos_notional, acct_notional, leverage, margin_ratio, liq_distance, pos_leverage
-    cdef public object values
+    cdef public object values, by_symbol
     cdef public tuple caps
 
 cdef double _CAP, _INF, _LOW, _HIGH

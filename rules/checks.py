@@ -692,6 +692,7 @@ class GateProfile:
         "pos_leverage",
         "values",
         "caps",
+        "by_symbol",
     )
 
 
@@ -765,7 +766,30 @@ def compile_profile(values: Mapping[str, Any]) -> GateProfile:
         )
     )
     _compile_exposure(p, values, on)
+    p.by_symbol = _compile_symbols(p, values)
     return p
+
+
+def _compile_symbols(p: GateProfile, values: Mapping[str, Any]) -> dict[str, GateProfile] | None:
+    """Per-symbol overrides: a whole GateProfile per symbol, so the check swaps the profile once and
+    reads every limit as it always does. Only the order caps, the collar, the position notional and
+    the symbol's leverage setting follow the override; the account's effective leverage stays the
+    profile's (it is an account figure, not a symbol's)."""
+    overrides = values.get("symbol_limits") or {}
+    if not overrides:
+        return None
+    out = {}
+    for symbol, override in overrides.items():
+        merged = {k: v for k, v in values.items() if k != "symbol_limits"}
+        merged.update({k: v for k, v in override.items() if v is not None})
+        sp = compile_profile(merged)
+        sp.leverage = p.leverage
+        sp.exposure = any(
+            x is not None
+            for x in (sp.pos_notional, sp.acct_notional, sp.leverage, sp.pos_leverage, sp.margin_ratio, sp.liq_distance)
+        )
+        out[symbol] = sp
+    return out
 
 
 def _compile_exposure(p: GateProfile, values: Mapping[str, Any], on: Any) -> None:
@@ -860,6 +884,8 @@ def check_order(
     if p is None:
         add((PROFILE_MISSING, None, None))
         p = _EMPTY
+    elif p.by_symbol is not None:
+        p = p.by_symbol.get(symbol, p)  # the symbol's overrides (compile_profile)
     buy, qty_u = order.buy, order.qty_u
 
     # -- position side, exit or reduce ---------------------------------------------------------------

@@ -156,7 +156,7 @@ def catalog_load() -> Catalog:
         )
     }
     profiles, default = {}, None
-    for p in RiskProfile.objects.all():
+    for p in RiskProfile.objects.prefetch_related("symbol_limits"):
         profiles[p.id] = checks.compile_profile(p.limit_values())
         default = p.id if p.is_default else default
     return Catalog(symbols, accounts, profiles, default, dict(overrides))

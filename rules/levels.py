@@ -17,6 +17,7 @@ from typing import Any
 
 from positions.book import AccountRisk, PositionRisk
 from rules.limits import LIMITS, LOWER_IS_WORSE
+from rules.score import risk_score
 
 NORMAL, WARNING, CRITICAL = 0, 20, 30  # the alert levels (alerts.models.Level)
 ONE = Decimal(1)
@@ -37,8 +38,12 @@ RULES: dict[str, tuple[str, str]] = {
     "concentration": ("max_concentration", "CONCENTRATION_HIGH"),
     "daily_loss": ("max_daily_loss", "DAILY_LOSS_HIGH"),
     "drawdown": ("max_drawdown", "DRAWDOWN_HIGH"),
-    "risk_degree": ("risk_degree", "RISK_DEGREE_HIGH"),
+    "risk_degree": ("risk_degree", "RISK_DEGREE_HIGH"),  # the account-wide margin ratio (name kept)
+    "hhi": ("max_hhi", "HHI_HIGH"),
+    "risk_score": ("risk_score", "RISK_SCORE_HIGH"),
 }
+# Rules a profile may set per symbol (RiskProfile.symbol_limits): measured per position.
+SYMBOL_RULES = ("position_notional", "leverage")
 LOWER_WORSE = {lim.name for lim in LIMITS if lim.direction == LOWER_IS_WORSE}
 
 
@@ -64,6 +69,16 @@ class Limits:
     clear_dwell_s: int = 0
     clear_dwell_by_rule: Mapping[str, int] = field(default_factory=dict)
     reopen_window_s: int | None = None  # None: the alerts app's default
+    # symbol -> rule -> Thresholds, for SYMBOL_RULES: a symbol's position is held to these
+    by_symbol: Mapping[str, Mapping[str, Thresholds]] = field(default_factory=dict)
+    score_weights: Mapping[str, Any] | None = None  # None: settings.RISK_SCORE (rules.score)
+
+    def thresholds(self, rule: str, subject: str) -> Thresholds | None:
+        if self.by_symbol and rule in SYMBOL_RULES:
+            found = self.by_symbol.get(subject.partition(":")[0])
+            if found is not None and rule in found:
+                return found[rule]
+        return self.by_rule.get(rule)
 
     def dwell_ms(self, rule: str) -> int:
         return int(self.clear_dwell_by_rule.get(rule, self.clear_dwell_s)) * 1000
@@ -79,7 +94,20 @@ class Limits:
                 continue
             by_rule[rule] = Thresholds(_d(warning), _d(critical), limit in LOWER_WORSE)
         caps = {k: Decimal(str(v)) for k, v in (values.get("asset_caps") or {}).items()}
+        by_symbol = {}
+        for symbol, override in (values.get("symbol_limits") or {}).items():
+            found = {}
+            for rule in SYMBOL_RULES:
+                limit = RULES[rule][0]
+                names = (f"{limit}_warning", f"{limit}_critical")
+                if not any(override.get(n) is not None for n in names):
+                    continue
+                warning, critical = (override.get(n, values.get(n)) for n in names)
+                found[rule] = Thresholds(_d(warning), _d(critical), limit in LOWER_WORSE)
+            if found:
+                by_symbol[symbol] = found
         return cls(
+            by_symbol=by_symbol,
             by_rule=by_rule,
             asset_caps=caps,
             breach_after_n=int(values.get("breach_after_n") or 1),
@@ -89,6 +117,7 @@ class Limits:
             clear_dwell_s=int(values.get("clear_dwell_s") or 0),
             clear_dwell_by_rule={str(k): int(v) for k, v in (values.get("clear_dwell_by_rule") or {}).items()},
             reopen_window_s=None if values.get("reopen_window_s") is None else int(values["reopen_window_s"]),
+            score_weights=values.get("score_weights"),
         )
 
 
@@ -128,15 +157,27 @@ def day_state_for(
 
 
 def measure(
-    *, risk: AccountRisk, positions: Iterable[PositionRisk], day: DayState | None, rules: Iterable[str]
+    *,
+    risk: AccountRisk,
+    positions: Iterable[PositionRisk],
+    day: DayState | None,
+    rules: Iterable[str],
+    anomalies: Decimal = Decimal(0),
+    weights: Mapping[str, Any] | None = None,
 ) -> list[Measurement]:
     """The values the active rules compare. Figures the book could not compute are left out:
-    the caller treats an incomplete account as a breach of its own (fail closed)."""
+    the caller treats an incomplete account as a breach of its own (fail closed). ``anomalies``:
+    the account's open anomaly alerts weighted by level (rules.score.anomaly_load), for the score."""
     wanted = set(rules)
+    positions = list(positions)
     found: list[Measurement] = []
     found += _account_measurements(risk, day, wanted)
     for p in positions:
         found += _position_measurements(p, wanted)
+    if "risk_score" in wanted:
+        value = risk_score(risk=risk, positions=positions, day=day, anomalies=anomalies, weights=weights)
+        if value is not None:
+            found.append(Measurement("risk_score", "account", value.score))
     return found
 
 
@@ -147,6 +188,7 @@ def _account_measurements(risk: AccountRisk, day: DayState | None, wanted: set[s
         "utilization": risk.utilization,
         "account_notional": risk.gross_exposure,
         "concentration": risk.largest_symbol_share if (risk.gross_exposure or 0) > 0 else None,
+        "hhi": risk.herfindahl if (risk.gross_exposure or 0) > 0 else None,
         "risk_degree": risk.margin_ratio,
         "margin_ratio": risk.cross_margin_ratio,
     }
@@ -344,16 +386,22 @@ def evaluate(
     now_ms: int | None = None,
     settle: Iterable[str] = (),
     count: bool = True,
+    anomalies: Decimal = Decimal(0),
 ) -> list[Change]:
     """Level changes for one account after one update of its figures. ``now_ms``: the clock the
     clearing dwell and the confirmation timer run on (None: neither). ``settle``: rules whose levels
     step down at once; ``count``: False for a re-visit on the clock (see Latch.update)."""
     rules = set(limits.by_rule) | ({"asset_cap"} if limits.asset_caps else set())
+    for found in limits.by_symbol.values():
+        rules.update(found)
     settle = set(settle)
     changes: list[Change] = []
     seen: set[tuple[str, str]] = set()
-    for m in measure(risk=risk, positions=positions, day=day, rules=rules):
-        t = _asset_thresholds(limits, m.subject) if m.rule == "asset_cap" else limits.by_rule.get(m.rule)
+    measured = measure(
+        risk=risk, positions=positions, day=day, rules=rules, anomalies=anomalies, weights=limits.score_weights
+    )
+    for m in measured:
+        t = _asset_thresholds(limits, m.subject) if m.rule == "asset_cap" else limits.thresholds(m.rule, m.subject)
         if t is None:
             continue
         seen.add((m.rule, m.subject))

@@ -15,6 +15,7 @@ HIGHER_IS_WORSE = "higher"
 LOWER_IS_WORSE = "lower"
 
 MONEY = "money"  # a non-negative amount in the margin asset (USDT)
+SCORE = "score"  # a risk score from 0 to 100 (see rules/score.py)
 RATIO = "ratio"  # a fraction in [0, 1]
 COUNT = "count"  # a non-negative whole number
 LEVERAGE = "leverage"  # a whole number from 1 to the exchange's maximum
@@ -48,6 +49,7 @@ LIMITS: tuple[Limit, ...] = (
     Limit("margin_ratio", "positions", RATIO, "position", label="margin ratio (maintenance / margin balance)"),
     Limit("liq_distance", "positions", RATIO, "position", LOWER_IS_WORSE, label="distance to liquidation"),
     Limit("max_concentration", "positions", RATIO, "position", label="largest symbol's share of gross notional"),
+    Limit("max_hhi", "positions", RATIO, "position", label="Herfindahl index of the exposure by symbol"),
     # orders (single hard limits: the gate allows or denies)
     Limit("max_order_qty", "orders", QUANTITY, "order", pair=False, label="quantity per order"),
     Limit("max_order_notional", "orders", MONEY, "order", pair=False, label="notional per order"),
@@ -63,7 +65,10 @@ LIMITS: tuple[Limit, ...] = (
     # accounts
     Limit("max_daily_loss", "accounts", MONEY, "account", label="loss since the start of the trading day"),
     Limit("max_drawdown", "accounts", RATIO, "account", label="drawdown from peak equity"),
-    Limit("risk_degree", "accounts", RATIO, "account", label="risk degree (account margin ratio)"),
+    # "risk_degree" keeps its name (stored profiles, open alerts, actions' triggers) and its measure:
+    # the account-wide margin ratio. The risk score is its own limit (docs/RISK_LOGIC.md).
+    Limit("risk_degree", "accounts", RATIO, "account", label="account margin ratio (all pools)"),
+    Limit("risk_score", "accounts", SCORE, "account", label="risk score (0-100)"),
 )
 
 LIMITS_BY_FIELD: dict[str, Limit] = {f: lim for lim in LIMITS for f in lim.fields()}
@@ -103,7 +108,22 @@ EVALUATED_RULES = (
     "daily_loss",
     "drawdown",
     "risk_degree",
+    "hhi",
+    "risk_score",
 )
+
+# What a profile may override per symbol (RiskProfile.symbol_limits, YAML `symbols:`). Each field
+# left unset in an override falls back to the profile's own value.
+SYMBOL_LIMIT_FIELDS = (
+    "max_order_qty",
+    "max_order_notional",
+    "max_position_notional_warning",
+    "max_position_notional_critical",
+    "max_leverage_warning",
+    "max_leverage_critical",
+    "max_price_deviation",
+)
+MAX_SYMBOL_LENGTH = 30
 
 
 def as_decimal(value: Any) -> Decimal:
@@ -124,6 +144,8 @@ def as_decimal(value: Any) -> Decimal:
 def _check_value(limit: Limit, value: Decimal, *, exchange_max_leverage: int) -> str | None:
     if value < 0:
         return "must not be negative"
+    if limit.kind == SCORE and value > 100:
+        return "is a score and must be between 0 and 100"
     if limit.kind == RATIO and value > 1:
         return "is a fraction and must be between 0 and 1 (0.05 means 5 %)"
     if limit.kind in (COUNT, LEVERAGE) and value != value.to_integral_value():
@@ -235,6 +257,33 @@ def _asset_caps_error(asset_caps: Any) -> str | None:
     return None
 
 
+def symbol_values(values: dict[str, Any], symbol: str) -> dict[str, Any]:
+    """The profile's values with ``symbol``'s overrides laid over them (unset overrides fall back)."""
+    override = (values.get("symbol_limits") or {}).get(symbol) or {}
+    merged = {k: v for k, v in values.items() if k != "symbol_limits"}
+    merged.update({k: v for k, v in override.items() if v is not None and v != ""})
+    return merged
+
+
+def _symbol_limits_error(symbol_limits: Any, values: dict[str, Any], exchange_max_leverage: int) -> str | None:
+    if not isinstance(symbol_limits, dict):
+        return 'must map a symbol to its limits, e.g. {"BTCUSDT": {"max_order_qty": "5"}}'
+    for symbol, override in symbol_limits.items():
+        if not isinstance(symbol, str) or not symbol or len(symbol) > MAX_SYMBOL_LENGTH or not symbol.isalnum():
+            return f"{symbol!r} is not a symbol name"
+        if not isinstance(override, dict):
+            return f"{symbol}: must map a limit to its value"
+        unknown = set(override) - set(SYMBOL_LIMIT_FIELDS)
+        if unknown:
+            return f"{symbol}: unknown limit {sorted(unknown)[0]!r} (known: {', '.join(SYMBOL_LIMIT_FIELDS)})"
+        merged = symbol_values(values, symbol)
+        errors, _ = _limit_errors({k: merged.get(k) for k in SYMBOL_LIMIT_FIELDS}, exchange_max_leverage)
+        if errors:
+            field, message = sorted(errors.items())[0]
+            return f"{symbol}.{field}: {message}"
+    return None
+
+
 def validate_limits(values: dict[str, Any], *, exchange_max_leverage: int) -> dict[str, str]:
     """Every problem in a profile's values, keyed by field name; empty when valid.
 
@@ -243,4 +292,9 @@ def validate_limits(values: dict[str, Any], *, exchange_max_leverage: int) -> di
     """
     errors, _ = _limit_errors(values, exchange_max_leverage)
     errors.update(_other_errors(values))
+    symbol_limits = values.get("symbol_limits")
+    if symbol_limits is not None:
+        problem = _symbol_limits_error(symbol_limits, values, exchange_max_leverage)
+        if problem:
+            errors["symbol_limits"] = problem
     return errors

@@ -6,7 +6,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
-from rules.limits import ACTION_FIELDS, AUTO_ACTION_MODES, AUTO_ACTIONS, validate_limits
+from rules.limits import ACTION_FIELDS, AUTO_ACTION_MODES, AUTO_ACTIONS, SYMBOL_LIMIT_FIELDS, validate_limits
 
 AMOUNT = {"max_digits": 32, "decimal_places": 12}
 FRACTION = {"max_digits": 12, "decimal_places": 8}
@@ -64,6 +64,12 @@ class RiskProfile(models.Model):
     max_concentration_critical = models.DecimalField(
         _("largest symbol's share of gross notional (critical)"), null=True, blank=True, **FRACTION
     )
+    max_hhi_warning = models.DecimalField(
+        _("Herfindahl index of the exposure by symbol (warning)"), null=True, blank=True, **FRACTION
+    )
+    max_hhi_critical = models.DecimalField(
+        _("Herfindahl index of the exposure by symbol (critical)"), null=True, blank=True, **FRACTION
+    )
     max_order_qty = models.DecimalField(_("quantity per order"), null=True, blank=True, **AMOUNT)
     max_order_notional = models.DecimalField(_("notional per order"), null=True, blank=True, **AMOUNT)
     max_price_deviation = models.DecimalField(_("limit price deviation from mark"), null=True, blank=True, **FRACTION)
@@ -87,11 +93,19 @@ class RiskProfile(models.Model):
     max_drawdown_critical = models.DecimalField(
         _("drawdown from peak equity (critical)"), null=True, blank=True, **FRACTION
     )
+    # Named risk_degree for the stored profiles, open alerts and actions' triggers; it measures, as it
+    # always did, the account-wide margin ratio. The risk degree shown is now the risk score.
     risk_degree_warning = models.DecimalField(
-        _("risk degree (account margin ratio) (warning)"), null=True, blank=True, **FRACTION
+        _("account margin ratio (all pools) (warning)"), null=True, blank=True, **FRACTION
     )
     risk_degree_critical = models.DecimalField(
-        _("risk degree (account margin ratio) (critical)"), null=True, blank=True, **FRACTION
+        _("account margin ratio (all pools) (critical)"), null=True, blank=True, **FRACTION
+    )
+    risk_score_warning = models.DecimalField(
+        _("risk score (0-100) (warning)"), null=True, blank=True, max_digits=5, decimal_places=2
+    )
+    risk_score_critical = models.DecimalField(
+        _("risk score (0-100) (critical)"), null=True, blank=True, max_digits=5, decimal_places=2
     )
     asset_caps = models.JSONField(_("per-asset caps"), default=dict, blank=True, help_text=_('e.g. {"USDT": "500000"}'))
     symbol_allowlist = models.JSONField(_("allowed symbols"), default=list, blank=True, help_text=_("Empty: all."))
@@ -146,7 +160,18 @@ class RiskProfile(models.Model):
         from rules.limits import EVALUATION_FIELDS, LIMITS_BY_FIELD, LIST_FIELDS
 
         names = [*LIMITS_BY_FIELD, *EVALUATION_FIELDS, *LIST_FIELDS, *ACTION_FIELDS, "asset_caps"]
-        return {name: getattr(self, name) for name in names}
+        values = {name: getattr(self, name) for name in names}
+        values["symbol_limits"] = self.symbol_limit_values()
+        return values
+
+    def symbol_limit_values(self) -> dict[str, dict]:
+        """{symbol: {field: value}} of the per-symbol overrides (unset fields left out)."""
+        if self.pk is None:
+            return getattr(self, "_pending_symbol_limits", None) or {}
+        pending = getattr(self, "_pending_symbol_limits", None)
+        if pending is not None:
+            return pending
+        return {row.symbol: row.values() for row in self.symbol_limits.all()}
 
     def clean(self) -> None:
         from marketdata.services import exchange_max_leverage
@@ -154,6 +179,52 @@ class RiskProfile(models.Model):
         errors = validate_limits(self.limit_values(), exchange_max_leverage=exchange_max_leverage())
         if errors:
             raise ValidationError(errors)
+
+
+class SymbolLimit(models.Model):
+    """One symbol's overrides in a profile: order quantity and notional caps, position notional,
+    leverage and the price collar. An unset field falls back to the profile's own limit."""
+
+    profile = models.ForeignKey(RiskProfile, on_delete=models.CASCADE, related_name="symbol_limits")
+    symbol = models.CharField(_("symbol"), max_length=30)
+    max_order_qty = models.DecimalField(_("quantity per order"), null=True, blank=True, **AMOUNT)
+    max_order_notional = models.DecimalField(_("notional per order"), null=True, blank=True, **AMOUNT)
+    max_position_notional_warning = models.DecimalField(
+        _("position notional (warning)"), null=True, blank=True, **AMOUNT
+    )
+    max_position_notional_critical = models.DecimalField(
+        _("position notional (critical)"), null=True, blank=True, **AMOUNT
+    )
+    max_leverage_warning = models.PositiveIntegerField(_("leverage (warning)"), null=True, blank=True)
+    max_leverage_critical = models.PositiveIntegerField(_("leverage (critical)"), null=True, blank=True)
+    max_price_deviation = models.DecimalField(_("limit price deviation from mark"), null=True, blank=True, **FRACTION)
+
+    history = HistoricalRecords()
+    LIMIT_FIELDS = SYMBOL_LIMIT_FIELDS
+
+    class Meta:
+        ordering = ["profile", "symbol"]
+        constraints = [models.UniqueConstraint(fields=["profile", "symbol"], name="rules_symbol_limit_unique")]
+        verbose_name = _("per-symbol limit")
+        verbose_name_plural = _("per-symbol limits")
+
+    def __str__(self) -> str:
+        return f"{self.profile} / {self.symbol}"
+
+    def values(self) -> dict:
+        return {f: getattr(self, f) for f in SYMBOL_LIMIT_FIELDS if getattr(self, f) is not None}
+
+    def clean(self) -> None:
+        from marketdata.services import exchange_max_leverage
+
+        self.symbol = (self.symbol or "").strip().upper()
+        if self.profile_id is None:
+            return
+        base = self.profile.limit_values()
+        base["symbol_limits"] = {**base["symbol_limits"], self.symbol: self.values()}
+        errors = validate_limits(base, exchange_max_leverage=exchange_max_leverage())
+        if "symbol_limits" in errors:
+            raise ValidationError(errors["symbol_limits"])
 
 
 class RiskAction(models.Model):

@@ -33,6 +33,7 @@ import numpy as np
 
 from positions.book import AccountRisk, RiskBook
 from positions.margin import RATIO_CAP
+from rules import score
 from rules.levels import LOWER_WORSE, NORMAL, RULES, Change, DayState, Latch, Limits, day_state_for, evaluate
 
 REL = 1e-6  # relative margin to a limit; float64 error here is ~1e-15 relative
@@ -48,6 +49,8 @@ HIGH_ACCOUNT = (
     "margin_ratio",
     "daily_loss",
     "drawdown",
+    "hhi",
+    "risk_score",
 )
 HIGH_POSITION = ("position_notional", "leverage", "margin_ratio")
 
@@ -92,6 +95,7 @@ class Screen:
             self._bounds_for = len(ids)
             rules = {*HIGH_ACCOUNT, *HIGH_POSITION, "position_notional", "equity_floor", "liq_distance"}
             self.bound = {rule: self._bound_array(ids, rule) for rule in rules}
+            self.score_weights = self._score_weights(ids)
         if self._caps_for != len(arrays["pool_asset"]):  # pools too
             self._caps_for = len(arrays["pool_asset"])
             self.pool_cap = np.array(
@@ -109,8 +113,24 @@ class Screen:
             limits = self.limits.get(account_id) if account_id is not None else None
             t = limits.by_rule.get(rule) if limits is not None else None
             values = [float(v) for v in (t.warning, t.critical) if v is not None] if t is not None else []
+            # Per-symbol overrides: the screen holds every position to the tightest of them (an
+            # account with overrides may go to the exact path more often, never less).
+            for found in limits.by_symbol.values() if limits is not None else ():
+                s = found.get(rule)
+                values += [float(v) for v in (s.warning, s.critical) if v is not None] if s is not None else []
             out.append(max(values, default=-np.inf) if lower else min(values, default=np.inf))
         return np.array(out, dtype=float)
+
+    def _score_weights(self, ids: list) -> dict[str, np.ndarray]:
+        """Per account, each part's weight over the sum of the weights (rules.score)."""
+        out = {k: [] for k in score.PARTS}
+        for account_id in ids:
+            limits = self.limits.get(account_id) if account_id is not None else None
+            weights = score._weights(limits.score_weights if limits is not None else None)
+            total = float(sum(weights.values()))
+            for k in score.PARTS:
+                out[k].append(float(weights[k]) / total if total > 0 else 0.0)
+        return {k: np.array(v, dtype=float) for k, v in out.items()}
 
     def _cap(self, account_id: Any, asset: str) -> float:
         limits = self.limits.get(account_id) if account_id is not None else None
@@ -142,6 +162,7 @@ class Screen:
             ok &= ~active | (well_posed & _below(_capped(num, mb), b[rule], 0.0))
         ok &= _below(self._cross_margin_ratio(a, n), b["margin_ratio"], 0.0)
         ok &= self._concentration_inside(a, gross, n)
+        ok &= self._score_inside(a, days, accounts, mb, mm, gross, n)
         ok &= self._day_inside(a, days, accounts, mb, scale, n)
         return ok
 
@@ -158,8 +179,8 @@ class Screen:
         return out
 
     def _concentration_inside(self, a: dict, gross: np.ndarray, n: int) -> np.ndarray:
-        bound = self.bound["concentration"]
-        if not np.isfinite(bound).any():
+        bound, hhi_bound = self.bound["concentration"], self.bound["hhi"]
+        if not (np.isfinite(bound).any() or np.isfinite(hhi_bound).any()):
             return np.ones(n, dtype=bool)
         key = a["acct"] * a["n_symbols"] + a["sym"]
         keys, inverse = np.unique(key, return_inverse=True)
@@ -169,11 +190,68 @@ class Screen:
         # (which warned "invalid value encountered in maximum" on every start).
         exposure[np.isnan(exposure)] = np.inf
         largest = np.zeros(n)
-        np.maximum.at(largest, keys // a["n_symbols"], exposure)
+        owner = keys // a["n_symbols"]
+        np.maximum.at(largest, owner, exposure)
         with np.errstate(divide="ignore", invalid="ignore"):
             share = largest / gross
+            squares = np.bincount(owner, weights=exposure * exposure, minlength=n)
+            hhi = squares / (gross * gross)
         # gross exactly 0 (no positions): the exact path takes no measurement; a tiny gross: fail closed
-        return (gross == 0) | ((gross > 1e-6) & _below(share, bound, 0.0))
+        inside = _below(share, bound, 0.0) & _below(hhi, hhi_bound, 0.0)
+        return (gross == 0) | ((gross > 1e-6) & inside)
+
+    def _score_inside(
+        self,
+        a: dict,
+        days: Mapping[Any, DayState],
+        accounts: np.ndarray,
+        mb: np.ndarray,
+        mm: np.ndarray,
+        gross: np.ndarray,
+        n: int,
+    ) -> np.ndarray:
+        """An upper bound of rules.score.risk_score, in floats: every part is pushed up by a margin
+        far above the float error, and the score must stay below its limit by more than the
+        rounding to 0.01 could add. The screen takes no anomaly load (evaluate_accounts passes none)."""
+        bound = self.bound["risk_score"]
+        if not np.isfinite(bound).any():
+            return np.ones(n, dtype=bool)
+        eps = 1e-6
+        with np.errstate(divide="ignore", invalid="ignore"):
+            margin_ratio = _capped(mm, mb)
+            leverage = np.where(gross == 0, 0.0, np.where(mb > 0, gross / mb, float(score.LEVERAGE_FULL)))
+            key = a["acct"] * a["n_symbols"] + a["sym"]
+            keys, inverse = np.unique(key, return_inverse=True)
+            exposure = np.bincount(inverse, weights=a["notional"], minlength=len(keys)).astype(float)
+            squares = np.bincount(keys // a["n_symbols"], weights=exposure * exposure, minlength=n)
+            hhi = np.where(gross > 0, squares / (gross * gross), 0.0)
+            mark, lp = a["mark"], a["lp"]
+            distance = np.where(a["onfall"], mark - lp, lp - mark) / mark
+        measured = a["lp_known"]
+        distance = np.where(measured & ~np.isfinite(distance), -np.inf, distance)  # fail closed
+        nearest = np.full(n, np.inf)
+        np.minimum.at(nearest, a["acct"][measured], distance[measured])
+        drawdown = np.zeros(n)
+        ids = a["account_ids"]
+        for acct in accounts.tolist():
+            state = days.get(ids[acct])
+            if state is not None and state.peak_equity > 0:
+                peak = float(state.peak_equity)
+                drawdown[acct] = max(0.0, (peak - mb[acct]) / peak)
+
+        def part(x: np.ndarray) -> np.ndarray:
+            return np.clip(np.nan_to_num(x + eps, nan=1.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+
+        parts = {
+            "margin_ratio": part(margin_ratio),
+            "liq_distance": np.where(np.isposinf(nearest), 0.0, part(1.0 - nearest / float(score.LIQ_DISTANCE_SAFE))),
+            "leverage": part(leverage / float(score.LEVERAGE_FULL)),
+            "concentration": part(hhi),
+            "drawdown": part(drawdown / float(score.DRAWDOWN_FULL)),
+        }
+        weights = self.score_weights
+        value = sum(weights[k] * v for k, v in parts.items()) * 100.0
+        return ~np.isfinite(bound) | (value + 0.005 + 1e-4 < bound)
 
     def _day_inside(
         self, a: dict, days: Mapping[Any, DayState], accounts: np.ndarray, mb: np.ndarray, scale: np.ndarray, n: int

@@ -9,11 +9,16 @@ from rules.services import EDITABLE
 
 class RiskProfileSerializer(serializers.ModelSerializer):
     accounts = serializers.SerializerMethodField()
+    symbol_limits = serializers.SerializerMethodField()
 
     class Meta:
         model = RiskProfile
-        fields = ("id", *EDITABLE, "accounts", "created_at", "updated_at")
+        fields = ("id", *EDITABLE, "symbol_limits", "accounts", "created_at", "updated_at")
         read_only_fields = ("id", "accounts", "created_at", "updated_at")
+
+    def get_symbol_limits(self, obj: RiskProfile) -> dict[str, dict[str, str]]:
+        """Per-symbol overrides: {"BTCUSDT": {"max_order_qty": "5"}}; numbers as exact strings."""
+        return {sym: {k: str(v) for k, v in o.items()} for sym, o in obj.symbol_limit_values().items()}
 
     def get_accounts(self, obj: RiskProfile) -> list[int]:
         # Only the accounts the caller may see: a trader must not learn others exist.
@@ -26,10 +31,12 @@ class ProfileWriteSerializer(StrictModelSerializer):
     """Field types, digits and choices; the limit rules themselves are checked by the service."""
 
     reason = serializers.CharField(required=False, allow_blank=True, max_length=200, write_only=True)
+    # Replaces every override of the profile when given (an empty mapping removes them all).
+    symbol_limits = serializers.DictField(child=serializers.DictField(), required=False)
 
     class Meta:
         model = RiskProfile
-        fields = (*EDITABLE, "reason")
+        fields = (*EDITABLE, "symbol_limits", "reason")
         extra_kwargs = {"name": {"validators": []}}  # uniqueness is the service's job, with its own message
 
 

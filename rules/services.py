@@ -13,8 +13,8 @@ from django.utils.translation import gettext as _
 
 from accounts.models import ExchangeAccount, User
 from marketdata.services import exchange_max_leverage
-from rules.limits import as_decimal, validate_limits
-from rules.models import RiskAction, RiskProfile
+from rules.limits import SYMBOL_LIMIT_FIELDS, as_decimal, validate_limits
+from rules.models import RiskAction, RiskProfile, SymbolLimit
 
 # The fields a person sets; ids and timestamps are the database's.
 EDITABLE = tuple(
@@ -22,6 +22,9 @@ EDITABLE = tuple(
     for f in RiskProfile._meta.concrete_fields
     if f.editable and not f.auto_created and f.name not in ("id", "created_at", "updated_at")
 )
+# Not a column: the profile's SymbolLimit rows, as {symbol: {field: value}} (API, YAML).
+SYMBOL_LIMITS = "symbol_limits"
+ACCEPTED = (*EDITABLE, SYMBOL_LIMITS)
 
 
 # Bumped on every profile save and assignment. The stream process's evaluator polls it every
@@ -32,6 +35,11 @@ PROFILES_VERSION_KEY = "live:rules:profiles_version"
 
 def profiles_version() -> int:
     return int(cache.get(PROFILES_VERSION_KEY) or 0)
+
+
+def profiles_changed() -> None:
+    """Say that profiles changed outside the services (the admin's inline rows)."""
+    _profiles_changed()
 
 
 def _profiles_changed() -> None:
@@ -52,6 +60,41 @@ def _validate(profile: RiskProfile) -> None:
     profile.asset_caps = {str(k): str(as_decimal(v)) for k, v in (profile.asset_caps or {}).items()}
 
 
+def _symbol_limits_in(raw: Any) -> Any:
+    """Symbols upper-cased; values kept as given (validation names what is wrong)."""
+    if not isinstance(raw, dict):
+        return raw
+    return {
+        (k.strip().upper() if isinstance(k, str) else k): (
+            {f: v for f, v in o.items() if v is not None and v != ""} if isinstance(o, dict) else o
+        )
+        for k, o in raw.items()
+    }
+
+
+def _write_symbol_limits(profile: RiskProfile, by: User | None, reason: str) -> None:
+    wanted = getattr(profile, "_pending_symbol_limits", None)
+    if wanted is None:
+        return
+    del profile._pending_symbol_limits
+    existing = {row.symbol: row for row in profile.symbol_limits.all()}
+    for symbol, row in existing.items():
+        if symbol not in wanted:
+            row._history_user, row._change_reason = by, reason or None
+            row.delete()
+    for symbol, override in wanted.items():
+        row = existing.get(symbol) or SymbolLimit(profile=profile, symbol=symbol)
+        for field in SYMBOL_LIMIT_FIELDS:
+            value = override.get(field)
+            if value is not None and field.startswith("max_leverage"):
+                value = int(as_decimal(value))
+            elif value is not None:
+                value = as_decimal(value)
+            setattr(row, field, value)
+        row._history_user, row._change_reason = by, reason or None
+        row.save()
+
+
 def _save(profile: RiskProfile, by: User | None, reason: str) -> RiskProfile:
     _validate(profile)
     profile._history_user = by
@@ -64,26 +107,34 @@ def _save(profile: RiskProfile, by: User | None, reason: str) -> RiskProfile:
             other._change_reason = f"default moved to {profile.name}"
             other.save(update_fields=["is_default", "updated_at"])
     profile.save()
+    _write_symbol_limits(profile, by, reason)
     _profiles_changed()
     return profile
 
 
 @transaction.atomic
 def profile_create(*, values: dict[str, Any], by: User | None, reason: str = "") -> RiskProfile:
-    unknown = set(values) - set(EDITABLE)
+    unknown = set(values) - set(ACCEPTED)
     if unknown:
         raise ValidationError({k: "unknown field" for k in sorted(unknown)})
-    return _save(RiskProfile(**values), by, reason or "created")
+    values = dict(values)
+    symbol_limits = values.pop(SYMBOL_LIMITS, None)
+    profile = RiskProfile(**values)
+    profile._pending_symbol_limits = _symbol_limits_in(symbol_limits or {})
+    return _save(profile, by, reason or "created")
 
 
 @transaction.atomic
 def profile_update(*, profile: RiskProfile, values: dict[str, Any], by: User | None, reason: str = "") -> RiskProfile:
-    unknown = set(values) - set(EDITABLE)
+    unknown = set(values) - set(ACCEPTED)
     if unknown:
         raise ValidationError({k: "unknown field" for k in sorted(unknown)})
     profile = RiskProfile.objects.select_for_update().get(pk=profile.pk)
     for name, value in values.items():
-        setattr(profile, name, value)
+        if name == SYMBOL_LIMITS:
+            profile._pending_symbol_limits = _symbol_limits_in(value)
+        else:
+            setattr(profile, name, value)
     return _save(profile, by, reason or "updated")
 
 
@@ -129,7 +180,7 @@ def profile_import(*, name: str, values: dict[str, Any], by: User | None, source
     defaults = {
         f.name: f.get_default() for f in RiskProfile._meta.concrete_fields if f.name in EDITABLE and f.name not in keep
     }
-    full = {**defaults, **values, "name": name}
+    full = {**defaults, SYMBOL_LIMITS: {}, **values, "name": name}
     existing = RiskProfile.objects.filter(name=name).first()
     if existing is None:
         return profile_create(values=full, by=by, reason=f"imported from {source}"), True

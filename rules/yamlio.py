@@ -5,6 +5,8 @@ risk_control:
   position: {max_leverage: 20, max_position_value: 1000000, risk_ratio_threshold: 0.8}
   order: {max_single_order: 100000, price_deviation_limit: 0.05, order_frequency_limit: 10}
   account: {max_daily_loss: 50000, risk_level_threshold: 0.9}
+  symbols:                     # per-symbol overrides (rules.limits.SYMBOL_LIMIT_FIELDS)
+    BTCUSDT: {max_order_qty: 5, max_position_notional_critical: 2000000, max_leverage_critical: 10}
 ```
 
 The seed's keys map to profile fields through `SEED_ALIASES`; every other
@@ -26,6 +28,7 @@ from rules.limits import (
     LIMITS,
     LIST_FIELDS,
     SEED_ALIASES,
+    SYMBOL_LIMIT_FIELDS,
     validate_limits,
 )
 
@@ -43,6 +46,7 @@ def _section_keys() -> dict[str, dict[str, str]]:
         "account": {},
         "evaluation": {f: f for f in EVALUATION_FIELDS},
         "actions": {f: f for f in ACTION_FIELDS},
+        "symbols": {},  # symbol -> overrides: read by _collect_symbols, not key by key
     }
     for limit in LIMITS:
         for field in limit.fields():
@@ -124,6 +128,9 @@ def _collect(doc: Any, lines: dict[str, int]) -> tuple[dict[str, Any], dict[str,
     problems: list[str] = []
     for section, entries in body.items():
         path = f"{ROOT}.{section}"
+        if section == "symbols":
+            _collect_symbols(entries, path, lines, values, origin, problems)
+            continue
         if section not in SECTIONS:
             problems.append(f"{_where(path, lines)}: unknown section (known: {', '.join(SECTIONS)})")
             continue
@@ -142,6 +149,32 @@ def _collect(doc: Any, lines: dict[str, int]) -> tuple[dict[str, Any], dict[str,
                 continue
             values[field], origin[field] = value, key_path
     return values, origin, problems
+
+
+def _collect_symbols(
+    entries: Any, path: str, lines: dict[str, int], values: dict, origin: dict, problems: list[str]
+) -> None:
+    if not isinstance(entries, dict):
+        problems.append(f"{_where(path, lines)}: expected a mapping of symbol to limits")
+        return
+    found: dict[str, dict[str, Any]] = {}
+    for symbol, override in entries.items():
+        symbol_path = f"{path}.{symbol}"
+        if not isinstance(override, dict):
+            problems.append(f"{_where(symbol_path, lines)}: expected a mapping of limit to value")
+            continue
+        found[str(symbol).upper()] = {}
+        for key, value in override.items():
+            key_path = f"{symbol_path}.{key}"
+            if key not in SYMBOL_LIMIT_FIELDS:
+                problems.append(f"{_where(key_path, lines)}: unknown key (known: {', '.join(SYMBOL_LIMIT_FIELDS)})")
+                continue
+            problem = _type_problem(key, value)
+            if problem:
+                problems.append(f"{_where(key_path, lines)}: {problem}")
+                continue
+            found[str(symbol).upper()][key] = value
+    values["symbol_limits"], origin["symbol_limits"] = found, path
 
 
 def parse_rules(text: str, *, exchange_max_leverage: int) -> dict[str, Any]:
@@ -190,4 +223,10 @@ def dump_rules(values: dict[str, Any]) -> str:
             entries[key] = _yaml_number(value) if isinstance(value, Decimal) else value
         if entries:
             body[section] = entries
+    symbols = {
+        symbol: {k: _yaml_number(v) if isinstance(v, Decimal) else v for k, v in override.items() if v is not None}
+        for symbol, override in sorted((values.get("symbol_limits") or {}).items())
+    }
+    if symbols:
+        body["symbols"] = symbols
     return yaml.dump({ROOT: body}, Dumper=_DecimalDumper, sort_keys=False, allow_unicode=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from django.forms.models import model_to_dict
 from django.test import Client
@@ -19,6 +20,8 @@ def change_form_data(profile: RiskProfile, **changes) -> dict:
         if isinstance(value, dict | list):
             value = json.dumps(value)
         data[name] = value
+    # the per-symbol limits inline (rules.admin.SymbolLimitInline): no rows unless a test adds some
+    data.update({"symbol_limits-TOTAL_FORMS": 0, "symbol_limits-INITIAL_FORMS": 0})
     data.update(changes)
     return data
 
@@ -57,3 +60,16 @@ def test_a_new_profile_in_the_admin_records_its_reason(risk_manager):
     assert response.status_code == 302
     created = RiskProfile.objects.get(name="new")
     assert created.history.first().history_change_reason == "desk for the options team"
+
+
+def test_a_per_symbol_limit_is_added_inline_and_a_bad_one_is_refused(risk_manager):
+    profile = RiskProfile.objects.create(name="p", max_position_notional_warning=1000)
+    url = f"/admin/rules/riskprofile/{profile.pk}/change/"
+    row = {"symbol_limits-TOTAL_FORMS": 1, "symbol_limits-0-symbol": "btcusdt", "change_reason": "BTC cap"}
+    bad = admin_client().post(
+        url, change_form_data(profile, **row, **{"symbol_limits-0-max_position_notional_critical": 500})
+    )
+    assert bad.status_code == 200 and not profile.symbol_limits.exists()  # below the profile's warning
+    good = admin_client().post(url, change_form_data(profile, **row, **{"symbol_limits-0-max_order_qty": "2.5"}))
+    assert good.status_code == 302
+    assert profile.symbol_limit_values() == {"BTCUSDT": {"max_order_qty": Decimal("2.5")}}

@@ -42,6 +42,8 @@ PAIRS = {
     "max_daily_loss": "daily_loss",
     "max_drawdown": "drawdown",
     "risk_degree": "risk_degree",
+    "max_hhi": "hhi",
+    "risk_score": "risk_score",
 }
 
 TYPICAL = {"equity_floor": D(5000), "position_notional": D(5000), "account_notional": D(20000), "leverage": D(10)}
@@ -160,7 +162,8 @@ def limits_near(rng: random.Random, desk: Desk, account_id: int) -> Limits | Non
     # 1: exactly on today's value; above 1: that far inside the limit, below 1: beyond it
     factors = [D(3), D(20), D(100)] if rng.random() < 0.5 else [D("0.7"), D("0.99"), D(1), D("1.01"), D("1.05")]
     for limit, rule in PAIRS.items():
-        if rng.random() < 0.3:
+        # the two account-wide composites are set less often, so the desks keep quiet accounts
+        if rng.random() < (0.6 if rule in ("hhi", "risk_score") else 0.3):
             continue
         lower = rule in ("equity_floor", "liq_distance")
         seen = found.get(rule) or [TYPICAL.get(rule, D("0.3"))]  # nothing to measure yet
@@ -175,6 +178,15 @@ def limits_near(rng: random.Random, desk: Desk, account_id: int) -> Limits | Non
             values[f"{limit}_warning"], values[f"{limit}_critical"] = warning, critical
     if rng.random() < 0.4:
         values["asset_caps"] = {"USDT": D(rng.uniform(200, 30000)).quantize(D("0.01")), "USDC": D(1000)}
+    if rng.random() < 0.4:  # per-symbol overrides, around the figures too
+        symbol_limits = {}
+        for symbol in rng.sample(list(PRICES), 2):
+            notional = max(found.get("position_notional") or [TYPICAL["position_notional"]]) * rng.choice(factors)
+            symbol_limits[symbol] = {
+                "max_position_notional_warning": notional,
+                "max_leverage_critical": rng.choice([3, 10, 50]),
+            }
+        values["symbol_limits"] = symbol_limits
     return Limits.from_values(values)
 
 
