@@ -19,6 +19,8 @@ Codes (the parameters each one reads):
   last_distance.
 - ``stream_down``: heartbeat_ms (the stream process's last beat, None when none is known).
 - ``deadman_fired``: symbol, count, countdown_s, deadline_ms (marketdata/deadman.py).
+- ``anomaly``: detector (rules.anomalies: ORDER_BYPASSED_GATE, ORDER_BURST, ...), subject, value,
+  limit, level, measure, observed {...}, baseline {...}.
 
 An unknown code renders "" and the caller falls back to the stored message.
 """
@@ -340,6 +342,113 @@ def _deadman_fired(p: dict) -> str:
     )
 
 
+# The anomaly detectors' rules (rules.anomalies: the detector's name in lower case).
+RULE_NAMES.update(
+    {
+        "order_bypassed_gate": gettext_lazy("Order around the gate"),
+        "order_burst": gettext_lazy("Order burst"),
+        "cancel_ratio": gettext_lazy("Cancel ratio"),
+        "size_outlier": gettext_lazy("Order size outlier"),
+        "new_symbol": gettext_lazy("New symbol"),
+        "off_hours": gettext_lazy("Off-hours trading"),
+        "loss_velocity": gettext_lazy("Loss velocity"),
+        "leverage_jump": gettext_lazy("Leverage jump"),
+        "key_permissions": gettext_lazy("API key permissions"),
+    }
+)
+
+
+def _anomaly(p: dict) -> str:
+    """The anomaly detectors' findings: what was seen, against what baseline."""
+    seen, base = p.get("observed") or {}, p.get("baseline") or {}
+    detector, value, limit = p.get("detector", ""), p.get("value"), p.get("limit")
+    if detector == "ORDER_BYPASSED_GATE":
+        order = seen.get("order") or {}
+        return _(
+            "Order %(client_id)s on %(symbol)s (%(side)s %(qty)s) was placed on the exchange around the risk gate:"
+            " the desk never approved it (%(count)s today)."
+        ) % {
+            "client_id": order.get("c") or order.get("i") or DASH,
+            "symbol": order.get("s") or DASH,
+            "side": order.get("S") or DASH,
+            "qty": fmt_qty(order.get("q")),
+            "count": fmt_count(seen.get("bypassed_today")),
+        }
+    if detector == "ORDER_BURST":
+        words = {
+            "count": fmt_count(seen.get("count_10s")),
+            "median": fmt_qty(base.get("median")),
+            "mad": fmt_qty(base.get("mad")),
+            "k": fmt_qty(seen.get("mads_above_median")),
+        }
+        if p.get("measure") == "cancels":
+            return _("%(count)s cancels in 10 s: %(k)s MADs above the usual %(median)s (MAD %(mad)s).") % words
+        return _("%(count)s orders in 10 s: %(k)s MADs above the usual %(median)s (MAD %(mad)s).") % words
+    if detector == "CANCEL_RATIO":
+        return _(
+            "%(cancels)s cancels against %(fills)s fills in 5 minutes: a ratio of %(ratio)s (limit %(limit)s)."
+        ) % {
+            "cancels": fmt_count(seen.get("cancels_5m")),
+            "fills": fmt_count(seen.get("fills_5m")),
+            "ratio": fmt_qty(seen.get("ratio")),
+            "limit": fmt_qty(limit),
+        }
+    if detector == "SIZE_OUTLIER":
+        return _("An order of %(notional)s on %(symbol)s is %(k)s× the account's 30-day p99 of %(p99)s.") % {
+            "notional": fmt_money(seen.get("notional")),
+            "symbol": seen.get("symbol") or DASH,
+            "k": fmt_qty(seen.get("multiple")),
+            "p99": fmt_money(base.get("notional_p99")),
+        }
+    if detector == "NEW_SYMBOL":
+        return _("First order in %(symbol)s, a symbol the account has never traded (%(count)s new today).") % {
+            "symbol": seen.get("symbol") or DASH,
+            "count": fmt_count(value),
+        }
+    if detector == "OFF_HOURS":
+        return _("%(count)s order(s) at %(hour)s:00 UTC, an hour with %(share)s of the account's usual orders.") % {
+            "count": fmt_count(seen.get("orders_this_hour")),
+            "hour": f"{int(seen.get('hour_utc') or 0):02d}",
+            "share": fmt_ratio(base.get("hour_share")),
+        }
+    if detector == "LOSS_VELOCITY":
+        if p.get("measure") == "loss_per_minute":
+            return _("The margin balance fell by %(lost)s within a minute, to %(balance)s.") % {
+                "lost": fmt_money(seen.get("lost_1m")),
+                "balance": fmt_money(seen.get("margin_balance")),
+            }
+        return _("The margin balance fell by %(share)s within 5 minutes, from %(high)s to %(balance)s.") % {
+            "share": fmt_ratio(seen.get("lost_5m_share")),
+            "high": fmt_money(base.get("high_5m")),
+            "balance": fmt_money(seen.get("margin_balance")),
+        }
+    if detector == "LEVERAGE_JUMP":
+        words = {
+            "symbol": seen.get("symbol") or DASH,
+            "old": fmt_leverage(seen.get("old")),
+            "new": fmt_leverage(seen.get("new")),
+            "limit": fmt_leverage(limit),
+        }
+        if p.get("measure") == "profile":
+            return (
+                _("Leverage of %(symbol)s was raised on the exchange to %(new)s, beyond the profile's %(limit)s.")
+                % words
+            )
+        return _("Leverage of %(symbol)s was raised on the exchange from %(old)s to %(new)s.") % words
+    if detector == "KEY_PERMISSIONS":
+        problems = {
+            "withdrawals_enabled": str(_("withdrawals are enabled")),
+            "no_ip_restriction": str(_("it is not restricted to IP addresses")),
+        }
+        said = [problems.get(x, x) for x in (seen.get("problems") or p.get("problems") or [])]
+        return _("The exchange API key is too permissive: %(problems)s.") % {"problems": "; ".join(said) or DASH}
+    return _("Abnormal behaviour (%(detector)s): %(value)s against a limit of %(limit)s.") % {
+        "detector": detector,
+        "value": fmt_qty(value),
+        "limit": fmt_qty(limit),
+    }
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "limit_breach": _limit_breach,
     "feed_stale": _feed_stale,
@@ -348,5 +457,6 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "exchange_config_changed": _exchange_config_changed,
     "liquidated": _liquidated,
     "stream_down": _stream_down,
+    "anomaly": _anomaly,
     "deadman_fired": _deadman_fired,
 }

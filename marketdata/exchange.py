@@ -158,6 +158,8 @@ class BinanceFutures:
         # Class-level defaults point at binance.com; instance attributes survive __init__ (reference §3.2).
         self.client.FUTURES_URL = f"{self.rest_url}/fapi"
         self.client.API_URL = f"{self.rest_url}/api"
+        # /sapi (the key's restrictions) is on Binance's spot host: api.binance.com beside fapi.binance.com.
+        self.client.MARGIN_API_URL = f"{self.rest_url.replace('://fapi.', '://api.', 1)}/sapi"
         self.rate = _RATE_STATES.setdefault(self.rest_url, _RateState())
 
     async def close(self) -> None:
@@ -311,6 +313,11 @@ class BinanceFutures:
             "limit": limit,
         }
         return await self._call(self.client.futures_liquidation_orders, **{k: v for k, v in params.items() if v})
+
+    async def api_restrictions(self) -> dict:
+        """GET /sapi/v1/account/apiRestrictions: what the key may do (``enableWithdrawals``,
+        ``ipRestrict``, ``enableFutures``, ...), as Binance answers it. KEY_PERMISSIONS reads it."""
+        return await self._call(self.client.get_account_api_permissions)
 
     async def position_mode_is_hedge(self) -> bool:
         return bool((await self._call(self.client.futures_get_position_mode))["dualSidePosition"])

@@ -30,6 +30,7 @@ from positions.book import (
     position_risk_from_plain,
 )
 from positions.services import order_event_record, positions_write_many, snapshots_write_many
+from rules import anomalies as anomaly_detectors
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ OUTBOARD_QUEUE_MAX = 20_000  # values queued for the sink process (~50 flushes o
 BATCH_IDLE_S = 2.0  # a batch thread ends after this long with nothing to do (and starts again on demand)
 STOP_DRAIN_S = 20.0  # a clean stop waits this long for the sink's queued work
 EVENT_WRITE_ATTEMPTS = 6  # an exchange event's record is retried with back-off (~30 s), then logged and dropped
+ANOMALY_RELOAD_S = 60.0  # the detectors' levels and baselines (rules.baselines) are re-read this often
 
 
 def persist_accounts(batch: dict[int, tuple[AccountRisk | dict, list[PositionRisk] | list[dict] | None]]) -> None:
@@ -533,6 +535,12 @@ class DjangoSink:
         self._feed_writes: asyncio.Future | None = None  # the last feed alert write (they run in order)
         self._events = EventWriter()  # in this process even with process=True: events are few, and in order
         self._feeds_refresh: asyncio.Future | None = None
+        # Abnormal-behaviour detectors (rules.anomalies): in memory on the loop; their alerts, and
+        # ORDER_BYPASSED_GATE's look-up of the desk's client ids, on the event writer thread.
+        self.anomalies = anomaly_detectors.AnomalyWatch()
+        self._anomalies_loaded_at = -ANOMALY_RELOAD_S
+        self._anomalies_loading: asyncio.Future | None = None
+        self._loss_due: dict[int, float] = {}  # when each account's margin balance is sampled next
 
     @property
     def publish_ms(self) -> deque[float]:
@@ -549,6 +557,9 @@ class DjangoSink:
         plain, risk = book.positions_plain(account_id), book.account_plain(account_id)
         self._work.put(PUBLISH, account_id, account_state(risk, plain, open_orders))
         now = self._clock()
+        due = self._loss_due.get(account_id)
+        if due is None or now >= due:  # LOSS_VELOCITY: each account's margin balance every 5 s
+            self._loss_sample(account_id, risk, now, first=due is None)
         # Position rows follow the exchange within a flush: a position opened, resized, re-levered or
         # closed is written at once, whatever the snapshot cadence. Throttled with the snapshots, a
         # change inside their window was dropped, and an account left flat (no mark moves it again)
@@ -586,6 +597,8 @@ class DjangoSink:
         return self._events.drain(timeout_s) and self._work.drain(max(0.0, deadline - time.monotonic()))
 
     async def marks_changed(self, marks: dict[str, tuple[Decimal, int]]) -> None:
+        self.anomalies.marks.update(marks)  # SIZE_OUTLIER prices market orders at the mark
+        self._anomalies_reload()
         live.marks_merge({s: [str(p), ts] for s, (p, ts) in marks.items()})  # what readers use: every flush
         # Symbol rows (and the minute's TickerHistory row) at most every MARKS_WRITE_EVERY_S: a
         # bulk_update of 300 symbols twice a second was a tenth of the stream process's CPU.
@@ -649,6 +662,7 @@ class DjangoSink:
             if (event.get("o") or {}).get("x") == "TRADE":
                 live.fills_add(account_id)  # the order gate's daily fill cap
             self._events.put("an order event", order_event_record, account_id=account_id, event=event)
+            self._anomalies_order(account_id, event)
         elif event.get("e") == "MARGIN_CALL":
             self._events.put("a margin call", self._margin_call, account_id=account_id, event=event)
 
@@ -699,6 +713,85 @@ class DjangoSink:
 
     async def config_changed(self, account_id: int, change: dict) -> None:
         self._events.put("an exchange configuration change", self._config_changed, account_id=account_id, change=change)
+        if change.get("what") == "leverage":
+            found = self.anomalies.leverage_changed(
+                account_id, change.get("symbol"), change.get("old"), change.get("new")
+            )
+            if found:
+                self._anomalies_raise(found)
+
+    # --- abnormal behaviour (rules.anomalies) -----------------------------------------------
+
+    def _anomalies_order(self, account_id: int, event: dict) -> None:
+        from rules.anomaly_alerts import bypass_check
+
+        self._anomalies_reload()
+        order = event.get("o") or {}
+        if self.anomalies.needs_bypass_check(account_id, order):
+            self._events.put(
+                "a bypass check", bypass_check, watch=self.anomalies, account_id=account_id, order=dict(order)
+            )
+        found = self.anomalies.order_event(account_id, event)
+        if found:
+            self._anomalies_raise(found)
+
+    async def open_orders_seen(self, account_id: int, orders: list[dict]) -> None:
+        """The exchange's open orders by REST (a sync): ORDER_BYPASSED_GATE for any the stream missed."""
+        for row in orders:
+            order = {
+                "c": row.get("clientOrderId"),
+                "i": row.get("orderId"),
+                "s": row.get("symbol"),
+                "S": row.get("side"),
+                "o": row.get("type"),
+                "q": row.get("origQty"),
+                "p": row.get("price"),
+                "X": "NEW",
+                "x": "REST",
+            }
+            if self.anomalies.needs_bypass_check(account_id, order):
+                from rules.anomaly_alerts import bypass_check
+
+                self._events.put(
+                    "a bypass check", bypass_check, watch=self.anomalies, account_id=account_id, order=order
+                )
+
+    def _loss_sample(self, account_id: int, risk: dict, now: float, *, first: bool) -> None:
+        sample_s = anomaly_detectors.BALANCE_SAMPLE_S
+        if first:
+            # Spread over the period by account id (golden ratio): accounts that start together would
+            # otherwise all be sampled in the same flush, 2,000 at once every 5 s, on the event loop.
+            self._loss_due[account_id] = now + sample_s * ((account_id * 0.6180339887) % 1.0)
+            return
+        self._loss_due[account_id] = now + sample_s
+        found = self.anomalies.balance(account_id, risk.get("margin_balance"))
+        if found:
+            self._anomalies_raise(found)
+
+    def _anomalies_raise(self, found: list) -> None:
+        from rules.anomaly_alerts import findings_raise
+
+        self._events.put("an anomaly", findings_raise, findings=found)
+
+    def _anomalies_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._anomalies_loaded_at < ANOMALY_RELOAD_S:
+            return
+        if self._anomalies_loading is not None and not self._anomalies_loading.done():
+            return
+        self._anomalies_loaded_at = now
+        self._anomalies_loading = asyncio.get_running_loop().run_in_executor(None, self._anomalies_load)
+
+    def _anomalies_load(self) -> None:
+        from rules.baselines import watch_load
+
+        try:
+            watch_load(self.anomalies)
+        except Exception:
+            log.exception("loading the anomaly detectors' levels and baselines failed; keeping the last ones")
+            self._anomalies_loaded_at -= ANOMALY_RELOAD_S - 5.0  # tried again in 5 s, not in a minute
+        finally:
+            connection.close()
 
     @staticmethod
     def _config_changed(*, account_id: int, change: dict) -> None:

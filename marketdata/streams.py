@@ -436,6 +436,8 @@ class StreamEngine:
                 changed |= self.book.remove_position(account_id, *key)
                 reports += self._closed(account_id, key[0], key[1], old, now_ms)
         self._note_changed(changed | {account_id})
+        # ORDER_BYPASSED_GATE's REST reconciliation: open orders the user stream never showed.
+        reports.append(("open_orders_seen", (account_id, list(self.open_orders[account_id].values()))))
         for name, args in reports:
             await self._tell(name, *args)
         return differences

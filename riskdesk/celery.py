@@ -25,6 +25,9 @@ app.conf.beat_schedule = {
     },
     "refresh-symbols": {"task": "marketdata.tasks.refresh_symbols_task", "schedule": crontab(minute=5, hour=0)},
     "refresh-brackets": {"task": "marketdata.tasks.refresh_brackets_task", "schedule": crontab(minute=10, hour=0)},
+    # anomaly detectors (rules.anomalies): baselines hourly, the API keys' permissions every 6 hours
+    "anomaly-baselines": {"task": "rules.tasks.baselines_recompute_task", "schedule": crontab(minute=20)},
+    "key-permissions": {"task": "rules.tasks.key_permissions_task", "schedule": crontab(minute=25, hour="*/6")},
     # history past its retention to the verified Parquet archive (positions/archive/, docs/ARCHIVE.md)
     "archive-history": {"task": "positions.tasks.archive_history_task", "schedule": crontab(minute=30, hour=1)},
 }

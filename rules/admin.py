@@ -13,7 +13,13 @@ from rules import services
 from rules.limits import LIMITS
 from rules.models import RiskAction, RiskProfile, SymbolLimit
 
-FAMILY_TITLES = {"funds": _("Funds"), "positions": _("Positions"), "orders": _("Orders"), "accounts": _("Accounts")}
+FAMILY_TITLES = {
+    "funds": _("Funds"),
+    "positions": _("Positions"),
+    "orders": _("Orders"),
+    "accounts": _("Accounts"),
+    "anomalies": _("Abnormal behaviour"),
+}
 
 
 def _family_fields(family: str) -> tuple[str, ...]:
@@ -62,6 +68,7 @@ class RiskProfileAdmin(SimpleHistoryAdmin):
             {"fields": (*_family_fields("orders"), "symbol_allowlist", "symbol_denylist", "disabled_checks")},
         ),
         (FAMILY_TITLES["accounts"], {"fields": _family_fields("accounts")}),
+        (FAMILY_TITLES["anomalies"], {"fields": (*_family_fields("anomalies"), "bypass_action")}),
         (
             _("Evaluation and actions"),
             {

@@ -57,6 +57,7 @@ from positions.margin import Bracket
 from positions.models import OrderDecision, OrderLog, OrderSource
 from riskdesk.redis_clients import REDIS_DOWN, client_options
 from rules import checks
+from rules.approved_orders import approved_add
 from rules.checks import (
     AccountView,
     BracketTable,
@@ -1142,6 +1143,8 @@ def order_submit(*, account: ExchangeAccount, order: Order, actor: Actor) -> Sub
 
 def _send(account: ExchangeAccount, order: Order, *, hedge: bool, check: CheckResult) -> SubmitResult:
     params = exchange_params(order, hedge=hedge)
+    # Before it leaves: the user stream's NEW event must find the id (ORDER_BYPASSED_GATE).
+    approved_add(account.id, order.client_order_id)
 
     async def place() -> dict:
         async with exchange_for(account) as exchange:
@@ -1423,6 +1426,9 @@ def account_kill(
                 if dry_run:
                     return body
                 body["cancelled"] = [await _kill_cancel(exchange, row) for row in plan["cancel"]]
+                for row in plan["close"]:  # the desk's own orders: not ORDER_BYPASSED_GATE
+                    row["client_order_id"] = new_client_order_id()
+                    approved_add(account.id, row["client_order_id"])
                 body["orders"] = [await _kill_close(exchange, row) for row in plan["close"]]
                 body["remaining"] = await _kill_remaining(exchange)
         except ExchangeError as exc:
@@ -1498,7 +1504,7 @@ async def _kill_close(exchange: Any, row: dict) -> dict[str, Any]:
         "side": row["side"],
         "type": "MARKET",
         "quantity": row["quantity"],
-        "newClientOrderId": new_client_order_id(),
+        "newClientOrderId": row.get("client_order_id") or new_client_order_id(),
         "newOrderRespType": "RESULT",
     }
     if row["reduce_only"]:

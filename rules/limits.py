@@ -20,6 +20,7 @@ RATIO = "ratio"  # a fraction in [0, 1]
 COUNT = "count"  # a non-negative whole number
 LEVERAGE = "leverage"  # a whole number from 1 to the exchange's maximum
 QUANTITY = "quantity"  # a non-negative contract quantity
+MULTIPLE = "multiple"  # a non-negative factor: k x a baseline (an anomaly detector's level)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,17 @@ LIMITS: tuple[Limit, ...] = (
     # the account-wide margin ratio. The risk score is its own limit (docs/RISK_LOGIC.md).
     Limit("risk_degree", "accounts", RATIO, "account", label="account margin ratio (all pools)"),
     Limit("risk_score", "accounts", SCORE, "account", label="risk score (0-100)"),
+    # anomalies (rules.anomalies: each detector's warning and critical level)
+    Limit("bypassed_orders", "anomalies", COUNT, "anomaly", label="orders the gate never approved (per day)"),
+    Limit("order_burst", "anomalies", MULTIPLE, "anomaly", label="orders or cancels in 10 s, in MADs above the median"),
+    Limit("cancel_ratio", "anomalies", MULTIPLE, "anomaly", label="cancels per fill over 5 minutes"),
+    Limit("size_outlier", "anomalies", MULTIPLE, "anomaly", label="order notional as a multiple of the 30-day p99"),
+    Limit("new_symbols", "anomalies", COUNT, "anomaly", label="symbols traded for the first time (per day)"),
+    Limit("off_hours_orders", "anomalies", COUNT, "anomaly", label="orders in an unusual hour (per hour)"),
+    Limit("loss_per_minute", "anomalies", MONEY, "anomaly", label="margin balance lost in one minute"),
+    Limit("loss_5m", "anomalies", RATIO, "anomaly", label="share of margin balance lost in 5 minutes"),
+    Limit("leverage_jump", "anomalies", MULTIPLE, "anomaly", label="exchange-side leverage raised by a factor"),
+    Limit("key_permissions", "anomalies", COUNT, "anomaly", label="risky API key permissions"),
 )
 
 LIMITS_BY_FIELD: dict[str, Limit] = {f: lim for lim in LIMITS for f in lim.fields()}
@@ -88,9 +100,11 @@ SEED_ALIASES: dict[tuple[str, str], str] = {
 # Settings that are not limits but shape how limits are evaluated or acted on.
 EVALUATION_FIELDS = ("breach_after_n", "hysteresis", "clear_dwell_s", "clear_dwell_by_rule", "reopen_window_s")
 LIST_FIELDS = ("symbol_allowlist", "symbol_denylist", "disabled_checks")
-ACTION_FIELDS = ("auto_action", "auto_action_mode")
+ACTION_FIELDS = ("auto_action", "auto_action_mode", "bypass_action")
 AUTO_ACTIONS = ("none", "reducing", "halted", "cancel_orders", "reduce_positions")
 AUTO_ACTION_MODES = ("propose", "act")
+# What the desk does by itself about an order the gate never approved (ORDER_BYPASSED_GATE).
+BYPASS_ACTIONS = ("none", "cancel_order", "reducing", "halted")
 MAX_HYSTERESIS = Decimal("0.5")
 MAX_SECONDS = 86_400  # a dwell or re-open window longer than a day is a typo, not a policy
 # The evaluator's rules (rules.levels.RULES): the keys clear_dwell_by_rule may name. Listed here,
@@ -222,6 +236,8 @@ def _other_errors(values: dict[str, Any]) -> dict[str, str]:
         errors["auto_action"] = f"must be one of {', '.join(AUTO_ACTIONS)}"
     if values.get("auto_action_mode") not in (None, *AUTO_ACTION_MODES):
         errors["auto_action_mode"] = f"must be one of {', '.join(AUTO_ACTION_MODES)}"
+    if values.get("bypass_action") not in (None, *BYPASS_ACTIONS):
+        errors["bypass_action"] = f"must be one of {', '.join(BYPASS_ACTIONS)}"
     return errors
 
 

@@ -6,10 +6,18 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
-from rules.limits import ACTION_FIELDS, AUTO_ACTION_MODES, AUTO_ACTIONS, SYMBOL_LIMIT_FIELDS, validate_limits
+from rules.limits import (
+    ACTION_FIELDS,
+    AUTO_ACTION_MODES,
+    AUTO_ACTIONS,
+    BYPASS_ACTIONS,
+    SYMBOL_LIMIT_FIELDS,
+    validate_limits,
+)
 
 AMOUNT = {"max_digits": 32, "decimal_places": 12}
 FRACTION = {"max_digits": 12, "decimal_places": 8}
+FACTOR = {"max_digits": 12, "decimal_places": 4}
 
 
 class RiskProfile(models.Model):
@@ -106,6 +114,73 @@ class RiskProfile(models.Model):
     )
     risk_score_critical = models.DecimalField(
         _("risk score (0-100) (critical)"), null=True, blank=True, max_digits=5, decimal_places=2
+    )
+    # Abnormal-behaviour detectors (rules.anomalies): warning and critical levels, on by default.
+    bypassed_orders_warning = models.PositiveIntegerField(
+        _("orders the gate never approved (per day) (warning)"), null=True, blank=True
+    )
+    bypassed_orders_critical = models.PositiveIntegerField(
+        _("orders the gate never approved (per day) (critical)"), null=True, blank=True, default=1
+    )
+    order_burst_warning = models.DecimalField(
+        _("orders or cancels in 10 s, in MADs above the median (warning)"), null=True, blank=True, default=8, **FACTOR
+    )
+    order_burst_critical = models.DecimalField(
+        _("orders or cancels in 10 s, in MADs above the median (critical)"), null=True, blank=True, default=16, **FACTOR
+    )
+    cancel_ratio_warning = models.DecimalField(
+        _("cancels per fill over 5 minutes (warning)"), null=True, blank=True, default=20, **FACTOR
+    )
+    cancel_ratio_critical = models.DecimalField(
+        _("cancels per fill over 5 minutes (critical)"), null=True, blank=True, default=50, **FACTOR
+    )
+    size_outlier_warning = models.DecimalField(
+        _("order notional as a multiple of the 30-day p99 (warning)"), null=True, blank=True, default=3, **FACTOR
+    )
+    size_outlier_critical = models.DecimalField(
+        _("order notional as a multiple of the 30-day p99 (critical)"), null=True, blank=True, default=10, **FACTOR
+    )
+    new_symbols_warning = models.PositiveIntegerField(
+        _("symbols traded for the first time (per day) (warning)"), null=True, blank=True, default=1
+    )
+    new_symbols_critical = models.PositiveIntegerField(
+        _("symbols traded for the first time (per day) (critical)"), null=True, blank=True
+    )
+    off_hours_orders_warning = models.PositiveIntegerField(
+        _("orders in an unusual hour (per hour) (warning)"), null=True, blank=True, default=3
+    )
+    off_hours_orders_critical = models.PositiveIntegerField(
+        _("orders in an unusual hour (per hour) (critical)"), null=True, blank=True
+    )
+    loss_per_minute_warning = models.DecimalField(
+        _("margin balance lost in one minute (warning)"), null=True, blank=True, **AMOUNT
+    )
+    loss_per_minute_critical = models.DecimalField(
+        _("margin balance lost in one minute (critical)"), null=True, blank=True, **AMOUNT
+    )
+    loss_5m_warning = models.DecimalField(
+        _("share of margin balance lost in 5 minutes (warning)"), null=True, blank=True, default="0.05", **FRACTION
+    )
+    loss_5m_critical = models.DecimalField(
+        _("share of margin balance lost in 5 minutes (critical)"), null=True, blank=True, default="0.1", **FRACTION
+    )
+    leverage_jump_warning = models.DecimalField(
+        _("exchange-side leverage raised by a factor (warning)"), null=True, blank=True, default=2, **FACTOR
+    )
+    leverage_jump_critical = models.DecimalField(
+        _("exchange-side leverage raised by a factor (critical)"), null=True, blank=True, default=5, **FACTOR
+    )
+    key_permissions_warning = models.PositiveIntegerField(
+        _("risky API key permissions (warning)"), null=True, blank=True, default=1
+    )
+    key_permissions_critical = models.PositiveIntegerField(
+        _("risky API key permissions (critical)"), null=True, blank=True
+    )
+    bypass_action = models.CharField(
+        _("action on an order the gate never approved"),
+        max_length=20,
+        default="none",
+        choices=[(a, a.replace("_", " ")) for a in BYPASS_ACTIONS],
     )
     asset_caps = models.JSONField(_("per-asset caps"), default=dict, blank=True, help_text=_('e.g. {"USDT": "500000"}'))
     symbol_allowlist = models.JSONField(_("allowed symbols"), default=list, blank=True, help_text=_("Empty: all."))
@@ -269,3 +344,27 @@ class RiskAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.account} ({self.status})"
+
+
+class AccountBaseline(models.Model):
+    """What an account's ordinary trading looks like, learned from its order log and fills
+    (rules.baselines, a beat job): the anomaly detectors (rules.anomalies) compare against it.
+    An account without a row uses the desk-wide defaults (rules.anomalies.DESK_BASELINE)."""
+
+    account = models.OneToOneField("accounts.ExchangeAccount", on_delete=models.CASCADE, related_name="baseline")
+    orders_10s_median = models.FloatField(_("orders per 10 s: median"), default=0)
+    orders_10s_mad = models.FloatField(_("orders per 10 s: MAD"), default=0)
+    cancels_10s_median = models.FloatField(_("cancels per 10 s: median"), default=0)
+    cancels_10s_mad = models.FloatField(_("cancels per 10 s: MAD"), default=0)
+    notional_p99 = models.DecimalField(_("order notional: 30-day p99"), null=True, blank=True, **AMOUNT)
+    symbols = models.JSONField(_("symbols traded"), default=list, blank=True)
+    hour_shares = models.JSONField(_("share of orders per hour of day (UTC)"), default=list, blank=True)
+    orders_seen = models.PositiveIntegerField(_("orders behind the baseline"), default=0)
+    computed_at = models.DateTimeField(_("computed"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("account baseline")
+        verbose_name_plural = _("account baselines")
+
+    def __str__(self) -> str:
+        return f"baseline of account {self.account_id}"

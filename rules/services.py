@@ -276,7 +276,7 @@ def action_execute(*, action_id: int) -> RiskAction:
         account_set_trading_state(account=account, state=state, reason=f"automatic action on {action.trigger}")
         result["steps"].append({"trading_state": state})
     try:
-        result["steps"] += asyncio.run(_exchange_steps(lambda: exchange_for(account), plan))
+        result["steps"] += asyncio.run(_exchange_steps(lambda: exchange_for(account), plan, account_id=account.id))
         status = RiskAction.Status.EXECUTED
     except Exception as exc:  # the audit must say what failed, whatever it was
         result["error"] = f"{type(exc).__name__}: {exc}"[:500]
@@ -285,7 +285,10 @@ def action_execute(*, action_id: int) -> RiskAction:
     return RiskAction.objects.get(pk=action.pk)
 
 
-async def _exchange_steps(make_exchange, plan: dict) -> list[dict]:
+async def _exchange_steps(make_exchange, plan: dict, *, account_id: int | None = None) -> list[dict]:
+    from rules.approved_orders import approved_add
+    from rules.gate import new_client_order_id
+
     steps: list[dict] = []
     async with make_exchange() as exchange:  # built inside the loop: aiohttp binds to it
         if plan.get("cancel_orders"):
@@ -302,7 +305,10 @@ async def _exchange_steps(make_exchange, plan: dict) -> list[dict]:
                 "side": order["side"],
                 "type": "MARKET",
                 "quantity": Decimal(order["quantity"]),
+                "newClientOrderId": new_client_order_id(),
             }
+            if account_id is not None:  # the desk's own order: not ORDER_BYPASSED_GATE
+                approved_add(account_id, params["newClientOrderId"])
             if order["position_side"] == "BOTH":
                 params["reduceOnly"] = True
             else:

@@ -18,6 +18,7 @@ FAMILIES = {
     "positions": _("Positions"),
     "orders": _("Orders"),
     "accounts": _("Accounts"),
+    "anomalies": _("Abnormal behaviour"),
 }
 
 # The catalogue's labels (rules.limits), marked for translation here: the catalogue is plain Python.
@@ -44,6 +45,16 @@ LABELS = {
     "max_daily_loss": _("loss since the start of the trading day"),
     "max_drawdown": _("drawdown from peak equity"),
     "risk_degree": _("risk degree (account margin ratio)"),
+    "bypassed_orders": _("orders the gate never approved (per day)"),
+    "order_burst": _("orders or cancels in 10 s, in MADs above the median"),
+    "cancel_ratio": _("cancels per fill over 5 minutes"),
+    "size_outlier": _("order notional as a multiple of the 30-day p99"),
+    "new_symbols": _("symbols traded for the first time (per day)"),
+    "off_hours_orders": _("orders in an unusual hour (per hour)"),
+    "loss_per_minute": _("margin balance lost in one minute"),
+    "loss_5m": _("share of margin balance lost in 5 minutes"),
+    "leverage_jump": _("exchange-side leverage raised by a factor"),
+    "key_permissions": _("risky API key permissions"),
 }
 
 

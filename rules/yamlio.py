@@ -44,6 +44,7 @@ def _section_keys() -> dict[str, dict[str, str]]:
         "position": {},
         "order": {f: f for f in LIST_FIELDS},
         "account": {},
+        "anomaly": {},
         "evaluation": {f: f for f in EVALUATION_FIELDS},
         "actions": {f: f for f in ACTION_FIELDS},
         "symbols": {},  # symbol -> overrides: read by _collect_symbols, not key by key
@@ -103,7 +104,7 @@ def _type_problem(field: str, value: Any) -> str | None:
         return None if ok else "expected a list of strings"
     if field == "asset_caps":
         return None if isinstance(value, dict) else "expected a mapping of asset to cap"
-    if field in ("description", "auto_action", "auto_action_mode"):
+    if field in ("description", "auto_action", "auto_action_mode", "bypass_action"):
         return None if isinstance(value, str) else "expected text"
     if field == "is_default":
         return None if isinstance(value, bool) else "expected true or false"

@@ -333,6 +333,30 @@ def cancel_all_algo(ctx: Ctx) -> dict:
     return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
 
+# GET /sapi/v1/account/apiRestrictions in Binance's shape. A simulated key is IP-restricted and
+# cannot withdraw unless a test says otherwise: ``exchange.api_restrictions[api_key] = {...}``.
+API_RESTRICTIONS = {
+    "ipRestrict": True,
+    "createTime": 1_700_000_000_000,
+    "enableReading": True,
+    "enableWithdrawals": False,
+    "enableInternalTransfer": False,
+    "enableMargin": False,
+    "enableFutures": True,
+    "permitsUniversalTransfer": False,
+    "enableVanillaOptions": False,
+    "enableFixApiTrade": False,
+    "enableFixReadOnly": False,
+    "enableSpotAndMarginTrading": False,
+    "enablePortfolioMarginTrading": False,
+}
+
+
+def api_restrictions(ctx: Ctx) -> dict:
+    overrides = getattr(ctx.sim.exchange, "api_restrictions", {}).get(ctx.me.api_key, {})
+    return {**API_RESTRICTIONS, **overrides}
+
+
 # --------------------------------------------------------------------------- handlers: user stream
 
 
@@ -381,6 +405,7 @@ ROUTES = (
     Route("DELETE", "/fapi/v1/algoOrder", cancel_algo_order, SIGNED),
     Route("GET", "/fapi/v1/openAlgoOrders", open_algo_orders, SIGNED),
     Route("DELETE", "/fapi/v1/algoOpenOrders", cancel_all_algo, SIGNED),
+    Route("GET", "/sapi/v1/account/apiRestrictions", api_restrictions, SIGNED),
     Route("POST", "/fapi/v1/listenKey", listen_key_new, API_KEY),
     Route("PUT", "/fapi/v1/listenKey", listen_key_keepalive, API_KEY),
     Route("DELETE", "/fapi/v1/listenKey", listen_key_close, API_KEY),

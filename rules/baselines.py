@@ -1,0 +1,113 @@
+"""Per-account baselines for the anomaly detectors, learned from the order log and fills, and the
+loader that hands them (with each account's detector levels) to the stream process's watch.
+
+``baselines_recompute`` is the beat job (rules.tasks.baselines_recompute_task): it reads the last
+BASELINE_DAYS of each account's orders as the exchange reported them (OrderLog rows of source
+"exchange": NEW and CANCELED executions) and its fills, and stores one AccountBaseline per account.
+An account with fewer than MIN_ORDERS orders keeps no row: it uses the desk-wide defaults."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from rules import anomalies
+
+log = logging.getLogger(__name__)
+
+BASELINE_DAYS = 30
+MIN_ORDERS = 20  # fewer orders than this say nothing about the account: the desk-wide defaults apply
+
+
+def _history(account_id: int, since: Any) -> dict[str, Any]:
+    from positions.models import Fill, OrderDecision, OrderLog, OrderSource
+
+    order_times, cancel_times, notionals, symbols = [], [], [], set()
+    rows = (
+        OrderLog.objects.filter(
+            account_id=account_id, created_at__gte=since, source=OrderSource.EXCHANGE, decision=OrderDecision.OBSERVED
+        )
+        .values_list("created_at", "symbol", "quantity", "price", "details")
+        .iterator(chunk_size=5000)
+    )
+    for created_at, symbol, qty, price, details in rows:
+        execution = (details or {}).get("execution")
+        if execution == "NEW":
+            order_times.append(created_at.timestamp())
+            symbols.add(symbol)
+            if qty and price:
+                notionals.append(float(qty * price))
+        elif execution in ("CANCELED", "EXPIRED"):
+            cancel_times.append(created_at.timestamp())
+    # Market orders rest at price 0: their size is what filled, per order.
+    by_order: dict[str, float] = {}
+    fills = Fill.objects.filter(account_id=account_id, time__gte=since, kind="trade").values_list(
+        "order_id", "symbol", "qty", "price"
+    )
+    for order_id, symbol, qty, price in fills.iterator(chunk_size=5000):
+        symbols.add(symbol)
+        by_order[order_id] = by_order.get(order_id, 0.0) + float(qty * price)
+    notionals += list(by_order.values())
+    return {"order_times": order_times, "cancel_times": cancel_times, "notionals": notionals, "symbols": symbols}
+
+
+def baselines_recompute(*, account_ids: list[int] | None = None, now: Any = None) -> int:
+    """Recompute and store every account's baseline; the number stored."""
+    from accounts.models import ExchangeAccount
+    from rules.models import AccountBaseline
+
+    since = (now or timezone.now()) - timedelta(days=BASELINE_DAYS)
+    ids = account_ids if account_ids is not None else list(ExchangeAccount.objects.values_list("id", flat=True))
+    stored = 0
+    for account_id in ids:
+        history = _history(account_id, since)
+        if len(history["order_times"]) < MIN_ORDERS:
+            AccountBaseline.objects.filter(account_id=account_id).delete()
+            continue
+        values = anomalies.baseline_from_history(**history)
+        AccountBaseline.objects.update_or_create(account_id=account_id, defaults=values)
+        stored += 1
+    return stored
+
+
+def levels_load(account_ids: list[int]) -> dict[int, anomalies.Levels]:
+    """Each account's detector levels from the profile that governs it (its own, else the default)."""
+    from accounts.models import ExchangeAccount
+    from rules.models import RiskProfile
+    from rules.services import profile_for_account
+
+    default = RiskProfile.objects.filter(is_default=True).first()
+    made: dict[int | None, anomalies.Levels] = {}
+    out: dict[int, anomalies.Levels] = {}
+    for account in ExchangeAccount.objects.filter(pk__in=account_ids).select_related("risk_profile"):
+        profile = profile_for_account(account, default=default)
+        key = profile.pk if profile is not None else None
+        if key not in made:
+            made[key] = anomalies.Levels.from_values(profile.limit_values()) if profile else anomalies.DEFAULT
+        out[account.id] = made[key]
+    return out
+
+
+def watch_load(watch: anomalies.AnomalyWatch, account_ids: list[int] | None = None) -> None:
+    """The levels and baselines of ``account_ids`` (default: every account) into ``watch``, whole."""
+    from accounts.models import ExchangeAccount
+    from rules.models import AccountBaseline
+
+    ids = account_ids if account_ids is not None else list(ExchangeAccount.objects.values_list("id", flat=True))
+    rows = AccountBaseline.objects.filter(account_id__in=ids).values(
+        "account_id",
+        "orders_10s_median",
+        "orders_10s_mad",
+        "cancels_10s_median",
+        "cancels_10s_mad",
+        "notional_p99",
+        "symbols",
+        "hour_shares",
+        "orders_seen",
+    )
+    baselines = {row["account_id"]: anomalies.baseline_of_row(row) for row in rows}
+    desk = anomalies.desk_baseline(list(baselines.values()))
+    watch.load(levels=levels_load(ids), baselines=baselines, desk=desk)
