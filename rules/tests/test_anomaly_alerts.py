@@ -210,3 +210,48 @@ def test_key_permissions_reads_the_simulators_api_restrictions():
     alert = Alert.objects.get(account=two, reason_code=an.KEY_PERMISSIONS)
     assert alert.level == Level.WARNING and alert.details["observed"]["enableWithdrawals"] is True
     assert alert.details["observed"]["problems"] == ["withdrawals_enabled"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_profile_can_cancel_a_bypassed_order_on_the_exchange():
+    import asyncio
+
+    from marketdata.exchange import BinanceFutures
+    from marketdata.simulator import SimulatorThread, build_config
+
+    account = account_services.account_create(name="cancel-1", api_key="cancel-1", api_secret="s-1")
+    RiskProfile.objects.create(name="cancel", is_default=True, bypass_action="cancel_order")
+    accounts = {"accounts": [{"api_key": "cancel-1", "api_secret": "s-1", "wallet": {"USDT": "1000"}, "positions": []}]}
+    with SimulatorThread(build_config(accounts=accounts, marks={"BTCUSDT": "40000"})) as sim:
+
+        async def exchange(call):
+            async with BinanceFutures(
+                api_key="cancel-1", api_secret="s-1", rest_url=sim.base_url, ws_url=sim.ws_url
+            ) as ex:
+                return await call(ex)
+
+        placed = asyncio.run(
+            exchange(
+                lambda ex: ex.place_order(
+                    symbol="BTCUSDT",
+                    side="BUY",
+                    type="LIMIT",
+                    timeInForce="GTC",
+                    quantity=D("0.01"),
+                    price=D(30000),
+                    newClientOrderId="web_manual",
+                )
+            )
+        )
+        watch = an.AnomalyWatch()
+        watch_load(watch)
+        seen = {**order("web_manual"), "i": placed["orderId"]}
+        with override_settings(BINANCE_FUTURES_REST_URL=sim.base_url, BINANCE_FUTURES_WS_URL=sim.ws_url):
+            assert bypass_check(watch=watch, account_id=account.id, order=seen).action == "cancel_order"
+        assert asyncio.run(exchange(lambda ex: ex.open_orders())) == []
+    assert Alert.objects.get(account=account, reason_code=an.BYPASSED).level == Level.CRITICAL
+    from rules.gate import order_log_flush
+
+    order_log_flush()  # the gate writes its log rows in batches
+    cancel = OrderLog.objects.get(account=account, source=OrderSource.AUTO_ACTION)
+    assert cancel.decision == OrderDecision.SUBMITTED
