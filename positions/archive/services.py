@@ -203,7 +203,7 @@ def archive_table(
     *,
     before: dt.datetime | None = None,
     dry_run: bool = False,
-    batch_size: int = 50_000,
+    batch_size: int = 10_000,
     store=None,
     on_batch: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,

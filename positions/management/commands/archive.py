@@ -27,9 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--table", choices=ORDER, help="one table (its dependents first); default all")
         parser.add_argument("--before", help="archive rows before this UTC day instead of the retention's cutoff")
         parser.add_argument("--dry-run", action="store_true", help="count what is due by day; change nothing")
-        parser.add_argument("--batch-size", type=int, default=50_000)
+        parser.add_argument("--batch-size", type=int, default=10_000)
 
-    def handle(self, *args, table=None, before=None, dry_run=False, batch_size=50_000, **opts):
+    def handle(self, *args, table=None, before=None, dry_run=False, batch_size=10_000, **opts):
         cutoff = utc_date(before) if before else None
         total_rows = 0
         bars: dict = {}
