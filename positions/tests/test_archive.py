@@ -184,3 +184,14 @@ def test_the_lock_is_held_against_another_connection(account_a, store):
         other.close()  # the server frees the lock with the connection, as with a killed run
     with table_lock("orderlog"):
         pass
+
+
+def test_the_nightly_beat_job_archives_every_table_at_its_retention(account_a, store):
+    from positions.tasks import archive_history_task
+    from riskdesk.celery import app
+
+    assert app.conf.beat_schedule["archive-history"]["task"] == "positions.tasks.archive_history_task"
+    make_order_logs(account_a, 30)  # 2026-11-01: past the 7 days of the order log
+    done = archive_history_task()
+    assert done["orderlog"] == 30 and set(done) == set(TABLES)
+    assert archive_history_task()["orderlog"] == 0  # beat may run it twice
