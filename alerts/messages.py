@@ -55,6 +55,9 @@ RULE_KINDS: dict[str, str] = {
     "daily_loss": MONEY,
     "drawdown": RATIO,
     "risk_degree": RATIO,
+    "hhi": RATIO,
+    "risk_score": COUNT,
+    "desk_concentration": RATIO,
     "margin_call": MONEY,  # its value is the maintenance margin the exchange reported
 }
 # Lower is worse for these (a floor, a distance): the worst value is the minimum.
@@ -71,7 +74,10 @@ RULE_NAMES = {
     "concentration": gettext_lazy("Concentration"),
     "daily_loss": gettext_lazy("Daily loss"),
     "drawdown": gettext_lazy("Drawdown"),
-    "risk_degree": gettext_lazy("Risk degree"),
+    "risk_degree": gettext_lazy("Account margin ratio"),
+    "hhi": gettext_lazy("Concentration (HHI)"),
+    "risk_score": gettext_lazy("Risk score"),
+    "desk_concentration": gettext_lazy("Desk concentration"),
     "feed_stale": gettext_lazy("Stale market feed"),
     "margin_call": gettext_lazy("Margin call"),
     "position_drift": gettext_lazy("Position drift"),

@@ -13,6 +13,11 @@ app.autodiscover_tasks()
 
 # Beat: periodic jobs. Later issues add exchange sync and reports here.
 app.conf.beat_schedule = {
+    "desk-concentration": {
+        "task": "rules.tasks.desk_concentration_task",
+        "schedule": float(os.environ.get("DESK_CONCENTRATION_EVERY_S", "30")),
+        "options": {"expires": 25},
+    },
     "worker-heartbeat": {"task": "riskdesk.tasks.heartbeat_task", "schedule": 15.0},
     # STREAM_DOWN within ~5 s of the beat lapsing (itself STREAM_STALE_AFTER_S after the last one).
     "watch-stream": {"task": "riskdesk.tasks.watch_stream_task", "schedule": 5.0, "options": {"expires": 4}},

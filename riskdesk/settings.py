@@ -286,6 +286,15 @@ ALERT_POSITION_SETTLE_S = env.float("ALERT_POSITION_SETTLE_S", default=1.0)
 ALERT_VALUE_REFRESH_S = env.float("ALERT_VALUE_REFRESH_S", default=5.0)
 # Highest leverage a profile may allow when no bracket table says otherwise (Binance's top tier).
 EXCHANGE_MAX_LEVERAGE = env.int("EXCHANGE_MAX_LEVERAGE", default=125)
+# The account risk score's weights (rules/score.py, docs/RISK_LOGIC.md "Risk score"): one number per
+# part, e.g. RISK_SCORE_WEIGHTS=margin_ratio=30,liq_distance=20,leverage=15,concentration=10,drawdown=15,anomalies=10
+RISK_SCORE_WEIGHTS = {
+    k: float(v) for k, v in env.dict("RISK_SCORE_WEIGHTS", default={}).items()
+} or None  # None: rules.score.DEFAULT_WEIGHTS
+# Desk-wide concentration: one symbol's share of every account's gross notional (rules/concentration.py).
+DESK_CONCENTRATION_WARNING = env.str("DESK_CONCENTRATION_WARNING", default="0.5")
+DESK_CONCENTRATION_CRITICAL = env.str("DESK_CONCENTRATION_CRITICAL", default="0.7")
+DESK_CONCENTRATION_EVERY_S = env.float("DESK_CONCENTRATION_EVERY_S", default=30.0)
 
 # --- Security --------------------------------------------------------------------
 # Behind nginx (docker-compose.yml), which terminates TLS and says so in X-Forwarded-Proto.

@@ -14,11 +14,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 from accounts import access
 from alerts.selectors import open_counts_by_level
 from marketdata import live
 from positions import selectors
+from rules import selectors as rule_selectors
 
 View = Callable[..., HttpResponse]
 
@@ -89,7 +91,23 @@ def _overview_context(request: HttpRequest) -> dict[str, Any]:
     ]
     # The charts' data, read by desk.js after each swap: one partial feeds figures and charts alike.
     live_data = {"gauges": gauges, "exposure": selectors.exposure_by_symbol(accounts), "live_points": live_points}
-    return {"accounts": accounts, "live_data": live_data}
+    # Risk score, HHI and desk concentration (rules/selectors.py, docs/RISK_LOGIC.md).
+    score_sort = request.GET.get("score_sort", "risk_score")
+    scores = rule_selectors.account_scores(accounts, sort=score_sort, weights=settings.RISK_SCORE_WEIGHTS)
+    return {
+        "accounts": accounts,
+        "live_data": live_data,
+        "scores": scores,
+        "score_by_account": {s.account_id: s for s in scores},
+        "score_sort": score_sort if score_sort in rule_selectors.SORTS else "risk_score",
+        "score_columns": [
+            ("name", _("Account")),
+            ("risk_score", _("Risk score")),
+            ("margin_ratio", _("Margin ratio")),
+            ("hhi", _("HHI")),
+        ],
+        "desk_concentration": rule_selectors.desk_panel(accounts),
+    }
 
 
 @desk_member_required

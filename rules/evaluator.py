@@ -128,7 +128,10 @@ def load_limits(account_ids: list[int]) -> dict[int, Limits | None]:
     for account in ExchangeAccount.objects.filter(pk__in=account_ids).select_related("risk_profile"):
         profile = profile_for_account(account, default=default)
         if profile is not None and profile.pk not in made:
-            made[profile.pk] = Limits.from_values(profile.limit_values())
+            # The risk score's weights are a desk setting, the same for every profile.
+            made[profile.pk] = Limits.from_values(
+                {**profile.limit_values(), "score_weights": settings.RISK_SCORE_WEIGHTS}
+            )
         out[account.id] = made[profile.pk] if profile is not None else None
     return out
 

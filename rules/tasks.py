@@ -12,6 +12,15 @@ def execute_risk_action_task(action_id: int) -> str:
 
 
 @shared_task
+def desk_concentration_task() -> dict[str, int]:
+    """Desk-wide concentration: each symbol's share of the desk's gross notional against the desk
+    limits (rules.concentration). Idempotent: alert_raise refreshes the one open row per symbol."""
+    from rules.concentration import desk_concentration_check
+
+    return desk_concentration_check()
+
+
+@shared_task
 def baselines_recompute_task() -> int:
     """The anomaly detectors' per-account baselines from the last 30 days (rules.baselines)."""
     from rules.baselines import baselines_recompute
