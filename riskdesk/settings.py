@@ -185,9 +185,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
-# Schedules live in the database (django-celery-beat): risk managers edit the report schedules in
+# Schedules live in the database (django-celery-beat, riskdesk/beat.py): risk managers edit the report schedules in
 # the admin; the fixed jobs of riskdesk/celery.py are copied in at beat's start.
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "riskdesk.beat:DeskScheduler"
 
 # --- Auth, API -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
