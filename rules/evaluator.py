@@ -136,6 +136,21 @@ def load_limits(account_ids: list[int]) -> dict[int, Limits | None]:
     return out
 
 
+def anomaly_loads(account_ids: list[int]) -> dict[int, Decimal]:
+    """Each account's open anomaly alerts (rules/anomaly_alerts.py, message code "anomaly") as the
+    risk score's load: 1 per critical, 0.5 per warning (rules.score.anomaly_load)."""
+    from alerts.models import Alert, AlertStatus
+    from rules.score import anomaly_load
+
+    levels: dict[int, list[int]] = {}
+    rows = Alert.objects.filter(
+        account_id__in=account_ids, message_code="anomaly", status__in=[AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED]
+    ).values_list("account_id", "level")
+    for account_id, level in rows:
+        levels.setdefault(account_id, []).append(level)
+    return {a: anomaly_load(lv) for a, lv in levels.items()}
+
+
 def load_day_states(account_ids: list[int], day: str) -> dict[int, DayState]:
     """Start-of-day and peak equity from today's snapshots, so a restart keeps the day's figures."""
     from positions.models import AccountSnapshot
@@ -289,6 +304,7 @@ class Evaluator:
         self.engine = engine
         self.latches: dict[int, Latch] = defaultdict(Latch)
         self.limits: dict[int, Limits | None] = {}
+        self.anomaly_loads: dict[int, Decimal] = {}
         self.days: dict[int, DayState] = {}
         self.hot: set[int] = set()  # accounts whose latch is not all NORMAL with zero streaks
         # Accounts whose next complete evaluation settles their latch and resolves what no longer
@@ -342,6 +358,8 @@ class Evaluator:
     async def load_limits(self) -> set[int]:
         """Re-read the profiles; the accounts whose limits changed (their alerts get reconciled)."""
         limits = await sync_to_async(load_limits)(list(self.engine.accounts))
+        # The risk score's anomaly part: the open anomaly alerts' load, read with the profiles.
+        self.anomaly_loads = await sync_to_async(anomaly_loads)(list(self.engine.accounts))
         # Profiles that did not change keep the screen built for them: a new one rebuilds its bounds
         # on the next frame's path (~10 ms at 200 accounts, every PROFILE_RELOAD_S; bench/alerts.py).
         if limits == self.limits:
@@ -388,6 +406,7 @@ class Evaluator:
             now_ms=at_ms,
             settle=settle,
             count=count,
+            anomalies=self.anomaly_loads,
         ):
             evaluated += 1
             limits = self.limits[account_id]

@@ -72,7 +72,13 @@ class Screen:
         self._bounds_for = -1
         self._caps_for = -1
 
-    def quiet(self, arrays: dict, accounts: Iterable[int], days: Mapping[Any, DayState]) -> np.ndarray:
+    def quiet(
+        self,
+        arrays: dict,
+        accounts: Iterable[int],
+        days: Mapping[Any, DayState],
+        anomalies: Mapping[Any, Decimal] | None = None,
+    ) -> np.ndarray:
         """Book account indexes (``arrays["account_ids"]``) among ``accounts`` that are quiet.
         ``days`` must already have observed this frame's equity (see ``observe_days``)."""
         accounts = np.asarray(list(accounts), dtype=np.int64)
@@ -82,7 +88,7 @@ class Screen:
         n = len(arrays["account_ids"])
         ok = np.zeros(n, dtype=bool)
         ok[accounts] = True
-        ok &= self._accounts_inside(arrays, days, accounts, n)
+        ok &= self._accounts_inside(arrays, days, accounts, n, anomalies or {})
         ok &= ~_per_account(arrays["acct"], ~self._positions_inside(arrays), n)
         ok &= ~_per_account(arrays["pool_acct"], ~self._pools_inside(arrays), n)
         return np.flatnonzero(ok)
@@ -139,7 +145,9 @@ class Screen:
 
     # ------------------------------------------------------------------ the measures
 
-    def _accounts_inside(self, a: dict, days: Mapping[Any, DayState], accounts: np.ndarray, n: int) -> np.ndarray:
+    def _accounts_inside(
+        self, a: dict, days: Mapping[Any, DayState], accounts: np.ndarray, n: int, anomalies: Mapping[Any, Decimal]
+    ) -> np.ndarray:
         b = self.bound
         pa = a["pool_acct"]
 
@@ -162,7 +170,7 @@ class Screen:
             ok &= ~active | (well_posed & _below(_capped(num, mb), b[rule], 0.0))
         ok &= _below(self._cross_margin_ratio(a, n), b["margin_ratio"], 0.0)
         ok &= self._concentration_inside(a, gross, n)
-        ok &= self._score_inside(a, days, accounts, mb, mm, gross, n)
+        ok &= self._score_inside(a, days, accounts, mb, mm, gross, n, anomalies)
         ok &= self._day_inside(a, days, accounts, mb, scale, n)
         return ok
 
@@ -209,10 +217,11 @@ class Screen:
         mm: np.ndarray,
         gross: np.ndarray,
         n: int,
+        anomalies: Mapping[Any, Decimal],
     ) -> np.ndarray:
         """An upper bound of rules.score.risk_score, in floats: every part is pushed up by a margin
         far above the float error, and the score must stay below its limit by more than the
-        rounding to 0.01 could add. The screen takes no anomaly load (evaluate_accounts passes none)."""
+        rounding to 0.01 could add. ``anomalies``: each account's open anomaly load, as evaluate gets it."""
         bound = self.bound["risk_score"]
         if not np.isfinite(bound).any():
             return np.ones(n, dtype=bool)
@@ -227,13 +236,14 @@ class Screen:
             hhi = np.where(gross > 0, squares / (gross * gross), 0.0)
             mark, lp = a["mark"], a["lp"]
             distance = np.where(a["onfall"], mark - lp, lp - mark) / mark
-        measured = a["lp_known"]
-        distance = np.where(measured & ~np.isfinite(distance), -np.inf, distance)  # fail closed
+        # As _positions_inside: no liquidation price, or none finite, is no measurement on the exact path.
+        measured = a["lp_known"] & np.isfinite(distance)
         nearest = np.full(n, np.inf)
         np.minimum.at(nearest, a["acct"][measured], distance[measured])
-        drawdown = np.zeros(n)
+        drawdown, load = np.zeros(n), np.zeros(n)
         ids = a["account_ids"]
         for acct in accounts.tolist():
+            load[acct] = float(anomalies.get(ids[acct], 0))
             state = days.get(ids[acct])
             if state is not None and state.peak_equity > 0:
                 peak = float(state.peak_equity)
@@ -248,6 +258,7 @@ class Screen:
             "leverage": part(leverage / float(score.LEVERAGE_FULL)),
             "concentration": part(hhi),
             "drawdown": part(drawdown / float(score.DRAWDOWN_FULL)),
+            "anomalies": part(load / float(score.ANOMALY_LOAD_FULL)),
         }
         weights = self.score_weights
         value = sum(weights[k] * v for k, v in parts.items()) * 100.0
@@ -336,6 +347,7 @@ def evaluate_accounts(
     now_ms: int | None = None,
     settle: Mapping[Any, Iterable[str]] | None = None,
     count: bool = True,
+    anomalies: Mapping[Any, Decimal] | None = None,
 ) -> Iterator[tuple[Any, list[Change], AccountRisk]]:
     """`evaluate` for every account with a profile, skipping the ones the screen finds quiet.
     Yields (account id, changes, the book's AccountRisk) for each account evaluated exactly, as
@@ -353,7 +365,7 @@ def evaluate_accounts(
         complete = _complete_accounts(arrays)
         observe_days(arrays=arrays, accounts=accts, days=days, day=day, complete=complete)
         cold = [i for i in accts if arrays["account_ids"][i] not in hot]
-        quiet = {arrays["account_ids"][i] for i in screen.quiet(arrays, cold, days).tolist()}
+        quiet = {arrays["account_ids"][i] for i in screen.quiet(arrays, cold, days, anomalies).tolist()}
         exact = [a for a in wanted if a not in quiet]
     for account_id in exact:
         risk = book.account(account_id)
@@ -368,6 +380,7 @@ def evaluate_accounts(
             now_ms=now_ms,
             settle=settle.get(account_id, ()) if settle else (),
             count=count,
+            anomalies=(anomalies or {}).get(account_id, Decimal(0)),
         )
         if latch_is_quiet(latch):
             hot.discard(account_id)

@@ -1,10 +1,10 @@
 """What the overview shows of the risk logic: each account's risk score and Herfindahl index, and
 the desk-wide concentration panel. Reads only; the maths is rules.score (docs/RISK_LOGIC.md).
 
-The score here is the evaluator's formula on the overview's figures. Two inputs differ in source:
-the drawdown's peak is the highest margin balance of today's AccountSnapshots (the evaluator keeps
-the peak of every frame, so the page's drawdown can read slightly lower), and the anomaly load is
-the account's open anomaly alerts (message_code "anomaly"), which the evaluator does not read yet.
+The score here is the evaluator's formula on the overview's figures, with the same anomaly load
+(rules.evaluator.anomaly_loads). One input differs in source: the drawdown's peak is the highest
+margin balance of today's AccountSnapshots (the evaluator keeps the peak of every frame, so the
+page's drawdown can read slightly lower).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.db.models import Max
 
 from rules import score
 from rules.concentration import desk_limits, level_of
+from rules.evaluator import anomaly_loads
 
 SORTS = ("risk_score", "margin_ratio", "hhi", "name")
 ZERO = Decimal(0)
@@ -54,20 +55,6 @@ def _peaks(account_ids: list[int]) -> dict[int, Decimal]:
     return {r["account_id"]: r["peak"] for r in rows if r["peak"] is not None}
 
 
-def _anomaly_loads(account_ids: list[int]) -> dict[int, Decimal]:
-    from alerts.models import Alert, AlertStatus
-
-    levels: dict[int, list[int]] = {}
-    rows = Alert.objects.filter(
-        account_id__in=account_ids,
-        message_code="anomaly",
-        status__in=[AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED],
-    ).values_list("account_id", "level")
-    for account_id, level in rows:
-        levels.setdefault(account_id, []).append(level)
-    return {a: score.anomaly_load(lv) for a, lv in levels.items()}
-
-
 def _bands(accounts: list[Any]) -> dict[int, tuple[Any, Any, Any, Any]]:
     from accounts.models import ExchangeAccount
     from rules.models import RiskProfile
@@ -96,7 +83,7 @@ def account_scores(accounts: list[Any], *, sort: str = "risk_score", weights: An
     """One row per overview account (positions.selectors.AccountView), sorted (worst first for the
     figures, A-Z for the name); accounts without a score sort last."""
     ids = [a.id for a in accounts]
-    peaks, loads, bands = _peaks(ids), _anomaly_loads(ids), _bands(accounts)
+    peaks, loads, bands = _peaks(ids), anomaly_loads(ids), _bands(accounts)
     out = []
     for a in accounts:
         hhi = hhi_of(a.symbol_exposures)

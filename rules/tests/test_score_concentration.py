@@ -133,3 +133,33 @@ def test_the_check_reads_the_live_desk(gate_env, account_a, account_b, settings)
     assert missing == 0 and len(exposures) == 2
     settings.DESK_CONCENTRATION_WARNING, settings.DESK_CONCENTRATION_CRITICAL = "0.5", "0.9"
     assert desk_concentration_check() == {"BTCUSDT": CRITICAL}  # one symbol: the whole desk
+
+
+def test_the_quiet_screen_counts_the_anomaly_load_like_the_exact_path():
+    from rules.quiet_screen import Screen, evaluate_accounts
+
+    book = _book()
+    day = DayState("d", D(20000), D(20000))
+    calm = score.risk_score(risk=book.account(1), positions=book.positions(1), day=day).score
+    # the limit sits between the score without and with one critical anomaly (+5 points)
+    limits = {1: Limits.from_values({"risk_score_warning": calm + 2, "breach_after_n": 1})}
+
+    def run(anomalies):
+        latches, days, hot = {}, {1: DayState("d", D(20000), D(20000))}, set()
+        out = list(
+            evaluate_accounts(
+                book=book,
+                account_ids=[1],
+                limits=limits,
+                latches=latches,
+                days=days,
+                day="d",
+                hot=hot,
+                screen=Screen(limits),
+                anomalies=anomalies,
+            )
+        )
+        return [(c.rule, c.level) for _, changes, _ in out for c in changes], len(out)
+
+    assert run({}) == ([], 0)  # quiet: skipped by the screen
+    assert run({1: score.anomaly_load([CRITICAL])}) == ([("risk_score", WARNING)], 1)
