@@ -163,3 +163,14 @@ def test_the_quiet_screen_counts_the_anomaly_load_like_the_exact_path():
 
     assert run({}) == ([], 0)  # quiet: skipped by the screen
     assert run({1: score.anomaly_load([CRITICAL])}) == ([("risk_score", WARNING)], 1)
+
+
+def test_the_desk_settings_are_checked_at_start(settings):
+    from rules.apps import desk_settings_check
+
+    assert desk_settings_check() == []
+    settings.RISK_SCORE_WEIGHTS = {"margin_ratio": 1, "vibes": 2}
+    settings.DESK_CONCENTRATION_WARNING, settings.DESK_CONCENTRATION_CRITICAL = "0.9", "0.7"
+    assert [e.id for e in desk_settings_check()] == ["rules.E001", "rules.E003"]
+    settings.RISK_SCORE_WEIGHTS, settings.DESK_CONCENTRATION_CRITICAL = None, "70"
+    assert [e.id for e in desk_settings_check()] == ["rules.E002"]
