@@ -43,7 +43,7 @@ def run_archive(env, *, kill_after_batches: int | None, extra_delay_s: float = 0
         "--before",
         "2026-12-01",
         "--batch-size",
-        "400",
+        "200",
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if kill_after_batches is None:
