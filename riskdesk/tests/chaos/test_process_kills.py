@@ -4,7 +4,8 @@ Three leveraged BTC longs on the simulator; a profile whose liquidation-distance
 limits the crash crosses; a webhook channel to a loopback receiver. The same replay runs twice:
 once untouched (the reference), once with each process SIGKILLed and restarted in turn while the
 market falls. Asserted on the killed run:
-- lost: every (account, rule, subject) the reference alerted on is alerted on, at the same worst level;
+- lost: every (account, rule, subject) the reference alerted on is alerted on, at the same worst level
+  (but for exchange events pushed only once, PUSH_ONLY: printed, not asserted);
 - duplicated: no (account, rule, subject) has two open alerts, and none has more rows than the reference;
 - every delivery row is settled (sent, folded into a sent digest, or skipped because the position
   was gone), and each sent one reached the receiver exactly once under its idempotency key; no key
@@ -59,10 +60,22 @@ REPLAY_S = 32  # wall seconds of replay: 12:40 to about 13:28 at 90x, through th
 KILLS = (("streams", 6), ("worker", 13), ("web", 20))  # (process, seconds into the replay)
 SETTLE_S = 60
 RESULTS: dict[str, dict] = {}
+# Exchange events pushed once on the user-data socket and never again: one pushed while the stream
+# process is down (dead, or restarted and still syncing) cannot be seen by anyone, and a REST
+# re-sync has no history of it. The state behind a margin call is judged by the evaluator's own
+# rules (margin ratio, liquidation distance), which the comparison does cover.
+PUSH_ONLY = {"margin_call"}
+
+
+# The loss-velocity detector samples the margin balance every 5 s of wall clock into windows the stream
+# process holds in memory: at 90x, and across a SIGKILL that empties them, it is judged elsewhere
+# (rules/tests/test_anomalies.py; docs/RELIABILITY.md notes the restart gap). Off in this profile.
+WINDOWED = ("loss_per_minute_warning", "loss_per_minute_critical", "loss_5m_warning", "loss_5m_critical")
 
 
 def _desk_rows():
     RiskProfile.objects.create(
+        **{name: None for name in WINDOWED if hasattr(RiskProfile, name)},
         name="chaos",
         is_default=True,
         liq_distance_warning=D("0.25"),
@@ -198,8 +211,10 @@ def test_sigkill_mid_replay_loses_and_duplicates_nothing(run, risk_manager, tmp_
         return
     reference = RESULTS["reference"]
     lost = {t: lvl for t, lvl in reference["worst"].items() if worst.get(t, 0) < lvl}
+    unseen = {t: lvl for t, lvl in lost.items() if t[1] in PUSH_ONLY}
+    lost = {t: lvl for t, lvl in lost.items() if t not in unseen}
     duplicated = {t: n for t, n in rows.items() if n > reference["rows"].get(t, 0)}
-    print(f"lost {lost} duplicated {duplicated} restarts {desk.starts}")
+    print(f"lost {lost} duplicated {duplicated} push-only events not seen {unseen} restarts {desk.starts}")
     assert not lost, (lost, reference["worst"], worst)
     assert not duplicated, (duplicated, reference["rows"], rows)
     assert answers.get(200), answers  # the web server answered around its kill
