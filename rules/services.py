@@ -44,7 +44,9 @@ def profiles_changed() -> None:
 
 def _profiles_changed() -> None:
     # After commit: a reload that reads the key before the rows commit would reload the old values.
-    transaction.on_commit(lambda: cache.set(PROFILES_VERSION_KEY, time.time_ns(), timeout=None))
+    # robust: with Redis down the edit is committed all the same and must answer as such, not 500;
+    # the evaluator's 30 s reload picks the change up instead (the failure is logged).
+    transaction.on_commit(lambda: cache.set(PROFILES_VERSION_KEY, time.time_ns(), timeout=None), robust=True)
 
 
 def _validate(profile: RiskProfile) -> None:

@@ -194,3 +194,19 @@ def test_the_lanes_first_check_after_a_redis_restart_succeeds(trader_a, account_
     assert down[0] == 200 and codes(down[1]) == [UNAVAILABLE]
     assert restarted[0] == 200 and restarted[1]["allowed"] is True, restarted
     assert bounced[0] == 200 and bounced[1]["allowed"] is True, bounced
+
+
+def test_a_profile_edit_with_redis_down_answers_200(
+    api_for, risk_manager, redis_gate, django_capture_on_commit_callbacks
+):
+    from rules.models import RiskProfile
+
+    profile = RiskProfile.objects.create(name="drill", max_leverage_warning=10, max_leverage_critical=20)
+    redis_gate.stop()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_for(risk_manager).patch(
+            f"/api/v1/profiles/{profile.id}/", {"max_leverage_warning": 12, "reason": "drill"}, format="json"
+        )
+    assert response.status_code == 200, response.content
+    profile.refresh_from_db()
+    assert profile.max_leverage_warning == 12  # committed; the evaluator's 30 s reload takes it up
