@@ -42,7 +42,7 @@ class ReportListApi(APIView):
         accounts = serializers.ListField(
             child=serializers.IntegerField(min_value=1, max_value=2**31 - 1), required=False
         )
-        language = serializers.ChoiceField(choices=[code for code, _ in settings.LANGUAGES], required=False)
+        language = serializers.ChoiceField(choices=settings.LANGUAGES, required=False)
 
     @extend_schema(responses=ReportOutput(many=True))
     def get(self, request):
