@@ -217,7 +217,10 @@ def _account_view(account: ExchangeAccount) -> AccountView:
     view.user_feed = user_feed
     from marketdata.collateral import account_assets_get
 
-    view.assets = account_assets_get(account.id)
+    try:
+        view.assets = account_assets_get(account.id)
+    except REDIS_DOWN:  # balances by asset live only in the cache: without Redis the card has none
+        view.assets = None
     return view
 
 

@@ -72,6 +72,7 @@ def test_a_risk_manager_edits_a_profile_through_the_admin_and_history_shows_it(r
         disabled_checks="[]",
         change_reason="tighter leverage",
     )
+    data.update({"symbol_limits-TOTAL_FORMS": 0, "symbol_limits-INITIAL_FORMS": 0})  # the per-symbol inline
     response = client.post(f"/admin/rules/riskprofile/{profile.id}/change/", data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     profile.refresh_from_db()

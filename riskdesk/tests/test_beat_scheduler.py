@@ -3,6 +3,7 @@ of riskdesk/celery.py come along with their expiry."""
 
 from __future__ import annotations
 
+import pytest
 from django.conf import settings
 from django_celery_beat.models import PeriodicTask
 
@@ -10,7 +11,10 @@ from riskdesk.beat import DeskScheduler
 from riskdesk.celery import app
 
 
-def test_the_fixed_jobs_are_copied_in_with_their_expiry(db):
+# transaction=True: django-celery-beat's scheduler closes old connections as it works, which on
+# MariaDB ends a test's enclosing transaction (SQLite's in-memory connection never closes).
+@pytest.mark.django_db(transaction=True)
+def test_the_fixed_jobs_are_copied_in_with_their_expiry():
     assert settings.CELERY_BEAT_SCHEDULER == "riskdesk.beat:DeskScheduler"
     DeskScheduler(app=app, lazy=True).update_from_dict(app.conf.beat_schedule)
     watch = PeriodicTask.objects.get(name="watch-stream")
