@@ -213,7 +213,8 @@ def test_sigkill_mid_replay_loses_and_duplicates_nothing(run, risk_manager, tmp_
     lost = {t: lvl for t, lvl in reference["worst"].items() if worst.get(t, 0) < lvl}
     unseen = {t: lvl for t, lvl in lost.items() if t[1] in PUSH_ONLY}
     lost = {t: lvl for t, lvl in lost.items() if t not in unseen}
-    duplicated = {t: n for t, n in rows.items() if n > reference["rows"].get(t, 0)}
+    # A push-only event may reach one run and not the other (timing): two rows of it are a duplicate.
+    duplicated = {t: n for t, n in rows.items() if n > max(reference["rows"].get(t, 0), 1 if t[1] in PUSH_ONLY else 0)}
     print(f"lost {lost} duplicated {duplicated} push-only events not seen {unseen} restarts {desk.starts}")
     assert not lost, (lost, reference["worst"], worst)
     assert not duplicated, (duplicated, reference["rows"], rows)
