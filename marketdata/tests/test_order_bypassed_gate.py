@@ -11,7 +11,6 @@ from decimal import Decimal as D
 
 import pytest
 from django.core.cache import cache
-from django.db import OperationalError
 
 from accounts import services as account_services
 from accounts.models import TradingState
@@ -21,6 +20,7 @@ from marketdata.models import Symbol
 from marketdata.simulator import SimulatorThread, build_config
 from marketdata.sink import DjangoSink
 from marketdata.streams import AccountSpec, StreamEngine
+from marketdata.tests.test_liquidation_flow import until  # polls the database off the loop
 from rules.approved_orders import approved_add
 from rules.models import RiskProfile
 
@@ -30,18 +30,6 @@ ACCOUNTS = {
         for n in (1, 2)
     ]
 }
-
-
-async def until(check, timeout_s: float = 10.0) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        try:
-            if await asyncio.to_thread(check):
-                return time.monotonic() - started
-        except OperationalError:  # the test database's shared cache: a table locked by a writer thread
-            pass
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not within {timeout_s} s")
 
 
 def bypass_alerts(account) -> list[Alert]:
