@@ -89,3 +89,32 @@ class TickerHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol_id} {self.time:%Y-%m-%d %H:%M:%S} {self.mark_price}"
+
+
+class MinuteBar(models.Model):
+    """One 1-minute OHLC bar per symbol: the market history volatility, correlations and VaR read
+    (issue 18). From the exchange's klines (backfill, daily refresh) or built by the stream process
+    from the marks it saw; a klines bar replaces a marks bar, never the other way round
+    (marketdata/bars.py)."""
+
+    MARKS, KLINES = "marks", "klines"
+    SOURCES = [(MARKS, _("mark prices")), (KLINES, _("exchange klines"))]
+
+    # A name, not a foreign key: a backfill may fetch symbols before exchangeInfo made their rows.
+    symbol = models.CharField(_("symbol"), max_length=32)
+    open_time = models.DateTimeField(_("open time"))
+    open = models.DecimalField(_("open"), **PRICE)
+    high = models.DecimalField(_("high"), **PRICE)
+    low = models.DecimalField(_("low"), **PRICE)
+    close = models.DecimalField(_("close"), **PRICE)
+    source = models.CharField(_("source"), max_length=8, choices=SOURCES)
+
+    class Meta:
+        ordering = ["symbol", "open_time"]
+        # The unique index (symbol, open_time) is also what every range read uses.
+        constraints = [models.UniqueConstraint(fields=["symbol", "open_time"], name="marketdata_minutebar_unique")]
+        verbose_name = _("minute bar")
+        verbose_name_plural = _("minute bars")
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.open_time:%Y-%m-%d %H:%M} {self.close}"
