@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import shapes
+from . import klines, shapes
 from .auth import check_api_key, check_signature, check_timestamp
 from .clock import now_ms
 from .errors import BANNED, TOO_MANY, UNKNOWN_STATUS, ApiError, missing
@@ -153,6 +153,8 @@ def _order_headers(sim: Simulator, account: Account, headers: dict[str, str]) ->
 
 
 def _weight(route: Route, request: web.Request) -> int:
+    if callable(route.weight):  # klines: by its limit parameter
+        return route.weight(request)
     # Binance charges the all-symbols variants of these far more.
     heavy = {"/openOrders": 40, "/premiumIndex": 10, "/forceOrders": 50, "/assetIndex": 10}
     if "symbol" not in request.query and route.path.endswith(tuple(heavy)):
@@ -413,5 +415,6 @@ ROUTES = (
 
 
 def add_routes(app: web.Application, sim: Simulator) -> None:
-    for route in ROUTES:
+    kline_route = Route("GET", "/fapi/v1/klines", klines.register(app, sim), NONE, klines.request_weight)  # type: ignore[arg-type]
+    for route in (*ROUTES, kline_route):
         app.router.add_route(route.method, route.path, wrap(sim, route))
