@@ -310,7 +310,7 @@ class LeanAsyncRedis:
             else:
                 connect = loop.create_connection(lambda: proto, self.host, self.port)
             await asyncio.wait_for(connect, CONNECT_TIMEOUT_S)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise _connection_error(f"Error connecting to Redis: {exc!r}") from exc
         hello = []
         if self.password:
