@@ -21,6 +21,19 @@ class AlertAdmin(AuditAdmin):
     date_hierarchy = "opened_at"
     actions = ["acknowledge", "resolve"]  # alerts are evidence: only the lifecycle services change them
 
+    def get_urls(self):
+        from django.urls import path
+
+        # Before the ModelAdmin's own: its "<path:object_id>/" would take "history/".
+        view = self.admin_site.admin_view(self.history_view)
+        return [path("history/", view, name="alerts_alert_history"), *super().get_urls()]
+
+    def history_view(self, request):
+        """Alerts for any date range, database and archive as one (docs/ARCHIVE.md)."""
+        from positions.archive.admin_history import history_view
+
+        return history_view(request, model_admin=self, table="alert")
+
     @admin.action(description=_("Acknowledge selected alerts"), permissions=["act"])
     def acknowledge(self, request, queryset):
         for alert in queryset.filter(status=AlertStatus.OPEN):

@@ -80,6 +80,19 @@ class OrderLogAdmin(AuditAdmin):
     date_hierarchy = "created_at"
     change_list_template = "admin/positions/orderlog/change_list.html"  # the log is written by the gate only
 
+    def get_urls(self):
+        from django.urls import path
+
+        # Before the ModelAdmin's own: its "<path:object_id>/" would take "history/".
+        view = self.admin_site.admin_view(self.history_view)
+        return [path("history/", view, name="positions_orderlog_history"), *super().get_urls()]
+
+    def history_view(self, request):
+        """The order log for any date range, database and archive as one (docs/ARCHIVE.md)."""
+        from positions.archive.admin_history import history_view
+
+        return history_view(request, model_admin=self, table="orderlog")
+
     @admin.display(description="reason codes")
     def codes(self, obj: OrderLog) -> str:
         return ", ".join(obj.reason_codes or [])

@@ -101,13 +101,22 @@ def _archive(q: Query, need: int) -> tuple[int, list[dict]]:
     return count, rows
 
 
-def history_page(q: Query) -> tuple[int, list[dict]]:
-    """(total matching rows, the page of rows as dicts, newest first)."""
+HOT, ARCHIVE = "hot", "archive"
+
+
+def history_page(q: Query, *, source_key: str | None = None) -> tuple[int, list[dict]]:
+    """(total matching rows, the page of rows as dicts, newest first). With `source_key`, each row
+    also says where it was read: row[source_key] is HOT (the database) or ARCHIVE (a Parquet file)."""
     spec = TABLES[q.table]
     need = q.offset + q.limit
     hot = _hot(q)
     hot_count = hot.count()
     hot_rows = list(hot.order_by(f"-{spec.time_field}", "-pk").values(*spec.column_names)[:need])
     archived_count, archived_rows = _archive(q, need)
+    if source_key:
+        for row in hot_rows:
+            row[source_key] = HOT
+        for row in archived_rows:
+            row[source_key] = ARCHIVE
     merged = sorted(hot_rows + archived_rows, key=lambda r: (r[spec.time_field], r["id"]), reverse=True)
     return hot_count + archived_count, merged[q.offset : need]
