@@ -162,9 +162,7 @@ def historical_scenarios(
     if short:
         if short_history == "raise" or len(short) == len(aligned.symbols):
             have = ", ".join(f"{s} ({int(n)})" for s, n in zip(aligned.symbols, per_symbol, strict=True) if s in short)
-            raise InsufficientHistory(
-                f"fewer than {min_scenarios} one-day windows for: {have}", symbols=short
-            )
+            raise InsufficientHistory(f"fewer than {min_scenarios} one-day windows for: {have}", symbols=short)
         keep = [i for i, s in enumerate(aligned.symbols) if s not in short]
     first = int(aligned.first[keep].max())
     ok = starts >= first
@@ -213,8 +211,12 @@ def betas_to(
     if counts[p] < min_returns:
         raise InsufficientHistory(f"{proxy}: fewer than {min_returns} daily returns for betas", symbols=[proxy])
     cols = [i for i in range(len(aligned.symbols)) if counts[i] >= min_returns]
-    sub = replace(returns, symbols=tuple(returns.symbols[i] for i in cols),
-                  values=returns.values[:, cols], valid=returns.valid[:, cols])
+    sub = replace(
+        returns,
+        symbols=tuple(returns.symbols[i] for i in cols),
+        values=returns.values[:, cols],
+        valid=returns.valid[:, cols],
+    )
     est = ewma(sub, half_life_days=half_life_days, min_returns=min_returns)
     pi = est.index(proxy)
     var_p = est.cov[pi, pi]
@@ -339,9 +341,7 @@ def stress_scenario(
         given[s] = value
     syms = tuple(given)
     arr = np.array([[given[s] for s in syms]])
-    base = ScenarioSet(
-        names=(name,), symbols=syms, moves=arr, low=np.minimum(arr, 0.0), high=np.maximum(arr, 0.0)
-    )
+    base = ScenarioSet(names=(name,), symbols=syms, moves=arr, low=np.minimum(arr, 0.0), high=np.maximum(arr, 0.0))
     full = with_proxies(base, [s for s in symbols if s not in syms], betas=betas, proxy=proxy)
     return full.for_symbols(list(dict.fromkeys(symbols)) or list(full.symbols))
 

@@ -128,10 +128,10 @@ def ewma(
     counts = returns.valid.sum(axis=0)
     short = [sym for sym, c in zip(returns.symbols, counts, strict=True) if c < min_returns]
     if short:
-        detail = ", ".join(f"{sym} ({int(c)})" for sym, c in zip(returns.symbols, counts, strict=True) if c < min_returns)
-        raise InsufficientHistory(
-            f"fewer than {min_returns} returns of {horizon} min for: {detail}", symbols=short
+        detail = ", ".join(
+            f"{sym} ({int(c)})" for sym, c in zip(returns.symbols, counts, strict=True) if c < min_returns
         )
+        raise InsufficientHistory(f"fewer than {min_returns} returns of {horizon} min for: {detail}", symbols=short)
     h = half_life_days * DAY_MINUTES / horizon
     age = np.arange(n - 1, -1, -1, dtype=float)
     w = 0.5 ** (age / h)
