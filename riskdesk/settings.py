@@ -410,3 +410,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- h18c --- portfolio risk and the allocation adviser (rules/allocation/, docs/ALLOCATION.md)
+# Days of 1-minute bars behind the historical VaR (daily returns); fewer than the minimum is "not available".
+ALLOCATION_HISTORY_DAYS = env.int("ALLOCATION_HISTORY_DAYS", default=90)
+ALLOCATION_MIN_HISTORY_DAYS = env.int("ALLOCATION_MIN_HISTORY_DAYS", default=20)
+# The adviser's defaults: daily 99 % VaR budgets as percent of equity, and the capital split method.
+ALLOCATION_DESK_BUDGET_PCT = env.str("ALLOCATION_DESK_BUDGET_PCT", default="2")
+ALLOCATION_ACCOUNT_BUDGET_PCT = env.str("ALLOCATION_ACCOUNT_BUDGET_PCT", default="4")
+ALLOCATION_METHOD = env.str("ALLOCATION_METHOD", default="risk_parity")
+if ALLOCATION_METHOD not in ("risk_parity", "inverse_vol"):
+    raise ImproperlyConfigured(f"ALLOCATION_METHOD must be risk_parity or inverse_vol, not {ALLOCATION_METHOD!r}")

@@ -36,6 +36,7 @@ api_v1 = [
     path("alerts", api_history.AlertHistoryApi.as_view(), name="alert_history"),
     path("reports/", reports_api.ReportListApi.as_view(), name="report_list"),
     path("reports/<int:report_id>/", reports_api.ReportDetailApi.as_view(), name="report_detail"),
+    path("", include("rules.allocation.api_urls")),  # risk/var, allocation (docs/ALLOCATION.md)
 ]
 
 urlpatterns = [
@@ -50,6 +51,7 @@ urlpatterns = [
     path("alerts/", include("alerts.urls")),
     path("rules/", include("rules.urls")),
     path("reports/", include("alerts.reports.urls")),
+    path("allocation/", include("rules.allocation.urls")),
     path("health", health, name="health"),
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),

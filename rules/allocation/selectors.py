@@ -1,0 +1,155 @@
+"""Reads for the risk model: the desk's inputs (positions, wallets, brackets) from the live state or
+the last rows, the cached result and the VaR history. No writes (services.py writes the cache)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Q
+
+from accounts import access
+from accounts.models import ExchangeAccount, User
+from marketdata.models import LeverageBracket
+from positions import selectors as position_selectors
+from positions.figures import PositionInput
+from positions.margin import Bracket
+from riskdesk.redis_clients import REDIS_DOWN
+
+log = logging.getLogger(__name__)
+
+LATEST_KEY = "allocation:latest"
+HISTORY_KEY = "allocation:var_history"
+HISTORY_KEEP = 400  # trading days of desk VaR points kept (the chart's "VaR over time")
+
+
+@dataclass(frozen=True)
+class AccountInputs:
+    """One account as the maths takes it: USDT positions at their marks, the cross wallet (isolated
+    wallets are on each position), its margin balance (equity) and its bracket tables."""
+
+    account_id: int
+    name: str
+    profile_id: int | None
+    cross_wallet: Decimal
+    equity: Decimal
+    positions: tuple[PositionInput, ...]
+    brackets: dict[str, list[Bracket]] = field(default_factory=dict)
+    problem: str = ""  # why this account cannot be measured (no wallet known, several margin assets)
+
+
+def bracket_tables(account_ids: list[int]) -> tuple[dict[str, list[Bracket]], dict[int, dict[str, list[Bracket]]]]:
+    """Symbol defaults and per-account tables (Binance scales some accounts' brackets)."""
+    defaults: dict[str, list[Bracket]] = {}
+    overrides: dict[int, dict[str, list[Bracket]]] = {}
+    rows = LeverageBracket.objects.filter(Q(account__isnull=True) | Q(account_id__in=account_ids))
+    for r in rows.select_related("symbol").order_by("symbol__name", "account_id", "bracket"):
+        bracket = Bracket(
+            floor=r.notional_floor,
+            cap=r.notional_cap,
+            mmr=r.maint_margin_ratio,
+            cum=r.cum,
+            max_leverage=r.initial_leverage,
+        )
+        table = defaults if r.account_id is None else overrides.setdefault(r.account_id, {})
+        table.setdefault(r.symbol.name, []).append(bracket)
+    return defaults, overrides
+
+
+def _inputs(view: position_selectors.AccountView, profile_id: int | None, brackets: dict) -> AccountInputs:
+    positions = tuple(
+        PositionInput(
+            symbol=r.symbol,
+            side=r.side,
+            qty=r.raw_qty,
+            entry_price=r.entry_price,
+            mark_price=r.mark,
+            leverage=int(r.leverage or 1),
+            margin_type=r.margin_type,
+            isolated_wallet=r.isolated_wallet,
+            margin_asset=r.margin_asset,
+        )
+        for r in view.positions
+        if r.raw_qty and r.mark and r.entry_price
+    )
+    wallet = view.figure("wallet_balance")
+    equity = view.figure("margin_balance")
+    problem = ""
+    if {p.margin_asset for p in positions} - {"USDT"}:
+        # The live state carries one wallet total, not one per margin asset: no split by guesswork.
+        problem = "positions margined in an asset other than USDT"
+    elif wallet is None:
+        problem = "no wallet balance known for this account"
+    cross = (wallet or Decimal(0)) - sum((p.isolated_wallet for p in positions), Decimal(0))
+    return AccountInputs(
+        account_id=view.id,
+        name=view.name,
+        profile_id=profile_id,
+        cross_wallet=cross,
+        equity=equity if equity is not None else (wallet or Decimal(0)),
+        positions=positions,
+        brackets=brackets,
+        problem=problem,
+    )
+
+
+def desk_inputs(*, accounts: list[ExchangeAccount] | None = None) -> list[AccountInputs]:
+    """Every enabled account (or those given) with its current positions: the live state, else the
+    last rows (positions.selectors decides, as for every desk page)."""
+    if accounts is None:
+        accounts = list(ExchangeAccount.objects.filter(enabled=True).order_by("name"))
+    defaults, overrides = bracket_tables([a.id for a in accounts])
+    out = []
+    for account in accounts:
+        view = position_selectors.account_view(account)
+        out.append(_inputs(view, account.risk_profile_id, {**defaults, **overrides.get(account.id, {})}))
+    return out
+
+
+def latest_result() -> dict[str, Any] | None:
+    """The last desk result the beat job (or a page, when there was none) computed."""
+    try:
+        return cache.get(LATEST_KEY)
+    except REDIS_DOWN:
+        log.warning("allocation: cache down, no cached VaR result")
+        return None
+
+
+def var_history() -> list[dict[str, Any]]:
+    """[{day, var_historical, es_historical, var_parametric, equity, accounts: {id: var}}], oldest first."""
+    try:
+        return list(cache.get(HISTORY_KEY) or [])
+    except REDIS_DOWN:
+        return []
+
+
+def visible_part(result: dict[str, Any], user: User) -> dict[str, Any]:
+    """What `user` may see of a desk result. Risk managers and viewers: all of it. A trader: their own
+    accounts' stand-alone VaR/ES and the market's correlations; nothing that carries other accounts'
+    positions (desk totals, contributions, the symbols' desk contributions, scenario rows of others)."""
+    if access.can_see_all_accounts(user):
+        return {**result, "scope": "desk"}
+    mine = access.visible_account_ids(user)
+    accounts = [
+        {**a, "contribution_historical": None, "contribution_parametric": None}
+        for a in result.get("accounts", [])
+        if a["account_id"] in mine
+    ]
+    scenarios = [
+        {**s, "desk_loss": None, "liquidations": [r for r in s.get("liquidations", []) if r["account_id"] in mine]}
+        for s in result.get("scenarios", [])
+    ]
+    return {
+        **result,
+        "scope": "own_accounts",
+        "desk": None,
+        "symbols": [],
+        "accounts": accounts,
+        "scenarios": scenarios,
+        "problems": [
+            p for p in result.get("problems", []) if p.get("account_id") in mine or p.get("account_id") is None
+        ],
+    }

@@ -1,0 +1,188 @@
+"""Use cases of the risk model and the adviser, one keyword-only function each.
+
+- risk_compute: the desk's inputs and bars as of a time -> the result (plain JSON: decimals as strings);
+- risk_refresh: the beat job: compute now, cache the result, keep one VaR point per trading day;
+- risk_latest: the cached result, or computed (and cached) when there is none;
+- allocation_suggest: the adviser's suggestion on a result (capital, per-symbol caps, leverage caps);
+- allocation_apply: a risk manager writes one profile's suggestion into its limits through
+  rules.services.profile_update, the admin's path, so history and the reason are recorded.
+The maths is positions.portfolio, called through rules.allocation.engine."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.translation import gettext
+
+from accounts.models import ExchangeAccount, User
+from riskdesk.redis_clients import REDIS_DOWN
+from rules import services as rule_services
+from rules.allocation import engine, selectors
+from rules.allocation.params import AdviserParams
+from rules.models import RiskProfile
+
+log = logging.getLogger(__name__)
+
+CENT = Decimal("0.01")
+WARNING_SHARE = Decimal("0.8")  # an applied notional cap warns at 80 % of itself
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def risk_compute(
+    *, inputs: list[selectors.AccountInputs], as_of: datetime, closes: dict | None = None
+) -> dict[str, Any]:
+    """VaR/ES (historical and parametric), contributions, correlations and the 2021-05-19 stress
+    liquidations of `inputs` as of `as_of`. `closes` ({symbol: (open_ms list, closes)}) defaults to
+    the stored 1-minute bars before as_of: nothing after as_of is read (no look-ahead)."""
+    symbols = sorted({p.symbol for a in inputs for p in a.positions})
+    if closes is None:
+        closes = engine.closes_from_bars(symbols, as_of=as_of, days=settings.ALLOCATION_HISTORY_DAYS)
+    return engine.compute(
+        inputs=inputs,
+        closes=closes,
+        as_of_ms=_ms(as_of),
+        history_days=settings.ALLOCATION_HISTORY_DAYS,
+        min_history_days=settings.ALLOCATION_MIN_HISTORY_DAYS,
+    )
+
+
+def _trading_day(at: datetime) -> str:
+    return at.astimezone(ZoneInfo(settings.TRADING_DAY_TZ)).date().isoformat()
+
+
+def _store(result: dict[str, Any]) -> None:
+    """The latest result, and today's point of the VaR history (the day's last computation wins)."""
+    try:
+        cache.set(selectors.LATEST_KEY, result, timeout=None)
+        history = [h for h in selectors.var_history() if h["day"] != result["day"]]
+        desk = result.get("desk") or {}
+        history.append(
+            {
+                "day": result["day"],
+                "as_of": result["as_of"],
+                "var_historical": desk.get("var_historical"),
+                "es_historical": desk.get("es_historical"),
+                "var_parametric": desk.get("var_parametric"),
+                "equity": desk.get("equity"),
+                "accounts": {str(a["account_id"]): a.get("var_historical") for a in result.get("accounts", [])},
+            }
+        )
+        history.sort(key=lambda h: h["day"])
+        cache.set(selectors.HISTORY_KEY, history[-selectors.HISTORY_KEEP :], timeout=None)
+    except REDIS_DOWN:
+        log.warning("allocation: cache down, the VaR result was computed but not kept")
+
+
+def risk_refresh(
+    *, now: datetime | None = None, accounts: list[ExchangeAccount] | None = None, closes: dict | None = None
+) -> dict[str, Any]:
+    """The beat job: the desk's result as of now, cached, with today's VaR history point.
+    `closes` replaces the stored bars (tests, the crash proof)."""
+    now = now or timezone.now()
+    result = risk_compute(inputs=selectors.desk_inputs(accounts=accounts), as_of=now, closes=closes)
+    result["day"] = _trading_day(now)
+    _store(result)
+    return result
+
+
+def risk_latest() -> dict[str, Any]:
+    result = selectors.latest_result()
+    if result is None:
+        # No beat run yet (a new desk, a flushed cache): compute once, so the page is never empty.
+        result = risk_refresh()
+    return result
+
+
+# --------------------------------------------------------------------------- the adviser
+
+
+def allocation_suggest(*, result: dict[str, Any], params: AdviserParams) -> dict[str, Any]:
+    """Capital per account, per-symbol notional caps and leverage caps within the bracket tiers, for
+    the desk in `result` under `params`'s budgets; each row with today's value and the reason."""
+    return engine.suggest(result=result, params=params, profiles=_profiles_now(result), tr=gettext)
+
+
+def _profiles_now(result: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The profile governing each account of `result` (its own, else the default) with the effective
+    per-symbol notional and leverage limits now: the symbol's override, else the profile's own."""
+    default = RiskProfile.objects.filter(is_default=True).first()
+    wanted = {a["profile_id"] for a in result.get("accounts", []) if a.get("profile_id")}
+    profiles = {p.id: p for p in RiskProfile.objects.filter(id__in=wanted).prefetch_related("symbol_limits")}
+    out = {}
+    for a in result.get("accounts", []):
+        profile = profiles.get(a.get("profile_id")) or default
+        if profile is None:
+            continue
+        overrides = profile.symbol_limit_values()
+        symbols = {}
+        for p in a.get("positions", []):
+            own = overrides.get(p["symbol"], {})
+            symbols[p["symbol"]] = {
+                "notional": own.get("max_position_notional_critical", profile.max_position_notional_critical),
+                "leverage": own.get("max_leverage_critical", profile.max_leverage_critical),
+            }
+        out[a["account_id"]] = {"id": profile.id, "name": profile.name, "symbols": symbols}
+    return out
+
+
+@dataclass(frozen=True)
+class Applied:
+    profile: RiskProfile
+    reason: str
+    symbols: int
+
+
+def _symbol_limits(profile: RiskProfile, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The profile's per-symbol overrides with the suggested caps written over them (other fields kept).
+    A notional cap warns at 80 % of itself; the leverage warning never sits above the new cap."""
+    limits = {symbol: dict(values) for symbol, values in profile.symbol_limit_values().items()}
+    base_leverage_warning = profile.max_leverage_warning
+    for row in rows:
+        symbol = row["symbol"]
+        current = limits.setdefault(symbol, {})
+        if row.get("notional_cap") is not None:
+            cap = Decimal(row["notional_cap"]).quantize(CENT, ROUND_DOWN)
+            current["max_position_notional_critical"] = cap
+            current["max_position_notional_warning"] = (cap * WARNING_SHARE).quantize(CENT, ROUND_DOWN)
+        if row.get("leverage_cap") is not None:
+            cap = int(row["leverage_cap"])
+            current["max_leverage_critical"] = cap
+            warning = current.get("max_leverage_warning", base_leverage_warning)
+            current["max_leverage_warning"] = cap if warning is None else min(int(warning), cap)
+    return limits
+
+
+def allocation_apply(*, profile: RiskProfile, params: AdviserParams, by: User, now: datetime | None = None) -> Applied:
+    """Never automatic: a risk manager's POST. The suggestion is recomputed here from the latest
+    result (the numbers a form posts are never trusted) and written through profile_update."""
+    result = risk_latest()
+    suggestion = allocation_suggest(result=result, params=params)
+    if suggestion.get("not_available"):
+        raise ValidationError(suggestion["not_available"])
+    rows = [r for r in suggestion["limits"] if r["profile_id"] == profile.id and not r.get("not_available")]
+    if not rows:
+        raise ValidationError("the suggestion has no limits for this profile")
+    day = _trading_day(datetime.fromisoformat(result["as_of"]) if result.get("as_of") else (now or timezone.now()))
+    reason = f"allocation suggestion of {day}"
+    rule_services.profile_update(
+        profile=profile, values={rule_services.SYMBOL_LIMITS: _symbol_limits(profile, rows)}, by=by, reason=reason
+    )
+    return Applied(profile=profile, reason=reason, symbols=len({r["symbol"] for r in rows}))
+
+
+def as_of_before(day: str, *, hours_before: int = 0) -> datetime:
+    """Midnight UTC starting `day`, less some hours: "the evening before" for the crash proof."""
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    return start - timedelta(hours=hours_before)

@@ -1,0 +1,54 @@
+"""Shared set-up for the allocation tests (no tests here): the page fixtures' desk (account_a long
+0.5 BTC at 20x, account_b short 4 ETH, live state published as the stream process does) and
+1-minute closes of our own making, as marketdata.bars would give them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from riskdesk.tests import page_fixtures as pf
+
+client_for, desk, gate_env = pf.client_for, pf.desk, pf.gate_env
+
+MINUTE_MS = 60_000
+AS_OF = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+
+def synthetic_closes(
+    *,
+    as_of: datetime = AS_OF,
+    days: float = 30,
+    start_prices: dict[str, float] | None = None,
+    daily_vol: dict[str, float] | None = None,
+    seed: int = 7,
+) -> dict[str, tuple[list[int], list[float]]]:
+    """A seeded random walk of 1-minute closes per symbol ending the minute before `as_of`,
+    correlated (BTC and ETH share a factor), ending at the page fixtures' marks."""
+    start_prices = start_prices or {"BTCUSDT": 50_000.0, "ETHUSDT": 2_500.0}
+    daily_vol = daily_vol or {"BTCUSDT": 0.04, "ETHUSDT": 0.05}
+    n = int(days * 1440)
+    end_ms = int((as_of - timedelta(minutes=1)).timestamp() * 1000)
+    times = [end_ms - (n - 1 - i) * MINUTE_MS for i in range(n)]
+    rng = np.random.default_rng(seed)
+    common = rng.standard_normal(n)
+    out = {}
+    for symbol, price in start_prices.items():
+        sigma = daily_vol.get(symbol, 0.04) / np.sqrt(1440)
+        own = rng.standard_normal(n)
+        steps = sigma * (0.8 * common + 0.6 * own) if sigma > 0 else np.zeros(n)
+        path = np.exp(np.cumsum(steps))
+        closes = price * path / path[-1]  # ends at the fixture's mark
+        out[symbol] = (times, [float(c) for c in closes])
+    return out
+
+
+@pytest.fixture
+def computed(desk, settings):
+    """The desk's result computed on synthetic history and cached, as the beat job does."""
+    from rules.allocation import services
+
+    settings.ALLOCATION_MIN_HISTORY_DAYS = 20
+    return services.risk_refresh(now=AS_OF, closes=synthetic_closes())
