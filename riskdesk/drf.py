@@ -12,6 +12,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext as _
@@ -66,6 +67,14 @@ class StrictJSONParser(JSONParser):
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         raw = stream.read() if stream is not None else b""
+        return self.parse_bytes(raw, encoding)
+
+    def parse_bytes(self, raw: bytes, encoding: str = "utf-8") -> Any:
+        value = _fast_loads(raw) if encoding.lower().replace("-", "") == "utf8" else _SLOW
+        if value is not _SLOW:
+            if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth_exceeds(value, MAX_JSON_DEPTH):
+                raise ParseError(too_deep())
+            return value
         try:
             text = raw.decode(encoding)
             value = json.loads(text, parse_constant=strict_constant if self.strict else None)
@@ -76,6 +85,23 @@ class StrictJSONParser(JSONParser):
         if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth_exceeds(value, MAX_JSON_DEPTH):
             raise ParseError(too_deep())
         return value
+
+
+_SLOW = object()
+_LONG_INTEGER = re.compile(rb"[0-9]{19}")
+
+
+def _fast_loads(raw: bytes) -> Any:
+    """orjson's answer where it is the json module's, else _SLOW (the json module then decides,
+    and words any error, exactly as before). orjson is ~5x faster on an order and refuses NaN and
+    Infinity as the strict parser does; it reads an integer past 64 bits as a float (json: an
+    int), and refuses what json accepts in a few corners (lone surrogates, 1e400): those go slow."""
+    if _LONG_INTEGER.search(raw) is not None:
+        return _SLOW
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _SLOW
 
 
 ASCII_DIGITS = re.compile(r"[0-9]+")

@@ -8,6 +8,7 @@ are all 400 with the field named. Money, prices and quantities go out as decimal
 from __future__ import annotations
 
 import copy
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -141,6 +142,79 @@ class OrderInputSerializer(StrictSerializer):
         if attrs["type"] == "MARKET" and attrs.get("time_in_force"):
             raise serializers.ValidationError({"time_in_force": ["A MARKET order takes no time in force."]})
         return attrs
+
+
+# --------------------------------------------------------------------------- the check's fast validation
+
+# What OrderInputSerializer accepts on its common path, decided in plain Python: DRF's machinery
+# (fields run one by one, validators, error collection, its dict types) was ~0.2 ms of a check's
+# ~0.5 ms. Anything this does not recognise as clean returns None and goes to the serializer,
+# which decides it and words the error; so the errors keep DRF's shapes, and for the input this
+# does accept it returns what the serializer returns (rules/tests/test_order_lane_validation.py).
+_FAST_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,8})?")  # a strict subset of StrictDecimalField's input
+_FAST_SYMBOL = re.compile(SYMBOL_PATTERN)
+_FAST_CLIENT_ID = re.compile(CLIENT_ORDER_ID_PATTERN)
+_FAST_KEYS = frozenset(
+    ("account", "symbol", "side", "type", "quantity", "price", "time_in_force", "reduce_only", "position_side")
+    + ("client_order_id",)
+)
+_EIGHT_PLACES = Decimal("1e-8")
+
+
+def _fast_decimal(value: Any) -> Decimal | None:
+    # DRF's DecimalField quantizes to decimal_places (8) with max_digits (20) as precision: at most
+    # 12 whole and 8 decimal digits quantize exactly, so this is the value it returns.
+    if type(value) is not str or not _FAST_DECIMAL.fullmatch(value):
+        return None
+    number = Decimal(value).quantize(_EIGHT_PLACES)
+    return number if MIN_NUMBER <= number <= MAX_NUMBER else None
+
+
+def order_input_fast(data: Any) -> dict[str, Any] | None:
+    """OrderInputSerializer's validated data for a clean order, or None: let the serializer decide."""
+    if type(data) is not dict or not data.keys() <= _FAST_KEYS:
+        return None
+    account, symbol = data.get("account"), data.get("symbol")
+    side, kind = data.get("side"), data.get("type")
+    if type(account) is not int or not 1 <= account <= 2**62:
+        return None
+    if type(symbol) is not str or not _FAST_SYMBOL.fullmatch(symbol):
+        return None
+    if side not in SIDES or kind not in TYPES or type(side) is not str or type(kind) is not str:
+        return None
+    quantity = _fast_decimal(data.get("quantity"))
+    if quantity is None:
+        return None
+    out: dict[str, Any] = {"account": account, "symbol": symbol, "side": side, "type": kind, "quantity": quantity}
+    if "price" in data:
+        raw = data["price"]
+        price = None if raw is None else _fast_decimal(raw)
+        if price is None and raw is not None:
+            return None
+        out["price"] = price
+    if kind == "LIMIT" and out.get("price") is None:
+        return None
+    if "time_in_force" in data:
+        tif = data["time_in_force"]
+        if type(tif) is not str or tif not in TIME_IN_FORCE or kind == "MARKET":
+            return None
+        out["time_in_force"] = tif
+    reduce_only = data.get("reduce_only", False)
+    if type(reduce_only) is not bool:
+        return None
+    out["reduce_only"] = reduce_only
+    position_side = data.get("position_side", "BOTH")
+    if type(position_side) is not str or position_side not in POSITION_SIDES:
+        return None
+    out["position_side"] = position_side
+    if "client_order_id" in data:
+        client_id = data["client_order_id"]
+        if type(client_id) is not str or not _FAST_CLIENT_ID.fullmatch(client_id):
+            return None
+        out["client_order_id"] = client_id
+    if not gate.symbol_known(symbol):  # last, as the serializer's validate_symbol runs after the field
+        return None
+    return out
 
 
 class FailureSerializer(serializers.Serializer):
