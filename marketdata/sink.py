@@ -19,6 +19,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
 
+from marketdata import bars as market_bars
 from marketdata import live, sink_child
 from marketdata.services import marks_write
 from marketdata.streams import FeedStatus
@@ -115,7 +116,8 @@ PERSIST_ATTEMPTS = 8  # about two minutes of back-off before a batch is given up
 PERSIST_CHUNK_ACCOUNTS = 100  # accounts per transaction (~5,000 position rows)
 FEED_WRITE_ATTEMPTS = 8  # a feed alert that cannot be written is retried with back-off, then logged
 TIMINGS_KEPT = 100_000  # batch timings kept for the benches
-PUBLISH, PERSIST, MARKS = "publish", "persist", "marks"  # the kinds of sink work
+PUBLISH, PERSIST, MARKS, BARS = "publish", "persist", "marks", "bars"  # the kinds of sink work
+BARS_ATTEMPTS = 5  # a minute's bars are retried with back-off (~30 s), then logged and dropped
 OUTBOARD_QUEUE_MAX = 20_000  # values queued for the sink process (~50 flushes of 200 accounts x 2)
 BATCH_IDLE_S = 2.0  # a batch thread ends after this long with nothing to do (and starts again on demand)
 STOP_DRAIN_S = 20.0  # a clean stop waits this long for the sink's queued work
@@ -246,6 +248,8 @@ class SinkWork:
             PUBLISH: Batches("sink-publish", self._publish_batch, PUBLISH_GATHER_S),
             PERSIST: Batches("sink-persist", self._persist_batch, PERSIST_GATHER_S),
             MARKS: Batches("sink-marks", self._marks_batch, 0.0),
+            # The minutes' bars from marks (key: the minute's epoch ms): one bulk insert a minute.
+            BARS: Batches("sink-bars", self._bars_batch, 0.0),
         }
         self._attempt = 0  # consecutive failed persistence batches
         # Per batch written / published, for bench/alerts.py; bounded, as the process runs for months.
@@ -281,6 +285,20 @@ class SinkWork:
                 # Not retried: the rows are history and the fallback; the next write is 5 s away.
                 log.exception("writing %d marks to Symbol rows failed", len(marks))
                 connection.close()
+
+    def _bars_batch(self, batch: dict[int, list[market_bars.MarkBar]]) -> None:
+        """MinuteBar rows from marks, insert-if-absent (idempotent): a failed write is retried whole."""
+        rows = [row for minute in sorted(batch) for row in batch[minute]]
+        for attempt in range(BARS_ATTEMPTS):
+            try:
+                market_bars.write_mark_bars(rows)
+                return
+            except Exception:
+                log.exception("writing %d minute bars failed (attempt %d)", len(rows), attempt + 1)
+                connection.close()  # maybe dead (database restarted): the retry opens a fresh one
+                time.sleep(min(10.0, 0.5 * 2**attempt))
+        # History only: the exchange's klines fill the hole at the next daily refresh.
+        log.error("gave up writing the minute bars of %s", [market_bars.to_utc(m).isoformat() for m in sorted(batch)])
 
     def _persist_batch(self, batch: dict[int, tuple[AccountRisk, list[PositionRisk] | None]]) -> None:
         """Writes ``batch``; on failure puts it back (behind anything newer) and backs off."""
@@ -531,6 +549,7 @@ class DjangoSink:
         self._rows_inputs: dict[int, tuple] = {}  # ... and the positions' inputs then
         self._work: SinkWork | SinkProcess = SinkProcess() if process else SinkWork()
         self._marks_due: dict[str, tuple[Decimal, int]] = {}  # newest mark per symbol not yet on its row
+        self.minute_bars = market_bars.MarkBars()  # 1-minute OHLC from every flush's marks
         self._marks_written_at = -MARKS_WRITE_EVERY_S  # the first flush writes
         self._feed_writes: asyncio.Future | None = None  # the last feed alert write (they run in order)
         self._events = EventWriter()  # in this process even with process=True: events are few, and in order
@@ -600,6 +619,11 @@ class DjangoSink:
         self.anomalies.marks.update(marks)  # SIZE_OUTLIER prices market orders at the mark
         self._anomalies_reload()
         live.marks_merge({s: [str(p), ts] for s, (p, ts) in marks.items()})  # what readers use: every flush
+        # Market history: every flush's marks into the minute's bars (a few dict operations a symbol);
+        # when a minute closes its bars go to the sink's thread (or child) as one bulk insert.
+        closed = self.minute_bars.add(marks)
+        if closed:
+            self._work.put(BARS, closed[0][1], closed, merge=operator.add)
         # Symbol rows (and the minute's TickerHistory row) at most every MARKS_WRITE_EVERY_S: a
         # bulk_update of 300 symbols twice a second was a tenth of the stream process's CPU.
         self._marks_due.update(marks)

@@ -55,3 +55,23 @@ def refresh_symbols_task() -> int:
 @shared_task(autoretry_for=(ExchangeError,), retry_backoff=60, max_retries=5)
 def refresh_brackets_task() -> int:
     return services.brackets_sync()
+
+
+@shared_task(autoretry_for=(ExchangeError,), retry_backoff=300, max_retries=3)
+def refresh_klines_task(days: float = 2.0) -> dict[str, int]:
+    """Daily: the last ``days`` of klines for every symbol the desk has bars of or trades, replacing
+    the marks bars of those minutes with the exchange's (beat row from migration marketdata/0003)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketdata import bars
+    from marketdata.models import MinuteBar, Symbol
+
+    symbols = sorted(
+        set(MinuteBar.objects.order_by().values_list("symbol", flat=True).distinct())
+        | set(Symbol.objects.filter(status="TRADING").values_list("name", flat=True))
+    )
+    end = timezone.now().replace(second=0, microsecond=0)
+    result = bars.backfill(symbols=symbols, start_ms=bars.to_ms(end - timedelta(days=days)), end_ms=bars.to_ms(end))
+    return result.bars

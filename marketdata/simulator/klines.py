@@ -32,17 +32,15 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from aiohttp import web
 
 from .errors import ApiError, missing
 from .symbols import DATA_DIR
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from .server import Simulator
 
 MINUTE_MS = 60_000
@@ -74,6 +72,7 @@ INTERVALS_MIN = {
 WEEK_OFFSET_MS = 4 * DAY_MS  # epoch day 0 was a Thursday; Binance's weeks start on Monday 00:00 UTC
 _DIGITS = re.compile(r"^[0-9]{1,20}$")
 _INTERVAL_CHARS = re.compile(r"^[a-zA-Z0-9]{1,36}$")
+SAMPLER = web.AppKey("klines_sampler", asyncio.Task)
 
 Row = tuple[int, Decimal, Decimal, Decimal, Decimal, str]  # open ms, o, h, l, c, base volume
 
@@ -268,7 +267,14 @@ class KlineSource:
         decimal = _decimal_at(self.precision(symbol))
         floor = Decimal(1).scaleb(-self.precision(symbol))  # a walk never quotes below one tick
         return [
-            (int(t), max(floor, decimal(a)), max(floor, decimal(b)), max(floor, decimal(d)), max(floor, decimal(e)), "0")
+            (
+                int(t),
+                max(floor, decimal(a)),
+                max(floor, decimal(b)),
+                max(floor, decimal(d)),
+                max(floor, decimal(e)),
+                "0",
+            )
             for t, a, b, d, e in zip(times, o, h, lo, c, strict=True)
         ]
 
@@ -390,10 +396,10 @@ def register(app: web.Application, sim: Simulator) -> Callable[[Any], list[list]
                 source.recorder.sample()
 
     async def on_startup(app: web.Application) -> None:
-        app["klines_sampler"] = asyncio.create_task(sampler())
+        app[SAMPLER] = asyncio.create_task(sampler())
 
     async def on_cleanup(app: web.Application) -> None:
-        task = app.get("klines_sampler")
+        task = app.get(SAMPLER)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

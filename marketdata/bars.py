@@ -1,0 +1,343 @@
+"""Market history: 1-minute bars per symbol (MinuteBar), how they are written and how they are read.
+
+Two writers:
+- the stream process builds bars from the marks it sees (``MarkBars`` on its loop; the closed
+  minute's bars go to the sink, which writes them with ``write_mark_bars``, insert-if-absent);
+- the exchange's klines (``manage.py backfill_klines``, the daily refresh task) are upserted with
+  ``upsert_klines`` and replace a marks bar of the same minute: the exchange saw every trade, the
+  stream only the marks of its flushes.
+
+Readers (volatility, correlations, VaR: positions.portfolio through rules.allocation) use
+``closes``/``close_matrix``; ``coverage`` says how much history each symbol has. Every time is UTC.
+The API is described for the other modules in /work/notes/bars-api.md (docs/SIMULATOR.md for klines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from django.db import connection
+from django.db.models import Count, Max, Min
+
+from marketdata.models import MinuteBar
+
+MINUTE_MS = 60_000
+INTERVALS = {"1m": 1, "5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440}  # minutes, buckets aligned on UTC
+WRITE_BATCH = 1000  # rows per INSERT: SQLite's 999-variable limit is per statement, Django splits for it
+
+MarkBar = tuple[str, int, Decimal, Decimal, Decimal, Decimal]  # symbol, open ms, open, high, low, close
+
+
+def to_utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+# --------------------------------------------------------------------------- bars from marks
+
+
+class MarkBars:
+    """1-minute OHLC per symbol from the marks a stream process sees. Plain Python on the event loop:
+    ``add`` is a few dict operations per symbol, and hands back the bars of the minutes that closed.
+
+    A minute closes when a mark of a later minute arrives for any symbol (the batch's newest time),
+    so a symbol whose mark stops moving still gets its bar written. A mark older than its symbol's
+    open minute (out of order) is ignored: that minute was already handed over."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, list[Any]] = {}  # symbol -> [minute ms, open, high, low, close]
+        self._now_minute = 0
+
+    def add(self, marks: dict[str, tuple[Decimal, int]]) -> list[MarkBar]:
+        bars = self._open
+        newest = self._now_minute
+        closed: list[MarkBar] = []
+        for symbol, (price, ts_ms) in marks.items():
+            minute = ts_ms - ts_ms % MINUTE_MS
+            if minute > newest:
+                newest = minute
+            bar = bars.get(symbol)
+            if bar is None or minute > bar[0]:
+                if bar is not None:
+                    closed.append((symbol, bar[0], bar[1], bar[2], bar[3], bar[4]))
+                bars[symbol] = [minute, price, price, price, price]
+            elif minute == bar[0]:
+                if price > bar[2]:
+                    bar[2] = price
+                elif price < bar[3]:
+                    bar[3] = price
+                bar[4] = price
+        if newest > self._now_minute:
+            self._now_minute = newest
+            for symbol, bar in list(bars.items()):
+                if bar[0] < newest:  # quiet symbols: their minute is over too
+                    closed.append((symbol, bar[0], bar[1], bar[2], bar[3], bar[4]))
+                    del bars[symbol]
+        return closed
+
+
+def write_mark_bars(rows: Iterable[MarkBar]) -> int:
+    """Bars built from marks, insert-if-absent: a klines bar of the same minute stays as it is."""
+    objs = [
+        MinuteBar(symbol=s, open_time=to_utc(t), open=o, high=h, low=lo, close=c, source=MinuteBar.MARKS)
+        for s, t, o, h, lo, c in rows
+    ]
+    MinuteBar.objects.bulk_create(objs, batch_size=WRITE_BATCH, ignore_conflicts=True)
+    return len(objs)
+
+
+def upsert_klines(symbol: str, klines: Iterable[Any]) -> int:
+    """Exchange klines (``exchange.Kline`` or Binance's arrays ``[open_ms, "o", "h", "l", "c", ...]``),
+    inserted or replacing the minute's bar. Idempotent: the same klines twice leave the same rows."""
+    objs = []
+    for k in klines:
+        if isinstance(k, list | tuple):
+            t, o, h, lo, c = int(k[0]), Decimal(str(k[1])), Decimal(str(k[2])), Decimal(str(k[3])), Decimal(str(k[4]))
+        else:
+            t, o, h, lo, c = k.open_time_ms, k.open, k.high, k.low, k.close
+        objs.append(
+            MinuteBar(symbol=symbol, open_time=to_utc(t), open=o, high=h, low=lo, close=c, source=MinuteBar.KLINES)
+        )
+    if not objs:
+        return 0
+    # MariaDB's ON DUPLICATE KEY UPDATE takes no conflict target; SQLite's ON CONFLICT needs one.
+    target = ["symbol", "open_time"] if connection.features.supports_update_conflicts_with_target else None
+    MinuteBar.objects.bulk_create(
+        objs,
+        batch_size=WRITE_BATCH,
+        update_conflicts=True,
+        update_fields=["open", "high", "low", "close", "source"],
+        unique_fields=target,
+    )
+    return len(objs)
+
+
+def load_bundled(
+    symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT"), *, start: datetime | None = None, end: datetime | None = None
+) -> int:
+    """The bundled real 1m bars (marketdata/data, 2021-04-20 .. 2021-05-20) into MinuteBar as klines,
+    with start <= open_time < end: tests, and the demo without a simulator to backfill from."""
+    from marketdata.simulator.klines import BUNDLED, load_bundle
+
+    lo = to_ms(start) if start else -(2**62)
+    hi = to_ms(end) if end else 2**62
+    written = 0
+    for symbol in symbols:
+        if symbol not in BUNDLED:
+            raise ValueError(f"no bundled history for {symbol}; bundled: {', '.join(sorted(BUNDLED))}")
+        _times, rows = load_bundle(symbol)
+        written += upsert_klines(symbol, [r[:5] for r in rows if lo <= r[0] < hi])
+    return written
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _interval_minutes(interval: str) -> int:
+    try:
+        return INTERVALS[interval]
+    except KeyError:
+        raise ValueError(f"unknown interval {interval!r}; one of {', '.join(INTERVALS)}") from None
+
+
+def closes(
+    symbols: Iterable[str], start: datetime, end: datetime, *, interval: str = "1m"
+) -> dict[str, list[tuple[datetime, Decimal]]]:
+    """Exact closes with start <= open_time < end, ascending, per symbol asked (no bars: []).
+    Above 1m, one point per UTC bucket that has bars: (bucket open time, its last minute's close)."""
+    minutes = _interval_minutes(interval)
+    symbols = list(dict.fromkeys(symbols))
+    out: dict[str, list[tuple[datetime, Decimal]]] = {s: [] for s in symbols}
+    rows = (
+        MinuteBar.objects.filter(symbol__in=symbols, open_time__gte=start, open_time__lt=end)
+        .order_by("symbol", "open_time")
+        .values_list("symbol", "open_time", "close")
+    )
+    if minutes == 1:
+        for symbol, at, close in rows.iterator(chunk_size=20_000):
+            out[symbol].append((at, close))
+        return out
+    size_s = minutes * 60
+    for symbol, at, close in rows.iterator(chunk_size=20_000):
+        ts = int(at.timestamp())
+        bucket = ts - ts % size_s
+        series = out[symbol]
+        if series and series[-1][0] == bucket:
+            series[-1] = (bucket, close)  # type: ignore[assignment]
+        else:
+            series.append((bucket, close))  # type: ignore[arg-type]
+    return {s: [(datetime.fromtimestamp(b, tz=UTC), c) for b, c in series] for s, series in out.items()}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class CloseMatrix:
+    """Closes of N symbols aligned on T bucket times (the union of their buckets), for NumPy maths.
+    ``present[t, n]``: symbol n had a bar in bucket t. A missing bucket carries the previous close
+    forward; before a symbol's first bar its column is NaN (``first_index``)."""
+
+    times_ms: np.ndarray  # int64 (T,)
+    symbols: list[str]
+    closes: np.ndarray  # float64 (T, N)
+    present: np.ndarray  # bool (T, N)
+
+    def first_index(self, symbol: str) -> int | None:
+        column = self.present[:, self.symbols.index(symbol)]
+        hits = np.flatnonzero(column)
+        return int(hits[0]) if hits.size else None
+
+
+def close_matrix(symbols: Iterable[str], start: datetime, end: datetime, *, interval: str = "1d") -> CloseMatrix:
+    series = closes(symbols, start, end, interval=interval)
+    names = list(series)
+    times = sorted({to_ms(at) for points in series.values() for at, _ in points})
+    index = {t: i for i, t in enumerate(times)}
+    matrix = np.full((len(times), len(names)), np.nan)
+    present = np.zeros((len(times), len(names)), dtype=bool)
+    for n, name in enumerate(names):
+        for at, close in series[name]:
+            i = index[to_ms(at)]
+            matrix[i, n] = float(close)
+            present[i, n] = True
+        column = matrix[:, n]
+        seen = np.flatnonzero(present[:, n])
+        if seen.size:  # forward-fill after the first bar
+            fill = np.maximum.accumulate(np.where(present[:, n], np.arange(len(times)), -1))
+            valid = fill >= 0
+            column[valid] = column[fill[valid]]
+    return CloseMatrix(np.asarray(times, dtype=np.int64), names, matrix, present)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    symbol: str
+    first: datetime
+    last: datetime
+    count: int
+
+
+def coverage(symbols: Iterable[str] | None = None) -> dict[str, Coverage]:
+    """Per symbol with bars: its first and last minute and how many bars (one GROUP BY)."""
+    rows = MinuteBar.objects.all()
+    if symbols is not None:
+        rows = rows.filter(symbol__in=list(symbols))
+    grouped = (
+        rows.order_by().values("symbol").annotate(first=Min("open_time"), last=Max("open_time"), count=Count("id"))
+    )
+    return {r["symbol"]: Coverage(r["symbol"], r["first"], r["last"], r["count"]) for r in grouped}
+
+
+def minute_bars(symbol: str, start: datetime, end: datetime) -> list[MinuteBar]:
+    return list(MinuteBar.objects.filter(symbol=symbol, open_time__gte=start, open_time__lt=end).order_by("open_time"))
+
+
+# --------------------------------------------------------------------------- backfill over REST
+
+# Klines cost weight by limit (1 under 100, 2 under 500, 5 up to 1000, 10 above): 499 a page is the
+# least weight per bar (0.004, against 0.0067 at 1500), and weight, shared by IP with the live desk's
+# reads, is what a backfill runs short of, not requests.
+PAGE_SIZE = 499
+WEIGHT_SHARE = 0.5  # a backfill waits for the next minute once the IP's used weight passes this share
+RATE_LIMIT_ATTEMPTS = 8  # 429/418 answers in a row on one page before the backfill gives up
+
+
+@dataclass
+class BackfillResult:
+    bars: dict[str, int]  # symbol -> closed bars upserted
+    pages: int = 0
+    rate_limited: int = 0  # 429/418 answers waited out
+    paused_s: float = 0.0  # time spent waiting for weight
+
+
+def backfill(
+    *,
+    symbols: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    page_size: int = PAGE_SIZE,
+    weight_share: float = WEIGHT_SHARE,
+    stream: Any = None,
+    exchange: Any = None,
+    sleep: Any = None,
+    now_ms: Any = None,
+) -> BackfillResult:
+    """1-minute klines of ``symbols`` with start <= open < end over REST (keyless, public), page by page,
+    upserted as they come: idempotent, and an interrupted run keeps what it wrote. Only closed bars are
+    stored (a bar still open would freeze a partial high/low as the exchange's). A progress bar on
+    ``stream`` when it is a terminal. ``exchange``: an adapter factory (tests); default the configured
+    URLs. 429/418 are waited out (Retry-After); past ``weight_share`` of the minute's weight the run
+    waits for the next minute, leaving the rest to the live desk on the same IP."""
+    import asyncio
+    import time as _time
+
+    from marketdata.exchange import WEIGHT_LIMIT_1M, RateLimited
+    from riskdesk.progress import steps
+
+    sleep = sleep or _time.sleep
+    now_ms = now_ms or (lambda: int(_time.time() * 1000))
+    if exchange is None:
+        from marketdata.services import exchange_for
+
+        def exchange() -> Any:
+            return exchange_for(None)
+
+    start_ms -= start_ms % MINUTE_MS
+    span = max(0, end_ms - start_ms)
+    pages_per_symbol = -(-span // (page_size * MINUTE_MS))
+    result = BackfillResult(bars={s: 0 for s in symbols})
+    with asyncio.Runner() as runner, steps(len(symbols) * pages_per_symbol, desc="klines", stream=stream) as bar:
+        adapter = runner.run(_make(exchange))
+        try:
+            for symbol in symbols:
+                cursor, done = start_ms, 0
+                while cursor < end_ms:
+                    attempts = 0
+                    while True:
+                        try:
+                            page = runner.run(
+                                adapter.klines(
+                                    symbol=symbol,
+                                    interval="1m",
+                                    start_time_ms=cursor,
+                                    end_time_ms=end_ms - 1,
+                                    limit=page_size,
+                                )
+                            )
+                            break
+                        except RateLimited as exc:
+                            attempts += 1
+                            result.rate_limited += 1
+                            if attempts >= RATE_LIMIT_ATTEMPTS:
+                                raise
+                            sleep(exc.retry_after_s)
+                            result.paused_s += exc.retry_after_s
+                    result.pages += 1
+                    done += 1
+                    bar.update(1)
+                    closed = [k for k in page if k.close_time_ms < now_ms()]
+                    result.bars[symbol] += upsert_klines(symbol, closed)
+                    if len(page) < page_size or not closed:
+                        break  # the range is exhausted (or reaches the bar still open)
+                    cursor = page[-1].open_time_ms + MINUTE_MS
+                    rate = adapter.rate
+                    minute = int(_time.time() // 60)
+                    if rate.weight_minute == minute and rate.used_weight >= WEIGHT_LIMIT_1M * weight_share:
+                        wait = 60 - _time.time() % 60 + 0.5
+                        sleep(wait)
+                        result.paused_s += wait
+                bar.update(max(0, pages_per_symbol - done))
+        finally:
+            runner.run(adapter.close())
+    return result
+
+
+async def _make(factory: Any) -> Any:
+    # Built inside the runner's loop: aiohttp binds its session to the loop it was made in.
+    return factory()
