@@ -136,6 +136,27 @@ class MarkPrice:
     time_ms: int
 
 
+@dataclass(frozen=True)
+class Kline:
+    """One row of GET /fapi/v1/klines (trade prices), exact."""
+
+    open_time_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    close_time_ms: int
+
+
+KLINES_MAX_LIMIT = 1500
+
+
+def kline_weight(limit: int) -> int:
+    """Binance's request weight of a klines call: it grows with ``limit``."""
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
 @dataclass
 class _RateState:
     """Shared by every adapter on one REST base URL: Binance limits by IP, not by key."""
@@ -278,6 +299,27 @@ class BinanceFutures:
         rows = await self._call(self.client.futures_mark_price)
         rows = [rows] if isinstance(rows, dict) else rows
         return {row["symbol"]: _mark(row) for row in rows}
+
+    async def klines(
+        self,
+        *,
+        symbol: str,
+        interval: str = "1m",
+        start_time_ms: int | None = None,
+        end_time_ms: int | None = None,
+        limit: int = KLINES_MAX_LIMIT,
+    ) -> list[Kline]:
+        """GET /fapi/v1/klines: at most ``limit`` (<= 1500) bars opening in [start, end], oldest first.
+        The last may still be open (its close time in the future). Public: no key needed."""
+        if not 1 <= limit <= KLINES_MAX_LIMIT:
+            raise ValueError(f"klines limit must be 1..{KLINES_MAX_LIMIT}, got {limit}")
+        params: dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
+        if start_time_ms is not None:
+            params["startTime"] = int(start_time_ms)
+        if end_time_ms is not None:
+            params["endTime"] = int(end_time_ms)
+        rows = await self._call(self.client.futures_klines, **params)
+        return [_kline(row) for row in rows]
 
     async def open_orders(self, symbol: str | None = None) -> list[dict]:
         params = {"symbol": symbol} if symbol else {}
@@ -438,6 +480,18 @@ def _filters(raw: dict) -> SymbolFilters:
         min_notional=dec(notional.get("notional", notional.get("minNotional", "0"))),
         price_precision=int(raw.get("pricePrecision", 8)),
         quantity_precision=int(raw.get("quantityPrecision", 8)),
+    )
+
+
+def _kline(row: list) -> Kline:
+    return Kline(
+        open_time_ms=int(row[0]),
+        open=dec(row[1]),
+        high=dec(row[2]),
+        low=dec(row[3]),
+        close=dec(row[4]),
+        volume=dec(row[5]),
+        close_time_ms=int(row[6]),
     )
 
 
