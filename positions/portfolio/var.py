@@ -371,7 +371,7 @@ def tail_size(k: int, confidence: float) -> int:
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float, Decimal)):
         raise BadInput(f"confidence must be a number, got {confidence!r}")
     c = Decimal(str(confidence))
-    if not Decimal("0.5") <= c < 1:
+    if not c.is_finite() or not Decimal("0.5") <= c < 1:
         raise BadInput(f"confidence must be in [0.5, 1), got {confidence}")
     return max(1, math.ceil(k * (1 - c)))
 
@@ -393,6 +393,11 @@ def _aligned(desk: Desk, scenarios: ScenarioSet) -> ScenarioSet:
     if len(scenarios) == 0:
         raise BadInput("no scenarios")
     return scenarios if scenarios.symbols == desk.symbols else scenarios.for_symbols(desk.symbols)
+
+
+def _bincount(ids: np.ndarray, weights: np.ndarray, minlength: int) -> np.ndarray:
+    """np.bincount that stays float when there is nothing to count (NumPy returns int64 then)."""
+    return np.bincount(ids, weights, minlength=minlength).astype(float, copy=False)
 
 
 def _group_sum(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -449,7 +454,7 @@ def desk_var(desk: Desk, scenarios: ScenarioSet, *, confidence: float = 0.99) ->
         account_pnl += _group_sum(corr, desk.account[idx], n_acc)
 
     # --- cross pools: margin balance vs maintenance margin at the scenario's marks
-    pool_mb = desk.pool_wallet + np.bincount(desk.pool[cross_idx], upnl[cross_idx], minlength=n_pool)
+    pool_mb = desk.pool_wallet + _bincount(desk.pool[cross_idx], upnl[cross_idx], minlength=n_pool)
     pool_liq = _pool_liquidations(desk, sc, cross_idx, notional, pool_mb, pool_lin)
     pool_pnl = np.where(pool_liq, -np.maximum(pool_mb, 0.0), pool_lin)
     if n_pool:
@@ -467,18 +472,16 @@ def desk_var(desk: Desk, scenarios: ScenarioSet, *, confidence: float = 0.99) ->
     pos_pnl = _position_pnl(
         desk, sc, np.r_[var_k, tail], exposure, theta, iso_idx, iso_loss, pool_liq, pool_mb, pool_lin
     )
-    sym_var = -np.bincount(desk.symbol, pos_pnl[0], minlength=n_sym)
-    sym_es = (
-        -np.bincount(desk.symbol, pos_pnl[1:].mean(axis=0), minlength=n_sym) if desk.n_positions else np.zeros(n_sym)
-    )
+    sym_var = -_bincount(desk.symbol, pos_pnl[0], minlength=n_sym)
+    sym_es = -_bincount(desk.symbol, pos_pnl[1:].mean(axis=0), minlength=n_sym) if desk.n_positions else np.zeros(n_sym)
 
     # --- stand-alone per account
     part = np.partition(account_pnl, m - 1, axis=0)  # m <= K/2 + 1: confidence >= 0.5
     acc_var = -part[m - 1]
     acc_es = -part[:m].mean(axis=0)
-    max_loss = np.bincount(desk.account[iso_idx], iso_loss, minlength=n_acc)
+    max_loss = _bincount(desk.account[iso_idx], iso_loss, minlength=n_acc)
     if n_pool:
-        max_loss += np.bincount(desk.pool_account, np.maximum(pool_mb, 0.0), minlength=n_acc)
+        max_loss += _bincount(desk.pool_account, np.maximum(pool_mb, 0.0), minlength=n_acc)
 
     desk_var_d = money(var_f)
     desk_es_d = money(es_f)
@@ -545,7 +548,7 @@ def _pool_liquidations(
     # MM_line(k) = Σ n0·(1 + move)·mmr0 − cum0 per pool
     a_pool = np.zeros((len(desk.symbols), n_pool))
     np.add.at(a_pool, (s, desk.pool[cross_idx]), n0 * mmr0)
-    const = np.bincount(desk.pool[cross_idx], n0 * mmr0 - cum0, minlength=n_pool)
+    const = _bincount(desk.pool[cross_idx], n0 * mmr0 - cum0, minlength=n_pool)
     mm_line = sc.moves @ a_pool + const
     equity = pool_mb + pool_lin
     # upper bound of (exact − line) per position over the set: convex, so at the move range's ends
@@ -555,7 +558,7 @@ def _pool_liquidations(
         maint_margin(desk, cross_idx, lo) - (lo * mmr0 - cum0),
         maint_margin(desk, cross_idx, hi) - (hi * mmr0 - cum0),
     )
-    bound = np.bincount(desk.pool[cross_idx], np.maximum(gap, 0.0), minlength=n_pool)
+    bound = _bincount(desk.pool[cross_idx], np.maximum(gap, 0.0), minlength=n_pool)
     liq = equity <= mm_line
     unsure = (~liq) & (equity <= mm_line + bound[None, :] * (1 + 1e-12) + 1e-9)
     ks, ps = np.nonzero(unsure)
@@ -605,8 +608,8 @@ def _position_pnl(
         losses = np.maximum(-sub, 0.0)
         weight_sum = np.zeros((len(rows), pool_mb.size))
         for r in range(len(rows)):
-            weight_sum[r] = np.bincount(pools, losses[r], minlength=pool_mb.size)
-        gross = np.bincount(pools, np.abs(exposure[cross]), minlength=pool_mb.size)
+            weight_sum[r] = _bincount(pools, losses[r], minlength=pool_mb.size)
+        gross = _bincount(pools, np.abs(exposure[cross]), minlength=pool_mb.size)
         use_loss = weight_sum > 0
         denom = np.where(use_loss, weight_sum, np.where(gross > 0, gross, 1.0))
         w = np.where(use_loss[:, pools], losses, np.abs(exposure[cross])[None, :])
@@ -673,7 +676,7 @@ def parametric_var(desk: Desk, estimate: EwmaEstimate, *, confidence: float = 0.
         cross = ~iso
         x_pool = np.zeros((n_sym, n_pool))
         np.add.at(x_pool, (desk.symbol[cross], desk.pool[cross]), eff[cross])
-        pool_mb = desk.pool_wallet + np.bincount(desk.pool[cross], upnl[cross], minlength=n_pool)
+        pool_mb = desk.pool_wallet + _bincount(desk.pool[cross], upnl[cross], minlength=n_pool)
         pool_sigma = np.sqrt(np.clip(np.einsum("sp,sp->p", x_pool, cov @ x_pool), 0.0, None))
         cap = np.maximum(pool_mb, 0.0)
         f = np.where(
@@ -693,9 +696,9 @@ def parametric_var(desk: Desk, estimate: EwmaEstimate, *, confidence: float = 0.
     var_d, es_d = money(z * sigma), money(es_factor * sigma)
     cva, cea = _split_exact(z * acc_share, var_d), _split_exact(es_factor * acc_share, es_d)
     cvs, ces = _split_exact(z * sym_share, var_d), _split_exact(es_factor * sym_share, es_d)
-    max_loss = np.bincount(desk.account[iso], iso_mb[iso], minlength=n_acc)
+    max_loss = _bincount(desk.account[iso], iso_mb[iso], minlength=n_acc)
     if n_pool:
-        max_loss += np.bincount(desk.pool_account, np.maximum(pool_mb, 0.0), minlength=n_acc)
+        max_loss += _bincount(desk.pool_account, np.maximum(pool_mb, 0.0), minlength=n_acc)
     accounts = {
         acc: AccountVar(
             var=money(z * float(acc_sigma[a])),
