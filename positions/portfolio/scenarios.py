@@ -27,11 +27,12 @@ Stress scenarios
 ----------------
 ``crash_2021_05_19``: the bundled Binance 1-minute bars of 2021-05-19 (marketdata/data). The
 move is from the day's first open (00:00 UTC) to the close of the minute at which BTCUSDT's
-close was lowest, the same minute for every symbol (a joint move, as it happened); low/high are
-the bars' lows/highs up to that minute. Symbols other than BTCUSDT and ETHUSDT have no data
-there: each gets beta × BTC's move (beta from ``betas_to`` on the desk's own history; 1 when
-unknown), flagged ``proxy_beta`` / ``proxy_beta_default``. Moves are clipped at −99 % (a price
-cannot reach 0), flagged ``clipped``.
+close was lowest (13:09), the same minute for every symbol (a joint move, as it happened); low/high
+are the bars' lows/highs from 00:00 through the bar holding BTC's lowest low (the 30,000 print of
+13:10, one minute after the lowest close), so isolated liquidations see the real bottom.
+Symbols other than BTCUSDT and ETHUSDT have no data there: each gets beta × BTC's move (beta
+from ``betas_to`` on the desk's own history; 1 when unknown), flagged ``proxy_beta`` /
+``proxy_beta_default``. Moves are clipped at −99 % (a price cannot reach 0), flagged ``clipped``.
 """
 
 from __future__ import annotations
@@ -295,6 +296,9 @@ def crash_2021_05_19(
     bars = {s: _read_crash(folder / name) for s, name in CRASH_FILES.items()}
     btc = bars["BTCUSDT"]
     trough = int(np.argmin(btc["close"]))
+    # The day's lowest print (30,000 at 13:10) sits in the bar after the lowest close (13:09); the path
+    # extremes run through it so isolated liquidations see the real bottom.
+    path_end = max(trough, int(np.argmin(btc["low"])))
     names, moves, lows, highs = [], [], [], []
     for s, b in bars.items():
         if (b["open_time"] != btc["open_time"]).any():
@@ -302,8 +306,8 @@ def crash_2021_05_19(
         start = b["open"][0]
         names.append(s)
         moves.append(b["close"][trough] / start - 1.0)
-        lows.append(min(b["low"][: trough + 1].min() / start - 1.0, 0.0))
-        highs.append(max(b["high"][: trough + 1].max() / start - 1.0, 0.0))
+        lows.append(min(b["low"][: path_end + 1].min() / start - 1.0, 0.0))
+        highs.append(max(b["high"][: path_end + 1].max() / start - 1.0, 0.0))
     base = ScenarioSet(
         names=(CRASH_NAME,),
         symbols=tuple(names),
