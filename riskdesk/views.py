@@ -21,6 +21,7 @@ from alerts.selectors import open_counts_by_level
 from marketdata import live
 from positions import selectors
 from rules import selectors as rule_selectors
+from rules.allocation import selectors as allocation_selectors
 
 View = Callable[..., HttpResponse]
 
@@ -107,6 +108,8 @@ def _overview_context(request: HttpRequest) -> dict[str, Any]:
             ("hhi", _("HHI")),
         ],
         "desk_concentration": rule_selectors.desk_panel(accounts),
+        # 1-day 99 % VaR per account from the beat job's cached result (rules/allocation, issue 18).
+        "var_by_account": allocation_selectors.var_by_account(),
     }
 
 

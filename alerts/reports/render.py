@@ -129,6 +129,25 @@ def context(report: Report) -> dict:
             for r in f["largest_risks"]
         ],
         "charts": chart_uris(report),
+        "var": _var_context(f.get("var")),
+    }
+
+
+def _var_context(var: dict | None) -> dict | None:
+    """The VaR section as shown (money to the cent); None for reports made before it existed."""
+    if not var:
+        return None
+    money = lambda v: shown(v, "money")  # noqa: E731
+    return {
+        **var,
+        "as_of": (var.get("as_of") or "")[:16].replace("T", " "),
+        "desk": {k: money(v) for k, v in var["desk"].items() if k != "var_pct_equity"}
+        | {"var_pct_equity": shown(var["desk"].get("var_pct_equity"), "percent")}
+        if var.get("desk")
+        else None,
+        "accounts": [{**a, **{k: money(a.get(k)) for k in ("var", "es", "var_parametric")}} for a in var["accounts"]],
+        "history": [{**h, "var": money(h.get("var")), "es": money(h.get("es"))} for h in var["history"]],
+        "liquidations": [{**x, "loss": money(x.get("loss"))} for x in var["liquidations"]],
     }
 
 
@@ -173,6 +192,21 @@ def csv_text(report: Report) -> str:
             writer.writerow([f["start"], f["end"], column["name"], f"alerts_{code}", n, ""])
         for code, n in column["denials_by_reason"].items():
             writer.writerow([f["start"], f["end"], column["name"], f"denials_{code}", n, ""])
+    var = f.get("var") or {}
+    rows = ([{"name": "desk", **var["desk"]}] if var.get("desk") else []) + [
+        {
+            "name": a["name"],
+            "var_historical": a.get("var"),
+            "es_historical": a.get("es"),
+            "var_parametric": a.get("var_parametric"),
+        }
+        for a in var.get("accounts", [])
+    ]
+    for row in rows:
+        for key in ("var_historical", "es_historical", "var_parametric"):
+            if row.get(key) not in (None, ""):
+                value = f"{Decimal(row[key]).quantize(CENT, ROUND_HALF_UP)}"
+                writer.writerow([f["start"], f["end"], row["name"], key, value, var.get("as_of") or ""])
     return out.getvalue()
 
 

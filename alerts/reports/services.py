@@ -16,6 +16,7 @@ from accounts.models import ExchangeAccount, User
 from alerts.models import Report, ReportPeriod
 from alerts.reports import figures as maths
 from alerts.reports import gather, render
+from rules.allocation.report import var_section
 
 MAX_CHART_POINTS = 400
 
@@ -76,6 +77,8 @@ def report_figures(
     per_account = [maths.account_figures(i, start, until) for i in inputs]
     desk = maths.desk_figures(inputs, per_account, start, until)
     risks = [r for i in inputs for r in i.risks]
+    # The VaR section (issue 18): the beat job's latest figures for these accounts and the period's daily points.
+    var = var_section(account_ids=[i.account_id for i in inputs], start=start, end=end)
     return _json(
         {
             "start": start,
@@ -92,6 +95,7 @@ def report_figures(
                 i.name: _thin([(p.time, p.margin_ratio) for p in i.points if p.margin_ratio is not None])
                 for i in inputs
             },
+            "var": var,
         }
     )
 

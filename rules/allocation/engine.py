@@ -211,6 +211,7 @@ def _position_rows(a: Any) -> list[dict[str, Any]]:
 def _measure(
     measured, symbols, closes, *, as_of_ms, history_days, min_history_days, half_life_days, confidence, problems
 ) -> dict[str, Any]:
+    from positions.portfolio import allocation as pf_allocation
     from positions.portfolio import var as pf_var
 
     aligned = pf_history.align_closes(
@@ -304,6 +305,8 @@ def _measure(
         # The adviser's inputs (kept so a suggestion needs no second pass over the bars).
         adviser_inputs={
             "daily_volatility": {s: _s(v) for s, v in daily_vol.items()},
+            # 1-day 99 % loss per 1 USDT held, long or short, from the same scenarios as the VaR.
+            "unit_var": {s: _s(v) for s, v in pf_allocation.unit_var_from_scenarios(historical).items()},
             "account_pnl": {
                 str(a.account_id): [_s(x, "0.01") for x in hist.account_pnl(a.account_id)] for a in measured
             },
@@ -416,26 +419,26 @@ def suggest(
     labels = [a["account_id"] for a in funded]
     # Each account as a strategy: its scenario P&L per unit of its capital (positions scale with capital).
     pnl = np.array([[float(x) for x in inputs["account_pnl"][str(i)]] for i in labels]).T
-    pnl = pnl / np.array([float(a["equity"]) for a in funded])[None, :]
     weigh = (
         pf_allocation.risk_parity_weights
         if params.method == "risk_parity"
         else pf_allocation.inverse_volatility_weights
     )
     try:
-        weights = weigh(pnl, labels=labels)
+        cov = pf_allocation.return_covariance(pnl, [Decimal(a["equity"]) for a in funded])
+        weights = weigh(cov, labels=labels)
+        split = pf_allocation.split_capital(weights, capital)
     except PortfolioError as exc:
         return _unavailable(base, exc.code, str(exc))
-    contributions = {k: Decimal(str(v)) for k, v in weights.risk_contributions.items()}
-    total_rc = sum((abs(v) for v in contributions.values()), Decimal(0)) or Decimal(1)
     vols = {s: _d(v) for s, v in inputs["daily_volatility"].items()}
+    unit_var = {s: _d(v) for s, v in inputs["unit_var"].items()}
     brackets = {s: _bracket_objects(rows) for s, rows in inputs["brackets"].items()}
     per_profile: dict[tuple[int | None, str], dict[str, Any]] = {}
     for a in funded:
         aid = a["account_id"]
-        weight = Decimal(str(weights.weights[aid]))
-        cap_a = (capital * weight).quantize(CENT)
-        share_rc = abs(contributions.get(aid, Decimal(0))) / total_rc
+        weight = weights.weights[aid]
+        cap_a = split[aid]
+        share_rc = weights.risk_contributions.get(aid, Decimal(0))
         own = (params.account_budget * cap_a).quantize(CENT)
         desk_part = (capital * params.desk_budget * share_rc).quantize(CENT)
         budget = min(own, desk_part)
@@ -469,18 +472,18 @@ def suggest(
         for p in a["positions"]:
             gross[p["symbol"]] = gross.get(p["symbol"], Decimal(0)) + Decimal(p["notional"])
         total = sum(gross.values(), Decimal(0))
-        shares = {s: v / total for s, v in gross.items()}
+        # The budget is shared by the symbols as the account holds them now (its notional mix).
+        shares = {s: (v / total).quantize(Decimal("1e-12"), ROUND_DOWN) for s, v in gross.items()}
         held_leverage = {p["symbol"]: p["leverage"] for p in a["positions"]}
-        movable = {s for s in gross if vols.get(s) and vols[s] > 0}
+        movable = {s for s in gross if unit_var.get(s) and unit_var[s] > 0}
         caps = {}
         if movable and cap_a > 0 and budget > 0:
             try:
                 caps = pf_allocation.notional_caps(
                     equity=cap_a,
-                    budget_pct=budget / cap_a,
-                    symbols=sorted(movable),
-                    daily_vol={s: vols[s] for s in movable},
-                    brackets={s: brackets[s] for s in movable if s in brackets},
+                    budget_pct=(budget * 100 / cap_a).quantize(Decimal("1e-8"), ROUND_DOWN),
+                    unit_var={s: float(unit_var[s]) for s in movable},
+                    brackets={s: brackets[s] for s in movable},
                     shares={s: shares[s] for s in movable},
                 )
             except PortfolioError as exc:
@@ -523,24 +526,17 @@ def suggest(
                     not_available=f"{symbol}: zero volatility over the history; no cap can be derived from it",
                 )
                 continue
-            if cap is None or isinstance(cap, Exception):
-                code = getattr(cap, "code", "not_available")
-                row.update(not_available_code=code, not_available=str(cap or "no budget for this account"))
+            if cap is None or isinstance(cap, Exception) or cap.notional is None:
+                code = getattr(cap, "code", None) or ("zero_volatility" if cap is not None else "not_available")
+                why = str(cap) if isinstance(cap, Exception) else "no VaR budget for this account"
+                row.update(not_available_code=code, not_available=why)
                 continue
-            notional = Decimal(str(cap.notional)).quantize(CENT, ROUND_DOWN)
+            notional = cap.notional.quantize(CENT, ROUND_DOWN)
             # Several accounts under one profile: the tightest cap, since the profile holds them all.
             if row["notional_cap"] is None or notional < Decimal(row["notional_cap"]):
                 row["notional_cap"] = _s(notional)
-                row["tier_max_leverage"] = getattr(cap, "tier_max_leverage", None)
-                row["reason"] = tr(
-                    "%(account)s: a %(budget)s USDT daily VaR budget, %(share)s of it for this symbol "
-                    "at %(vol)s daily volatility"
-                ) % {
-                    "account": a["name"],
-                    "budget": _s(budget),
-                    "share": _pct(shares[symbol]),
-                    "vol": _pct(vols[symbol]),
-                } + (f"; {cap.reason}" if getattr(cap, "reason", "") else "")
+                row["tier_max_leverage"] = cap.tier_max_leverage
+                row["reason"] = _cap_reason(cap, a["name"], budget, shares[symbol], vols.get(symbol), tr)
             if cap.leverage is not None and (row["leverage_cap"] is None or int(cap.leverage) < row["leverage_cap"]):
                 row["leverage_cap"] = int(cap.leverage)
     base["accounts"].sort(key=lambda r: r["name"])
@@ -551,6 +547,22 @@ def suggest(
             seen[row["profile_id"]] = row["profile"]
     base["profiles"] = [{"id": i, "name": n} for i, n in sorted(seen.items(), key=lambda x: x[1])]
     return base
+
+
+def _cap_reason(cap: Any, account: str, budget: Decimal, share: Decimal, vol: Decimal | None, tr) -> str:
+    text = tr(
+        "%(account)s: %(share)s of a %(budget)s USDT daily VaR budget; a 1-day 99 %% loss of %(unit)s per USDT held"
+    ) % {"account": account, "share": _pct(share), "budget": _s(budget.quantize(CENT)), "unit": _pct(cap.unit_var)}
+    if vol is not None:
+        text += "; " + tr("daily volatility %(vol)s") % {"vol": _pct(vol)}
+    if cap.binding == "exchange_max":
+        text += "; " + tr("capped at the last bracket's notional")
+    text += "; " + {
+        "tier": tr("leverage: the most bracket tier %(tier)s allows at this size") % {"tier": cap.tier},
+        "risk": tr("leverage: an isolated position at the cap survives its 1-day VaR move"),
+        "floor": tr("leverage: 1x, the least there is"),
+    }.get(cap.leverage_binding, "")
+    return text
 
 
 def _pct(value: Decimal) -> str:

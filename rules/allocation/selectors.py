@@ -153,3 +153,18 @@ def visible_part(result: dict[str, Any], user: User) -> dict[str, Any]:
             p for p in result.get("problems", []) if p.get("account_id") in mine or p.get("account_id") is None
         ],
     }
+
+
+def var_by_account() -> dict[int, dict[str, Any]]:
+    """{account_id: {"var", "es", "not_available", "as_of"}} from the cached result, for the overview's
+    VaR column. Never computes (the overview refreshes every second or so): no result yet is no column value."""
+    result = latest_result() or {}
+    return {
+        a["account_id"]: {
+            "var": a.get("var_historical"),
+            "es": a.get("es_historical"),
+            "not_available": a.get("not_available") or result.get("not_available") or "",
+            "as_of": result.get("as_of"),
+        }
+        for a in result.get("accounts", [])
+    }

@@ -9,9 +9,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from riskdesk.tests import page_fixtures as pf
+from decimal import Decimal as D
 
-client_for, desk, gate_env = pf.client_for, pf.desk, pf.gate_env
+from positions.book import BookPosition
+from riskdesk.tests import page_fixtures as pf
+from rules.tests.test_gate_fixtures import long_btc, publish
+
+client_for, gate_env = pf.client_for, pf.gate_env
 
 MINUTE_MS = 60_000
 AS_OF = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -43,6 +47,24 @@ def synthetic_closes(
         closes = price * path / path[-1]  # ends at the fixture's mark
         out[symbol] = (times, [float(c) for c in closes])
     return out
+
+
+@pytest.fixture
+def desk(gate_env, account_a, account_b):
+    """account_a: long 0.5 BTC at 20x, cross (liquidated ~5 % lower); account_b: short 4 ETH cross
+    and a long 0.05 BTC isolated at 10x (its own 260 USDT margin)."""
+    publish(account_a.id, wallet="1500", positions=[long_btc(qty="0.5", entry="50000", leverage=20)])
+    isolated = BookPosition(
+        symbol="BTCUSDT",
+        side="BOTH",
+        qty=D("0.05"),
+        entry_price=D("50000"),
+        leverage=10,
+        margin_type="isolated",
+        isolated_wallet=D("260"),
+    )
+    publish(account_b.id, wallet="10260", positions=[pf.short_eth(), isolated])
+    return {"a": account_a, "b": account_b}
 
 
 @pytest.fixture
