@@ -22,6 +22,10 @@ f(y) = ½·yᵀΣy − Σ b_i·ln y_i (its gradient vanishes exactly at y_i·(Σ
 Newton steps, then w = y / Σ y (Spinu 2013). Converges in ~10 steps for any PSD Σ with a
 positive diagonal. An account with zero variance cannot take part (its weight would be
 infinite): it gets weight 0 and the flag ``zero_volatility``; all zero raises ``ZeroVolatility``.
+A singular covariance (fewer scenarios than accounts) may have no exact solution: the solve then
+shrinks Σ towards its diagonal by the smallest δ of ``SHRINKAGE_STEPS`` that works (flag ``shrunk``,
+``Weights.shrinkage``); the reported contributions and vols are then those of the shrunk Σ (the
+matrix actually balanced).
 
 Caps
 ----
@@ -55,6 +59,9 @@ from positions.portfolio.var import tail_size
 from positions.portfolio.volatility import EwmaEstimate
 
 _VOL_FLOOR = 1e-12
+# A covariance estimated from fewer scenarios than accounts is singular; when Newton cannot finish on
+# it, the solve retries on (1 − δ)·Σ + δ·diag(Σ) (shrinkage towards the diagonal), flagged "shrunk".
+SHRINKAGE_STEPS = (0.0, 1e-6, 1e-4, 1e-2, 1e-1)
 _CENT = Decimal("0.01")
 _W = Decimal("0.000000000001")  # weights and shares: 12 decimals
 
@@ -67,6 +74,7 @@ class Weights:
     vol: dict[Hashable, Decimal]  # per-label volatility (sqrt of the diagonal)
     method: str
     flags: dict[Hashable, tuple[str, ...]] = field(default_factory=dict)
+    shrinkage: float = 0.0  # δ of (1 − δ)·Σ + δ·diag(Σ) the solve needed (0: none); labels flagged "shrunk"
 
 
 def _check_cov(cov: object, labels: Sequence[Hashable]) -> np.ndarray:
@@ -115,7 +123,9 @@ def _round_to_one(values: np.ndarray) -> list[Decimal]:
     return out
 
 
-def _result(labels: Sequence[Hashable], w: np.ndarray, cov: np.ndarray, method: str, flags: dict) -> Weights:
+def _result(
+    labels: Sequence[Hashable], w: np.ndarray, cov: np.ndarray, method: str, flags: dict, shrinkage: float = 0.0
+) -> Weights:
     total_var = float(w @ cov @ w)
     rc = w * (cov @ w) / total_var if total_var > 0 else np.zeros_like(w)
     weights = _round_to_one(w)
@@ -128,6 +138,7 @@ def _result(labels: Sequence[Hashable], w: np.ndarray, cov: np.ndarray, method: 
         vol={lb: Decimal(format(float(v), ".12f")) for lb, v in zip(labels, vol, strict=True)},
         method=method,
         flags={k: tuple(v) for k, v in flags.items()},
+        shrinkage=shrinkage,
     )
 
 
@@ -147,8 +158,8 @@ def risk_parity_weights(
     *,
     labels: Sequence[Hashable],
     budgets: Sequence[float] | None = None,
-    tol: float = 1e-10,
-    max_iter: int = 100,
+    tol: float = 1e-9,
+    max_iter: int = 50,
 ) -> Weights:
     """Equal risk contribution weights (contributions ∝ ``budgets`` if given); see the module doc."""
     labels = list(labels)
@@ -161,13 +172,39 @@ def risk_parity_weights(
         if b.shape != (len(labels),) or not np.isfinite(b).all() or (b <= 0).any():
             raise BadInput("budgets must be one positive number per label")
     idx = np.flatnonzero(active)
-    s = c[np.ix_(idx, idx)]
+    sub = c[np.ix_(idx, idx)]
     bb = b[idx] / b[idx].sum()
+    dd = np.sqrt(np.diag(sub))
+    smallest = float(np.linalg.eigvalsh(sub / dd[:, None] / dd[None, :])[0])
+    # A (near-)singular Σ, e.g. fewer scenarios than accounts, often has no exact solution (Newton then
+    # crawls): one short try unshrunk (two perfectly correlated accounts do have one), then shrink.
+    singular = smallest <= 1e-8
+    steps = SHRINKAGE_STEPS if not singular else tuple(x for x in SHRINKAGE_STEPS if x == 0 or x >= 1e-4)
+    shrinkage = 0.0
+    for shrinkage in steps:
+        target = sub if shrinkage == 0 else (1 - shrinkage) * sub + shrinkage * np.diag(np.diag(sub))
+        x = _erc(target, bb, tol=tol, max_iter=20 if singular and shrinkage == 0 else max_iter)
+        if x is not None:
+            break
+    else:
+        raise BadInput("risk parity did not converge (is the covariance positive semi-definite?)")
+    used = c.copy()
+    if shrinkage:
+        used[np.ix_(idx, idx)] = target
+        for i in idx:
+            flags.setdefault(labels[i], []).append("shrunk")
+    w = np.zeros(len(labels))
+    w[idx] = x
+    return _result(labels, w, used, "risk_parity", flags, shrinkage)
+
+
+def _erc(s: np.ndarray, bb: np.ndarray, *, tol: float, max_iter: int) -> np.ndarray | None:
+    """Weights (sum 1) with risk contributions ∝ bb for the covariance s, or None if Newton fails."""
     # scale Σ to unit diagonal for conditioning; y is rescaled back (ERC is scale-equivariant)
     d = np.sqrt(np.diag(s))
     sn = s / d[:, None] / d[None, :]
-    y = 1.0 / np.sqrt(np.full(idx.size, float(sn.sum()) / idx.size))
-    y = y * np.sqrt(bb * idx.size)
+    y = 1.0 / np.sqrt(np.full(bb.size, float(sn.sum()) / bb.size))
+    y = y * np.sqrt(bb * bb.size)
 
     def f(v: np.ndarray) -> float:
         return 0.5 * float(v @ sn @ v) - float(bb @ np.log(v))
@@ -175,25 +212,29 @@ def risk_parity_weights(
     for _ in range(max_iter):
         sy = sn @ y
         g = sy - bb / y
-        if np.max(np.abs(y * sy - bb)) < tol:
+        error = float(np.max(np.abs(y * sy - bb) / bb))  # relative error of the risk budgets
+        if error < tol:
             break
         h = sn + np.diag(bb / y**2)
         step = np.linalg.solve(h, -g)
         alpha = 1.0
         fy = f(y)
+        slack = 1e-13 * max(abs(fy), 1.0)  # f's own rounding: near the optimum it cannot decrease any more
         while True:
             cand = y + alpha * step
-            if (cand > 0).all() and f(cand) <= fy + 1e-4 * alpha * float(g @ step):
+            if (cand > 0).all() and f(cand) <= fy + 1e-4 * alpha * float(g @ step) + slack:
                 break
             alpha /= 2
             if alpha < 1e-12:
-                raise BadInput("risk parity did not converge (is the covariance positive semi-definite?)")
+                break
+        if alpha < 1e-12:
+            if error < 1e-6:  # at float resolution already: the budgets hold to 1e-6
+                break
+            return None
         y = cand
     else:
-        raise BadInput("risk parity did not converge within the iteration limit")
-    w = np.zeros(len(labels))
-    w[idx] = (y / d) / (y / d).sum()
-    return _result(labels, w, c, "risk_parity", flags)
+        return None
+    return (y / d) / (y / d).sum()
 
 
 def inverse_volatility_weights(cov: object, *, labels: Sequence[Hashable]) -> Weights:
