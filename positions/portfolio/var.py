@@ -72,7 +72,6 @@ from positions.portfolio.volatility import EwmaEstimate
 
 TOLERANCE = Decimal("0.005")
 _Q8 = Decimal("0.00000001")
-_CHUNK = 4096  # positions per elementwise block: [K, 4096] floats = 32 MB at K = 1,000
 
 
 def money(value: float) -> Decimal:
@@ -387,6 +386,41 @@ def _iso_liquidated(
     return np.where(long, low <= theta, high >= theta)
 
 
+def _iso_liquidation_pairs(
+    sc: ScenarioSet, symbol: np.ndarray, long: np.ndarray, theta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scenario, position) pairs where an isolated position's path reaches its liquidation price.
+
+    Sparse on purpose: a position is liquidated in few scenarios. Each symbol's lows are sorted once
+    (highs in descending order for shorts); a long with threshold θ is then liquidated in exactly
+    the first searchsorted(lows, θ, "right") scenarios of that order."""
+    ks: list[np.ndarray] = []
+    js: list[np.ndarray] = []
+    for is_long, column in ((True, sc.low), (False, -sc.high)):
+        sel = np.flatnonzero(long == is_long)
+        if sel.size == 0:
+            continue
+        # longs: low <= θ; shorts: high >= θ  <=>  −high <= −θ
+        limit = theta[sel] if is_long else -theta[sel]
+        syms = symbol[sel]
+        order = np.argsort(syms, kind="stable")
+        sel, limit, syms = sel[order], limit[order], syms[order]
+        bounds = np.flatnonzero(np.r_[True, syms[1:] != syms[:-1], True])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            s = syms[a]
+            scen = np.argsort(column[:, s], kind="stable")
+            counts = np.searchsorted(column[scen, s], limit[a:b], side="right")
+            total = int(counts.sum())
+            if total == 0:
+                continue
+            offsets = np.repeat(np.cumsum(counts) - counts, counts)
+            ks.append(scen[np.arange(total) - offsets])
+            js.append(np.repeat(sel[a:b], counts))
+    if not ks:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(ks), np.concatenate(js)
+
+
 def _aligned(desk: Desk, scenarios: ScenarioSet) -> ScenarioSet:
     if not isinstance(scenarios, ScenarioSet):
         raise BadInput("scenarios must be a ScenarioSet")
@@ -432,8 +466,7 @@ def desk_var(desk: Desk, scenarios: ScenarioSet, *, confidence: float = 0.99) ->
     iso_loss = np.maximum(iso_mb, 0.0)
     s_iso = desk.symbol[iso_idx]
     ever = np.where(long_iso, sc.low.min(axis=0)[s_iso] <= theta, sc.high.max(axis=0)[s_iso] >= theta)
-    risky = iso_idx[ever]  # may be liquidated in some scenario: revalued elementwise
-    risky_pos = np.flatnonzero(ever)
+    risky_pos = np.flatnonzero(ever)  # may be liquidated in some scenario: the others stay linear
 
     # --- linear part: every position's signed notional × move, by pool (cross) or by account (isolated)
     cross_idx = np.flatnonzero(~desk.isolated)
@@ -445,13 +478,13 @@ def desk_var(desk: Desk, scenarios: ScenarioSet, *, confidence: float = 0.99) ->
     account_pnl = moves @ e_iso  # [K, A]
 
     # --- isolated liquidations: replace e·move by −margin balance where the path reached LP
-    for start in range(0, risky.size, _CHUNK):
-        idx = risky[start : start + _CHUNK]
-        j = risky_pos[start : start + _CHUNK]
-        liq = _iso_liquidated(desk, sc, idx, theta[j], slice(None))
-        lin = moves[:, desk.symbol[idx]] * exposure[idx]
-        corr = np.where(liq, -iso_loss[j] - lin, 0.0)
-        account_pnl += _group_sum(corr, desk.account[idx], n_acc)
+    ks, js = _iso_liquidation_pairs(sc, s_iso[risky_pos], long_iso[risky_pos], theta[risky_pos])
+    if ks.size:
+        j = risky_pos[js]
+        i = iso_idx[j]
+        corr = -iso_loss[j] - exposure[i] * moves[ks, desk.symbol[i]]
+        flat = _bincount(ks * n_acc + desk.account[i], corr, minlength=k_count * n_acc)
+        account_pnl += flat.reshape(k_count, n_acc)
 
     # --- cross pools: margin balance vs maintenance margin at the scenario's marks
     pool_mb = desk.pool_wallet + _bincount(desk.pool[cross_idx], upnl[cross_idx], minlength=n_pool)
