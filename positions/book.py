@@ -217,6 +217,11 @@ class AccountRisk:
     largest_symbol_share: Decimal | None
     herfindahl: Decimal | None
     symbol_exposures: dict[str, Decimal] = field(default_factory=dict)
+    # Each wallet asset's wallet balance (cross + isolated), the figure the per-asset caps measure
+    # (rules.levels asset_cap; the order gate's ASSET_ABOVE_CAP reads it from the live state). A
+    # multi-assets account's USDT pool holds its haircut collateral value in USD (module docstring).
+    # Empty when the figures are incomplete.
+    asset_wallets: dict[str, Decimal] = field(default_factory=dict)
     per_asset: dict[str, AssetFigures | None] = field(default_factory=dict)
 
 
@@ -239,6 +244,7 @@ def account_risk_from_plain(plain: dict[str, Any]) -> AccountRisk:
     for name in ("missing_marks", "missing_brackets", "missing_wallets"):
         values[name] = tuple(values[name])
     values["symbol_exposures"] = {sym: Decimal(v) for sym, v in plain["symbol_exposures"].items()}
+    values["asset_wallets"] = {asset: Decimal(v) for asset, v in (plain.get("asset_wallets") or {}).items()}
     return AccountRisk(**values)
 
 
@@ -1291,7 +1297,7 @@ class RiskBook:
         for name in ("missing_marks", "missing_brackets", "missing_wallets"):
             base[name] = list(base[name])
         if not base["complete"]:
-            return {**base, **dict.fromkeys(_ACCOUNT_FIGURES), "symbol_exposures": {}}
+            return {**base, **dict.fromkeys(_ACCOUNT_FIGURES), "symbol_exposures": {}, "asset_wallets": {}}
         return {**base, **self._account_totals(acct, slots, notional, _money_str, _ratio_str)}
 
     def _account_base(self, acct: int, account_id: AccountId) -> tuple[dict[str, Any], list[int], list[float]]:
@@ -1339,6 +1345,12 @@ class RiskBook:
             exposures[symbol] = exposures.get(symbol, 0.0) + value
         gross = s[_GROSS]
         shares = {sym: g / gross for sym, g in exposures.items()} if gross > 0 else {}
+        # As _asset_figures computes each pool's wallet_balance, so the gate and the evaluator
+        # compare the same number with an asset's cap.
+        wallets = {
+            asset: money(float(self._pool_wallet_dec[p]) + self._pool_sum[_ISOW, p])
+            for asset, p in sorted(self._acct_pools[acct].items())
+        }
         largest = max(shares, key=shares.__getitem__, default=None)
         return dict(
             wallet_balance=money(wallet),
@@ -1356,6 +1368,7 @@ class RiskBook:
             largest_symbol_share=ratio(shares[largest] if largest else 0.0),
             herfindahl=ratio(sum(x * x for x in shares.values())),
             symbol_exposures={sym: money(g) for sym, g in sorted(exposures.items())},
+            asset_wallets=wallets,
         )
 
     def _asset_figures(self, pool: int) -> AssetFigures | None:

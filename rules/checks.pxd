@@ -18,6 +18,7 @@ cdef class SymbolView:
     cdef public bint trading
     cdef public object tick_u, step_u, min_qty_u, max_qty_u, market_max_u, min_notional_u16
     cdef public BracketTable table
+    cdef public object margin_asset
 
 cdef class Leg:
     cdef public object qty_u, leverage, other_sign
@@ -32,6 +33,7 @@ cdef class AccountView:
     cdef public double wallet, cross_wallet, upnl, mm, gross, cross_mm, cross_upnl
     cdef public dict legs, own_books, tables
     cdef public tuple base
+    cdef public object asset_wallets
 
 cdef class MarketState:
     cdef public object symbols, marks, feed_last_ms, now_ms, stale_ms
@@ -44,7 +46,7 @@ cdef class GateProfile:
     cdef public object daily_fills, collar, slippage, rate_s, rate_m, dup_window_s
     cdef public bint fresh, status, pside, filters, reduce, self_trade, lists, exposure
     cdef public object pos_notional, acct_notional, leverage, margin_ratio, liq_distance, pos_leverage
-    cdef public object values, by_symbol
+    cdef public object values, by_symbol, asset_caps
     cdef public tuple caps
 
 cdef double _CAP, _INF, _LOW, _HIGH
@@ -53,6 +55,8 @@ cdef double _CAP, _INF, _LOW, _HIGH
 cpdef check_order(Order order, AccountView account, MarketState market, GateProfile profile, Counters counters)
 
 cdef list _exposure(GateProfile p, tuple pr, Leg leg, object add)
+
+cdef object _asset_cap(AccountView account, object asset, object cap_u, object projection, object add)
 
 @cython.locals(
     f=double, size=double, new=double, new_entry=double, realized=double, isolated=bint, wallet=double,

@@ -115,6 +115,7 @@ LEVERAGE_HIGH = "LEVERAGE_HIGH"
 POSITION_LEVERAGE_HIGH = "POSITION_LEVERAGE_HIGH"
 MARGIN_RATIO_HIGH = "MARGIN_RATIO_HIGH"
 LIQUIDATION_NEAR = "LIQUIDATION_NEAR"
+ASSET_ABOVE_CAP = "ASSET_ABOVE_CAP"
 
 # check name -> its reason codes. `RiskProfile.disabled_checks` may name a check (all its
 # codes) or single codes. "trading_state" and "profile" are not switchable: a profile must
@@ -152,6 +153,7 @@ CHECKS: dict[str, tuple[str, ...]] = {
     "leverage": (LEVERAGE_HIGH, POSITION_LEVERAGE_HIGH),
     "margin_ratio": (MARGIN_RATIO_HIGH,),
     "liq_distance": (LIQUIDATION_NEAR,),
+    "asset_caps": (ASSET_ABOVE_CAP,),  # the limit's own name (rules/limits.py), so it switches the check
 }
 UNSWITCHABLE = frozenset(CHECKS["trading_state"] + CHECKS["profile"])
 ALL_CODES = tuple(code for codes in CHECKS.values() for code in codes)
@@ -216,6 +218,8 @@ MESSAGES: dict[str, str] = {
     MARGIN_RATIO_HIGH: "The margin ratio (maintenance margin / margin balance) after the order would be "
     "above the limit.",
     LIQUIDATION_NEAR: "The distance to liquidation after the order would be below the limit.",
+    ASSET_ABOVE_CAP: "The wallet balance of the order's margin asset would be above the profile's cap for that "
+    "asset: orders adding exposure on it are refused until it is back under the cap.",
 }
 
 # How a float value of a code is rendered (money with 8 decimals, ratios with 12, like the book).
@@ -377,6 +381,7 @@ class SymbolView:
         "market_max_u",
         "min_notional_u16",
         "table",
+        "margin_asset",
     )
 
 
@@ -391,8 +396,10 @@ def symbol_view(
     market_max_qty: Decimal | None,
     min_notional: Decimal,
     brackets: Sequence[Bracket] | None,
+    margin_asset: str = "USDT",
 ) -> SymbolView:
     s = SymbolView()
+    s.margin_asset = margin_asset  # the wallet asset its positions margin in (USDT, USDC...)
     s.name, s.trading = name, status == "TRADING"
     s.tick, s.step, s.min_qty, s.max_qty = tick_size, step_size, min_qty, max_qty
     s.market_max_qty, s.min_notional = market_max_qty, min_notional
@@ -474,6 +481,7 @@ class AccountView:
         "own_books",
         "tables",
         "base",
+        "asset_wallets",
     )
 
     def fresh(self, now_ms: int, stale_ms: int) -> bool:
@@ -542,6 +550,7 @@ def account_view(
     a.published_ms, a.complete = 0, False
     a.wallet = a.cross_wallet = a.upnl = a.mm = a.gross = a.cross_mm = a.cross_upnl = math.nan
     a.base = (math.nan,) * 5
+    a.asset_wallets = None
     if state is None:
         return a
     figures = state.get("figures") or {}
@@ -553,6 +562,9 @@ def account_view(
         _pair_legs(a.legs)
     if a.complete:
         _account_totals(a, figures)
+        wallets = figures.get("asset_wallets")
+        if wallets is not None:  # None: a state published before the stream published them
+            a.asset_wallets = {asset: _mark_units(Decimal(str(v))) for asset, v in wallets.items()}
     return a
 
 
@@ -693,6 +705,7 @@ class GateProfile:
         "values",
         "caps",
         "by_symbol",
+        "asset_caps",
     )
 
 
@@ -766,6 +779,9 @@ def compile_profile(values: Mapping[str, Any]) -> GateProfile:
         )
     )
     _compile_exposure(p, values, on)
+    asset_caps = values.get("asset_caps") if on(ASSET_ABOVE_CAP) else None
+    # asset -> cap in units (floored: a wallet of whole units passes at the cap exactly, as Decimal would)
+    p.asset_caps = {str(k): _units_floor(Decimal(str(v))) for k, v in asset_caps.items()} if asset_caps else None
     p.by_symbol = _compile_symbols(p, values)
     return p
 
@@ -837,6 +853,8 @@ class Projection(tuple):
     margin_ratio = property(itemgetter(7))
     liquidation_price = property(itemgetter(8))
     liquidation_distance = property(itemgetter(9))
+    # Not a published field: the PnL the fill realizes, which lands in the margin asset's wallet.
+    realized_pnl = property(itemgetter(10))
 
 
 class Decision(tuple):
@@ -1049,9 +1067,34 @@ def check_order(
         if not reduces and p.exposure:
             warnings = _exposure(p, figures, leg, add)
 
+    # -- the cap of the order's margin asset (never for an order that reduces) --------------------
+    if p.asset_caps is not None and not reduces and account.complete:
+        asset = sym.margin_asset
+        cap_u = p.asset_caps.get(asset)
+        if cap_u is not None:
+            _asset_cap(account, asset, cap_u, projection, add)
+
     if fails and p.off:
         fails = [f for f in fails if f[0] not in p.off]
     return _tuple_new(Decision, (not fails, fails, warnings, projection, is_exit, reduces))
+
+
+def _asset_cap(account: AccountView, asset: str, cap_u: int, projection: Projection | None, add: Any) -> None:
+    """ASSET_ABOVE_CAP: the asset's wallet balance (cross + isolated, as published: the figure the
+    evaluator's asset_cap rule measures) after the order: plus what its fill realizes (a flip
+    through zero), which lands in that wallet. Moving initial margin into an isolated wallet does
+    not change the sum. A state that does not say the wallets fails closed (value unknown)."""
+    wallets = account.asset_wallets
+    if wallets is None:
+        add((ASSET_ABOVE_CAP, None, Decimal(cap_u).scaleb(-UNIT_EXP), asset))
+        return
+    value_u = wallets.get(asset, 0)  # no pool: the account holds none of it
+    if projection is not None:
+        realized = projection[10]
+        if realized:
+            value_u += int(round(realized * UNIT))
+    if value_u > cap_u:
+        add((ASSET_ABOVE_CAP, Decimal(value_u).scaleb(-UNIT_EXP), Decimal(cap_u).scaleb(-UNIT_EXP), asset))
 
 
 def _ratio_value(numerator_u: int, mark_u: int) -> Decimal:
@@ -1186,7 +1229,7 @@ def _project(order: Order, a: AccountView, leg: Leg | None, mark: float, table: 
     else:
         lp = point[0]
         distance = (mark - lp) / mark if point[1] else (lp - mark) / mark
-    return (new, new_entry if new_u else None, f, notional, gross, mb, leverage, ratio, lp, distance)
+    return (new, new_entry if new_u else None, f, notional, gross, mb, leverage, ratio, lp, distance, realized)
 
 
 def _leg_after(order: Order, hedge: bool, leg: Leg, f: float) -> tuple[float, int, float, float, bool, float]:
@@ -1346,17 +1389,22 @@ def value_text(value: Any) -> str | None:
     return str(value)
 
 
-def failure_rows(rows: Iterable[tuple[str, Any, Any]]) -> list[dict[str, Any]]:
-    """[{code, message, value, limit}], values as value_text strings."""
-    return [
-        {
+def failure_rows(rows: Iterable[tuple]) -> list[dict[str, Any]]:
+    """[{code, message, value, limit}], values as value_text strings; a row naming what it is about
+    (ASSET_ABOVE_CAP: the asset) also carries ``asset``."""
+    out = []
+    for row in rows:
+        code, value, limit = row[0], row[1], row[2]
+        item = {
             "code": code,
             "message": MESSAGES[code],
             "value": value_text(_render(code, value)),
             "limit": value_text(_render(code, limit)),
         }
-        for code, value, limit in rows
-    ]
+        if len(row) > 3:
+            item["asset"] = row[3]
+        out.append(item)
+    return out
 
 
 def projection_row(pr: Projection | None) -> dict[str, Any] | None:

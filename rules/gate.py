@@ -139,6 +139,7 @@ def catalog_load() -> Catalog:
             market_max_qty=s.market_max_qty,
             min_notional=s.min_notional,
             brackets=tables.get((s.id, None)),
+            margin_asset=s.margin_asset,
         )
     overrides: dict[int, dict[str, BracketTable]] = collections.defaultdict(dict)
     for (symbol_id, account_id), table in tables.items():
@@ -941,12 +942,30 @@ def _gate_message(code: str) -> str:
     }[code]
 
 
-def _failure_rows(rows: Iterable[tuple[str, Any, Any]]) -> list[dict[str, Any]]:
+def _failure_rows(rows: Iterable[tuple]) -> list[dict[str, Any]]:
     rows = list(rows)
     if rows and rows[0][0] == LIVE_STATE_UNAVAILABLE:  # then the only one (_unavailable)
         message = _gate_message(LIVE_STATE_UNAVAILABLE)
         return [{"code": LIVE_STATE_UNAVAILABLE, "message": message, "value": None, "limit": None}]
-    return checks.failure_rows(rows)
+    out = checks.failure_rows(rows)
+    for row in out:
+        if row["code"] == checks.ASSET_ABOVE_CAP:
+            row["message"] = _asset_cap_message(row)
+    return out
+
+
+def _asset_cap_message(row: dict[str, Any]) -> str:
+    # gettext at render time, naming the asset and the figures (rules.checks' MESSAGES are plain
+    # English: that module has no Django).
+    if row["value"] is None:
+        return gettext(
+            "The live state does not give the %(asset)s wallet balance, so the profile's cap for %(asset)s "
+            "cannot be checked: orders adding exposure on it are refused."
+        ) % {"asset": row.get("asset")}
+    return gettext(
+        "The %(asset)s wallet balance after the order (%(value)s) would be above the profile's cap for "
+        "%(asset)s (%(limit)s): orders adding exposure on it are refused until it is back under the cap."
+    ) % {"asset": row.get("asset"), "value": row["value"], "limit": row["limit"]}
 
 
 def _unavailable(plan: CheckPlan, error: Exception) -> CheckResult:

@@ -19,7 +19,7 @@ from rules import checks as installed
 
 HERE = Path(__file__).resolve().parent
 RULES = HERE.parent
-SUITES = ("test_checks", "test_checks_projection")
+SUITES = ("test_checks", "test_checks_projection", "test_checks_asset_caps")
 
 
 def _load(name: str, path: Path) -> ModuleType:

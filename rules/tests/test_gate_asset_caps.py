@@ -1,0 +1,120 @@
+"""Per-asset caps before a trade, through the order API (issue 17 item 3): the gate reads each
+asset's wallet balance from the account's live state (the book's ``asset_wallets``, published by
+the stream process to ``live:acct:<id>``), the symbol's margin asset from the catalogue and the caps
+from the profile, and denies an order adding exposure past the cap of its margin asset with
+ASSET_ABOVE_CAP, the asset and the numbers, in the request's language."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from django.utils import translation
+
+from marketdata import live
+from marketdata.exchange import SymbolFilters
+from marketdata.services import brackets_store, symbols_refresh
+from marketdata.sink import account_state
+from positions.book import BookPosition, RiskBook
+from rules.tests import test_gate_fixtures as fx
+from rules.tests.test_gate_fixtures import default_profile, long_btc, order_body, publish
+
+gate_env = fx.gate_env  # pytest finds fixtures by name in the module
+
+URL = "/api/v1/orders/check"
+
+
+def _seed_btcusdc() -> None:
+    tick, step, lo, hi, market, notional = fx.FILTERS["BTCUSDT"]
+    symbols_refresh(
+        filters=[
+            SymbolFilters(
+                symbol="BTCUSDC",
+                status="TRADING",
+                base_asset="BTC",
+                quote_asset="USDC",
+                margin_asset="USDC",
+                tick_size=D(tick),
+                step_size=D(step),
+                min_qty=D(lo),
+                max_qty=D(hi),
+                market_max_qty=D(market),
+                min_notional=D(notional),
+                price_precision=2,
+                quantity_precision=3,
+            )
+        ]
+    )
+    brackets_store(tables={"BTCUSDC": fx.TABLES["BTCUSDT"]})
+
+
+def _publish_two_wallets(account_id: int, *, usdt: str, usdc: str) -> dict:
+    """As fx.publish (feeds too), with a USDC wallet and a BTCUSDC position beside the USDT ones."""
+    publish(account_id, wallet=usdt, positions=[long_btc()])
+    at = live.now_ms()
+    marks = {**fx.MARKS, "BTCUSDC": "50000"}
+    book = RiskBook()
+    for name in fx.FILTERS:
+        book.set_brackets(name, fx.TABLES[name])
+    book.set_brackets("BTCUSDC", fx.TABLES["BTCUSDT"])
+    book.apply_marks({s: D(p) for s, p in marks.items()}, ts=at)
+    book.set_wallet(account_id, D(usdt))
+    book.set_wallet(account_id, D(usdc), asset="USDC")
+    book.upsert_position(account_id, long_btc())
+    book.upsert_position(account_id, BookPosition("BTCUSDC", "BOTH", D("0.1"), D("49000"), 20, margin_asset="USDC"))
+    state = account_state(book.account_plain(account_id), book.positions_plain(account_id), [])
+    state["published_ms"] = at
+    live.accounts_set({account_id: state})
+    live.marks_merge({s: [p, at] for s, p in marks.items()})
+    return state
+
+
+def _failures(response) -> dict:
+    assert response.status_code == 200, response.json()
+    return {f["code"]: f for f in response.json()["failures"]}
+
+
+def test_an_order_under_the_cap_passes_and_one_over_it_is_denied_with_the_numbers(
+    api_for, trader_a, account_a, gate_env
+):
+    publish(account_a.id, wallet="10000", positions=[long_btc()])
+    api = api_for(trader_a)
+    default_profile(asset_caps={"USDT": "10000"})
+    answer = api.post(URL, order_body(account_a.id), format="json").json()
+    assert answer["allowed"] is True, answer["failures"]
+    default_profile(asset_caps={"USDT": "9500.5"})
+    failure = _failures(api.post(URL, order_body(account_a.id), format="json"))["ASSET_ABOVE_CAP"]
+    assert (failure["asset"], failure["value"], failure["limit"]) == ("USDT", "10000", "9500.5")
+    assert "USDT" in failure["message"] and "9500.5" in failure["message"]
+
+
+def test_a_reduce_only_order_over_the_cap_goes_through(api_for, trader_a, account_a, gate_env):
+    publish(account_a.id, wallet="10000", positions=[long_btc()])
+    default_profile(asset_caps={"USDT": "1"})
+    body = order_body(account_a.id, side="SELL", quantity="0.5", price="50000.0", reduce_only=True)
+    response = api_for(trader_a).post(URL, body, format="json")
+    assert response.json()["allowed"] is True, response.json()
+
+
+def test_a_usdc_margined_symbol_uses_the_usdc_cap(api_for, trader_a, account_a, gate_env):
+    _seed_btcusdc()
+    default_profile(asset_caps={"USDT": "20000", "USDC": "3000"})  # catalogue reloaded with BTCUSDC
+    _publish_two_wallets(account_a.id, usdt="10000", usdc="4000")
+    api = api_for(trader_a)
+    failure = _failures(api.post(URL, order_body(account_a.id, symbol="BTCUSDC"), format="json"))["ASSET_ABOVE_CAP"]
+    assert (failure["asset"], failure["value"], failure["limit"]) == ("USDC", "4000", "3000")
+    # the USDT-margined symbol is held to the USDT cap, which it is under
+    answer = api.post(URL, order_body(account_a.id), format="json").json()
+    assert answer["allowed"] is True, answer["failures"]
+
+
+def test_the_message_is_in_the_requests_language(api_for, trader_a, account_a, gate_env):
+    publish(account_a.id, wallet="10000", positions=[long_btc()])
+    default_profile(asset_caps={"USDT": "9000"})
+    response = api_for(trader_a).post(URL, order_body(account_a.id), format="json", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    message = _failures(response)["ASSET_ABOVE_CAP"]["message"]
+    with translation.override("zh-hans"):
+        expected = translation.gettext(
+            "The %(asset)s wallet balance after the order (%(value)s) would be above the profile's cap for "
+            "%(asset)s (%(limit)s): orders adding exposure on it are refused until it is back under the cap."
+        ) % {"asset": "USDT", "value": "10000", "limit": "9000"}
+    assert message == expected
