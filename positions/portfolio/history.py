@@ -161,21 +161,56 @@ def align_closes(
 
 
 def from_matrix(
-    *, times_ms: np.ndarray, symbols: Sequence[str], closes: np.ndarray, as_of_ms: int, step_ms: int = MINUTE_MS
+    *,
+    times_ms: np.ndarray,
+    symbols: Sequence[str],
+    closes: np.ndarray,
+    as_of_ms: int,
+    step_ms: int = MINUTE_MS,
 ) -> AlignedCloses:
-    """Already-aligned closes (benchmarks, tests): rows after ``as_of_ms`` are cut, NaN rows lead only."""
-    times = np.asarray(times_ms, dtype=np.int64)
+    """An already aligned matrix (``marketdata.bars.close_matrix``, benchmarks) onto the regular grid.
+
+    ``times_ms`` ascending bucket open times (rows may be missing: a gap every symbol shares is
+    re-inserted here, so one row is always one ``step_ms``); ``closes`` [T, S] with NaN before a
+    symbol's first close (anything else non-finite is refused). Rows after ``as_of_ms`` are cut
+    before anything reads them; gaps are forward-filled like ``align_closes``."""
+    as_of_ms = _check_ms("as_of_ms", as_of_ms)
+    step_ms = _check_ms("step_ms", step_ms)
+    if step_ms <= 0:
+        raise BadInput("step_ms must be > 0")
+    times = np.asarray(times_ms)
+    if times.ndim != 1 or times.dtype.kind not in "iu":
+        raise BadInput("times_ms must be a 1-d array of epoch milliseconds")
+    times = times.astype(np.int64)
     values = np.asarray(closes, dtype=float)
+    symbols = tuple(symbols)
     if values.ndim != 2 or values.shape != (times.size, len(symbols)):
         raise BadInput(f"closes must be [T={times.size}, S={len(symbols)}], got {values.shape}")
+    if len(set(symbols)) != len(symbols):
+        raise BadInput("duplicate symbols")
     keep = times <= as_of_ms
     times, values = times[keep], values[keep]
     if times.size == 0:
         raise NoBars("no rows at or before the cut-off", symbols=symbols)
+    if (np.diff(times) <= 0).any():
+        raise BadInput("times_ms must be strictly ascending")
     finite = np.isfinite(values)
     if (values[finite] <= 0).any():
         raise BadInput("closes must be > 0")
-    first = np.where(finite.any(axis=0), finite.argmax(axis=0), times.size)
-    return AlignedCloses(
-        times_ms=times, symbols=tuple(symbols), closes=values, first=first, as_of_ms=as_of_ms, step_ms=step_ms
-    )
+    if np.isinf(values).any():
+        raise BadInput("closes must be finite (NaN only before a symbol's first close)")
+    empty = [s for s, has in zip(symbols, finite.any(axis=0), strict=True) if not has]
+    if empty:
+        raise NoBars(f"no bars at or before the cut-off for: {', '.join(sorted(empty))}", symbols=sorted(empty))
+    start = int(times[0]) - int(times[0]) % step_ms
+    last = as_of_ms - as_of_ms % step_ms
+    grid = np.arange(start, last + step_ms, step_ms, dtype=np.int64)
+    rows = (times - start) // step_ms
+    full = np.full((grid.size, len(symbols)), np.nan)
+    full[rows] = values
+    valid = np.where(np.isfinite(full), np.arange(grid.size)[:, None], -1)
+    np.maximum.accumulate(valid, axis=0, out=valid)
+    first = np.argmax(valid >= 0, axis=0).astype(np.int64)
+    filled = np.take_along_axis(full, np.maximum(valid, 0), axis=0)
+    filled[valid < 0] = np.nan
+    return AlignedCloses(times_ms=grid, symbols=symbols, closes=filled, first=first, as_of_ms=as_of_ms, step_ms=step_ms)

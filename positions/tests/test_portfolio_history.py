@@ -12,7 +12,7 @@ import pytest
 from positions.figures import PositionInput
 from positions.portfolio.allocation import notional_caps, unit_var_from_estimate
 from positions.portfolio.errors import BadInput, InsufficientHistory, NoBars
-from positions.portfolio.history import MINUTE_MS, align_closes
+from positions.portfolio.history import MINUTE_MS, align_closes, from_matrix
 from positions.portfolio.scenarios import (
     CRASH_FILES,
     DATA_DIR,
@@ -70,6 +70,22 @@ def test_align_symbol_without_bars() -> None:
         align_closes({"AUSDT": ([T0], ["abc"])}, as_of_ms=T0)
     with pytest.raises(BadInput, match="as_of_ms"):
         align_closes({"AUSDT": ([T0], [1.0])}, as_of_ms=1.5)
+
+
+def test_from_matrix_regrids_shared_gaps_and_matches_align_closes() -> None:
+    # rows 0, 1, 4 (minutes 2-3 missing for every symbol, like the bundled data's 2021-04-25 gap); B starts at row 1
+    times = np.array([T0, T0 + MINUTE_MS, T0 + 4 * MINUTE_MS, T0 + 5 * MINUTE_MS], dtype=np.int64)
+    closes = np.array([[10.0, np.nan], [11.0, 5.0], [12.0, 6.0], [99.0, 99.0]])
+    a = from_matrix(times_ms=times, symbols=["A", "B"], closes=closes, as_of_ms=T0 + 4 * MINUTE_MS)
+    assert a.times_ms.tolist() == minutes(5)
+    assert a.closes[:, 0].tolist() == [10.0, 11.0, 11.0, 11.0, 12.0]
+    assert a.first.tolist() == [0, 1]
+    b = align_closes({"A": (times[:3], closes[:3, 0]), "B": (times[1:3], closes[1:3, 1])}, as_of_ms=T0 + 4 * MINUTE_MS)
+    assert np.array_equal(a.closes, b.closes, equal_nan=True) and a.first.tolist() == b.first.tolist()
+    with pytest.raises(NoBars, match="C"):
+        from_matrix(times_ms=times, symbols=["A", "C"], closes=closes * [1, np.nan], as_of_ms=T0 + 4 * MINUTE_MS)
+    with pytest.raises(BadInput, match="ascending"):
+        from_matrix(times_ms=times[::-1], symbols=["A", "B"], closes=closes, as_of_ms=T0 + 9 * MINUTE_MS)
 
 
 # --------------------------------------------------------------------------- EWMA
