@@ -46,6 +46,20 @@ def feed_is_stale(status: dict[str, Any] | None, *, at_ms: int | None = None) ->
     return age_ms > settings.STREAM_STALE_AFTER_S * 1000
 
 
+def user_feed_is_live(status: dict[str, Any] | None, *, at_ms: int | None = None) -> bool:
+    """The one judgement of an account's user stream, for the gate's ACCOUNT_STATE_STALE, the pages
+    and the risk API: connected with its state re-synced since; or down (or re-syncing) for less
+    than STREAM_STALE_AFTER_S, a blip's grace. No status (its TTL ran out with the process that
+    said it, SIGKILL included) is not live. A user stream is quiet until the account changes, so
+    silence is not judged; the process's own beat and the status's TTL are."""
+    if not status:
+        return False
+    if status.get("connected") and not status.get("stale"):
+        return True
+    down = status.get("down_since_ms")
+    return down is not None and (at_ms or now_ms()) - int(down) <= settings.STREAM_STALE_AFTER_S * 1000
+
+
 def accounts_set(states: dict[int, dict[str, Any]]) -> None:
     cache.set_many({ACCOUNT_KEY.format(id=k): v for k, v in states.items()}, TTL_S)
 

@@ -30,6 +30,8 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -42,7 +44,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from marketdata.collateral import Wallets
-from marketdata.exchange import BinanceFutures, ExchangeError, dec
+from marketdata.exchange import BinanceFutures, ExchangeError, bulk_weight, dec
 from positions.book import BookPosition, RiskBook
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,16 @@ HEARTBEAT_EVERY_S = 1.0  # the process's beat (a live key with a TTL of stale_af
 REST_CONCURRENCY = 8  # REST fetches (brackets, the first sync) in flight at start-up
 SOCKET_OPEN_CONCURRENCY = 16  # user-data sockets opening (listen key, handshake, re-sync) at once
 SOCKET_OPEN_TIMEOUT_S = 60.0  # for one of them; past it the session restarts with backoff
+# After a fault that took every socket down, the market socket opens first: user sessions wait for it
+# this long at most (they must recover without it too), so 2,000 handshakes do not queue ahead of the
+# one socket every account's figures depend on (bench/recovery.py: 18 s for the market without this).
+MARKET_FIRST_WAIT_S = 2.0
+# REST re-syncs after a reconnect run apart from the socket opens, at most this many at once, in turn:
+# accounts holding positions or open orders first. They spend IP weight only up to the adapter's bulk
+# share (marketdata/exchange.py), so listen keys, the gap fill of the marks, the kill switch's reads
+# and cancels always find weight left.
+RESYNC_CONCURRENCY = 8
+RESYNC_RETRY_S = 5.0  # a re-sync that failed (exchange away, rate limited) is tried again this soon
 MALFORMED = "_malformed"
 # The interpreter's GIL hand-over interval in a process that runs the engine (default 5 ms). The
 # alert writer and the sink's threads wait for the GIL after every database or Redis reply while the
@@ -108,6 +120,12 @@ class FeedStatus:
     malformed: int = 0
     reconnects: int = 0
     last_error: str = ""
+    # A user feed whose socket is open again but whose REST re-sync has not landed yet: its events
+    # flow, but what it missed while down is unknown, so it is still stale (the gate fails closed).
+    resyncing: bool = False
+    # When the feed last stopped being live (connected and not stale); None while live or never live.
+    # Readers give a blip STREAM_STALE_AFTER_S of grace from here, no more (marketdata/live.py).
+    down_since_ms: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -240,6 +258,15 @@ class StreamEngine:
         self._stopping = asyncio.Event()
         self._logged_malformed: set[str] = set()
         self._opening = asyncio.Semaphore(SOCKET_OPEN_CONCURRENCY)  # see SOCKET_OPEN_CONCURRENCY
+        self._market_up = asyncio.Event()  # the market socket is open (MARKET_FIRST_WAIT_S)
+        self._opens_waiting = 0  # user sockets waiting to open or opening: re-syncs wait for none
+        self._opens_idle = asyncio.Event()
+        self._opens_idle.set()
+        self._resync_turns = _Turns(RESYNC_CONCURRENCY)
+        self._sessions: dict[int, int] = {}  # account -> number of its current user session
+        # account -> events its socket delivered while the account's REST re-sync was in flight:
+        # applied after the exchange's state, in order, so the snapshot never overwrites a newer event.
+        self._held: dict[int, list] = {}
         self.on_market_frame: Callable[[int], None] | None = None  # bench hook: frame's E in ms
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -283,8 +310,11 @@ class StreamEngine:
                 await task
         with contextlib.suppress(Exception):
             await self._flush()
+        now_ms = int(time.time() * 1000)
         for feed in (self.market, *self.user_feeds.values()):
-            feed.connected, feed.stale = False, True
+            if feed.down_since_ms is None and feed.connected and not feed.stale:
+                feed.down_since_ms = now_ms
+            feed.connected, feed.stale, feed.resyncing = False, True, False
         self.listen_keys.clear()
         try:
             await self._tell("stopped", [f.as_dict() for f in (self.market, *self.user_feeds.values())])
@@ -304,6 +334,7 @@ class StreamEngine:
             "accounts": len(self.accounts),
             "market_stale": self.is_stale(),
             "user_connected": sum(1 for f in self.user_feeds.values() if f.connected),
+            "user_live": sum(1 for f in self.user_feeds.values() if f.connected and not f.stale),
         }
 
     async def _heartbeat_loop(self) -> None:
@@ -538,6 +569,10 @@ class StreamEngine:
         self._note_changed(changed)
 
     async def _set_market_connected(self, connected: bool) -> None:
+        if connected:
+            self._market_up.set()
+        else:
+            self._market_up.clear()
         if self.market.connected != connected:
             self.market.connected = connected
             await self.sink.feed_changed(self.market, became_stale=False, recovered=False)
@@ -571,34 +606,50 @@ class StreamEngine:
             self.listen_keys.pop(account_id, None)
             if self._stopping.is_set():
                 return
-            feed.connected = False
+            if feed.down_since_ms is None and feed.connected and not feed.stale:
+                feed.down_since_ms = int(time.time() * 1000)
+            feed.connected, feed.stale, feed.resyncing = False, True, False
             feed.reconnects += 1
             await self.sink.feed_changed(feed, became_stale=False, recovered=False)
             await asyncio.sleep(backoff.next_delay())
 
     async def _user_session(self, account_id: int, feed: FeedStatus, backoff: Backoff) -> None:
+        """One socket's life. It opens (a listen key, the handshake), then reads at once while the
+        account's REST re-sync waits for its turn (``_resync_in_turn``): the stream is back as soon as
+        its socket is, the account's state is live once the re-sync has landed. Opening did the
+        re-sync inside the open before, so 2,000 sockets after a blip waited for 2,000 re-syncs
+        (112,000 weight, ~52 minutes at Binance's 2,400 a minute) to be back at all."""
         # A fresh socket object asks for a listen key (POST: the live one, or a new one if it died).
         socket = self.adapter(account_id).socket_manager().futures_user_socket()
         # The keep-alive is ours (_keepalive): python-binance's logs a -1125 at ERROR and goes on
         # with the dead key, which is how accounts sat "connected" on dead keys (issue 15).
         socket._start_socket_timer = _no_timer
         _skip_bad_json(socket)
+        session = self._sessions[account_id] = self._sessions.get(account_id, 0) + 1
         async with contextlib.AsyncExitStack() as stack:
-            # Reconnects pass the same gate: after a network blip every socket restarts at once.
-            # The time limit keeps one stuck handshake or request from holding a place forever.
-            async with self._opening, asyncio.timeout(SOCKET_OPEN_TIMEOUT_S):
-                await stack.enter_async_context(opened(socket))
-                differences = await self.sync_account(account_id)
-                # Connected once the book holds the exchange's state: the gate's "live" must not
-                # cover the window where the re-sync has not landed yet.
-                feed.connected, feed.stale = True, False
-                self.listen_keys[account_id] = str(socket._listen_key or "")
-                await self.sink.feed_changed(feed, became_stale=False, recovered=True)
+            if feed.reconnects:
+                await self._market_first()
+            self._opens_waiting += 1
+            self._opens_idle.clear()
+            try:
+                # Reconnects pass the same gate: after a network blip every socket restarts at once.
+                # The time limit keeps one stuck handshake from holding a place forever.
+                async with self._opening, asyncio.timeout(SOCKET_OPEN_TIMEOUT_S):
+                    await stack.enter_async_context(opened(socket))
+            finally:
+                self._opens_waiting -= 1
+                if not self._opens_waiting:
+                    self._opens_idle.set()
+            self.listen_keys[account_id] = str(socket._listen_key or "")
+            # Connected, and still stale: the gate's "live" must not cover the window where the
+            # re-sync has not landed yet (what the account did while the socket was down is unknown).
+            feed.connected, feed.stale, feed.resyncing = True, True, True
+            await self.sink.feed_changed(feed, became_stale=False, recovered=False)
             backoff.connected()
-            if differences and feed.reconnects:
-                await self.sink.drift_found(account_id, differences)
             keepalive = asyncio.create_task(self._keepalive(account_id, socket), name=f"keepalive:{account_id}")
             stack.callback(keepalive.cancel)
+            resync = asyncio.create_task(self._resync_in_turn(account_id, feed, session), name=f"resync:{account_id}")
+            stack.callback(resync.cancel)
             while not self._stopping.is_set():
                 # The keep-alive is this socket's watchdog: a dead key ends the session through it.
                 message = await _recv_or_fail(socket, keepalive)
@@ -606,7 +657,61 @@ class StreamEngine:
                     raise ConnectionError(f"user stream: {message.get('e')} {message.get('m', '')}")
                 feed.messages += 1
                 feed.last_message_ms = int(time.time() * 1000)
+                held = self._held.get(account_id)
+                if held is not None:
+                    held.append(message)
+                    continue
                 await self._on_user_event(account_id, feed, message)
+
+    async def _market_first(self) -> None:
+        """After a fault, let the market socket open first (it carries every account's marks), but
+        never wait for it longer than MARKET_FIRST_WAIT_S: user streams recover without it too."""
+        if not self._market_up.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(MARKET_FIRST_WAIT_S):
+                    await self._market_up.wait()
+
+    async def _resync_in_turn(self, account_id: int, feed: FeedStatus, session: int) -> None:
+        """The account's REST re-sync after its socket opened: when no socket is waiting to open, in
+        turn (accounts holding positions or orders first), retried until it lands."""
+        while not self._stopping.is_set():
+            await self._opens_idle.wait()
+            async with self._resync_turns.turn(self._resync_priority(account_id)):
+                # Shielded: a session that ends mid-sync lets the sync finish, or a liquidation it
+                # found in forceOrders would be lost with it.
+                landed = await asyncio.shield(asyncio.ensure_future(self._resync(account_id, feed, session)))
+            if landed:
+                return
+            await asyncio.sleep(_jitter(RESYNC_RETRY_S))
+
+    def _resync_priority(self, account_id: int) -> int:
+        holds = bool(self.open_orders.get(account_id)) or any(True for _ in self.book.positions_plain(account_id))
+        return 0 if holds else 1
+
+    async def _resync(self, account_id: int, feed: FeedStatus, session: int) -> bool:
+        """One re-sync; True once it landed. The socket's events meanwhile wait in ``_held`` and are
+        applied after the exchange's state, in order."""
+        held = self._held.setdefault(account_id, [])
+        differences: list[dict] | None = None
+        try:
+            with bulk_weight():
+                differences = await self.sync_account(account_id)
+        except ExchangeError as exc:
+            feed.last_error = f"re-sync: {type(exc).__name__}: {exc}"[:300]
+            log.warning("re-sync of account %s failed (%s); again in about %s s", account_id, exc, RESYNC_RETRY_S)
+        finally:
+            while held:
+                await self._on_user_event(account_id, feed, held.pop(0))
+            if self._held.get(account_id) is held:
+                del self._held[account_id]
+        if differences is None:
+            return False
+        if self._sessions.get(account_id) == session and feed.connected:
+            feed.stale, feed.resyncing, feed.down_since_ms = False, False, None
+            await self.sink.feed_changed(feed, became_stale=False, recovered=True)
+        if differences and feed.reconnects:
+            await self.sink.drift_found(account_id, differences)
+        return True
 
     async def _keepalive(self, account_id: int, socket: Any) -> None:
         """PUT listenKey every ``keepalive_s``. -1125 (the key is gone) ends the session: the next one
@@ -919,6 +1024,41 @@ class StreamEngine:
         if feed.name not in self._logged_malformed:
             self._logged_malformed.add(feed.name)  # once per feed: a flood must not flood the log
             log.warning("malformed payload on %s skipped (further ones only counted): %.300r", feed.name, sample)
+
+
+class _Turns:
+    """A semaphore that serves its waiters by priority (lower first), then in order of arrival."""
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, priority: int):
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+        else:
+            granted = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiters, (priority, next(self._arrivals), granted))
+            try:
+                await granted
+            except asyncio.CancelledError:
+                if granted.done() and not granted.cancelled():
+                    self._release()  # granted as it was cancelled: the turn passes on
+                raise  # a cancelled waiter stays in the heap; _release skips it
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiters:
+            granted = heapq.heappop(self._waiters)[2]
+            if not granted.done():
+                granted.set_result(None)
+                return
+        self._free += 1
 
 
 def settle_gc() -> None:

@@ -382,8 +382,8 @@ def _feed_stale(status: dict[str, Any] | None, *, user_stream: bool) -> bool:
     if not user_stream:
         return live.feed_is_stale(status)  # marks arrive every second: silence means trouble
     # A user stream is quiet until the account changes: stale when down, not when silent
-    # (the order gate's rule, rules.gate.account_risk).
-    return not (status and status.get("connected")) or bool(status and status.get("stale"))
+    # (the order gate's judgement, rules.gate.account_risk).
+    return not live.user_feed_is_live(status)
 
 
 def _live_feed(name: str, account: ExchangeAccount | None) -> Feed:
