@@ -16,6 +16,8 @@ What python-binance leaves to us (reference §3.5–3.6) and this module adds:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +36,21 @@ log = logging.getLogger(__name__)
 
 WEIGHT_LIMIT_1M = 2400  # Binance's REQUEST_WEIGHT per minute per IP
 WEIGHT_SLOWDOWN_AT = 0.9  # above this share of the limit, reads wait for the next minute
+# Bulk reads (the stream engine's re-syncs after a reconnect: 55 weight an account) stop at this
+# fraction of WEIGHT_SLOWDOWN_AT, so that 2,000 of them queued after a blip cannot spend the minute
+# that listen keys, the marks' gap fill, the kill switch's reads and an operator's request need.
+BULK_WEIGHT_FRACTION = 2 / 3
+_WEIGHT_CLASS: contextvars.ContextVar[str] = contextvars.ContextVar("weight_class", default="normal")
+
+
+@contextlib.contextmanager
+def bulk_weight():
+    """Reads made inside (in this task) are bulk: they wait at BULK_WEIGHT_FRACTION of the cap."""
+    token = _WEIGHT_CLASS.set("bulk")
+    try:
+        yield
+    finally:
+        _WEIGHT_CLASS.reset(token)
 MAX_BACKOFF_WAIT_S = 30.0  # a longer ban is raised to the caller instead of waited out
 UNKNOWN_OUTCOME_MESSAGE = "Unknown error, please check your request or try again later."
 AUTH_CODES = {-2014, -2015, -1022, -1021}
@@ -224,7 +241,8 @@ class BinanceFutures:
         if wait > 0:
             await asyncio.sleep(wait)
         minute = int(time.time() // 60)
-        near_cap = self.rate.used_weight >= WEIGHT_LIMIT_1M * WEIGHT_SLOWDOWN_AT
+        share = WEIGHT_SLOWDOWN_AT * (BULK_WEIGHT_FRACTION if _WEIGHT_CLASS.get() == "bulk" else 1)
+        near_cap = self.rate.used_weight >= WEIGHT_LIMIT_1M * share
         if not is_order and near_cap and minute == self.rate.weight_minute:
             # Orders do not spend IP weight; reads wait for the window to roll over.
             await asyncio.sleep(60 - time.time() % 60)
