@@ -239,6 +239,18 @@ class KlineSource:
             rows += self.recorder.rows(symbol, max(t0, recorded_from), t1)
         return rows
 
+    def next_available(self, symbol: str, t: int) -> int:
+        """The first time at or after ``t`` this symbol may have a bar (a jump over empty stretches)."""
+        recorded_from = self.recorder.first_minute(symbol)
+        if t >= recorded_from:
+            return t
+        if symbol in BUNDLED:
+            times, _rows = load_bundle(symbol)
+            if t < times[0]:
+                return times[0]
+            return t if t <= times[-1] else recorded_from
+        return max(t, self.recorder.start_minute - SYNTHETIC_DAYS * DAY_MS)
+
     def _before_start(self, symbol: str, t0: int, t1: int, per: int) -> list[Row]:
         if symbol in BUNDLED:
             times, bundle = load_bundle(symbol)
@@ -356,14 +368,12 @@ def klines(sim: Simulator, source: KlineSource, params: dict[str, str]) -> list[
         first_open = _bucket_start(start, minutes)
         if first_open < start:
             first_open += size  # Binance: bars that open at or after startTime
-        last_open = min(last_open, first_open + (limit - 1) * size)
+        bars = _forward(source, symbol, first_open, last_open, minutes, limit)
     else:
         first_open = last_open - (limit - 1) * size
-    if last_open < first_open:
-        return []
-    rows = source.minutes(symbol, first_open, last_open + size, minutes)
-    bars = aggregate(rows, minutes)
-    bars = bars[:limit] if start is not None else bars[-limit:]
+        if last_open < first_open:
+            return []
+        bars = aggregate(source.minutes(symbol, first_open, last_open + size, minutes), minutes)[-limit:]
     places = source.precision(symbol)
     return [
         [
@@ -382,6 +392,23 @@ def klines(sim: Simulator, source: KlineSource, params: dict[str, str]) -> list[
         ]
         for t, o, h, lo, c, v in bars
     ]
+
+
+def _forward(source: KlineSource, symbol: str, first_open: int, last_open: int, minutes: int, limit: int) -> list:
+    """The first ``limit`` bars that exist opening in [first_open, last_open], as Binance answers a
+    startTime: windows of ``limit`` buckets, jumping over stretches with no data (before the bundle or
+    the synthesized history, between the bundle and the simulator's start)."""
+    size = minutes * MINUTE_MS
+    bars: list = []
+    cursor = first_open
+    while len(bars) < limit and cursor <= last_open:
+        cursor = max(cursor, _bucket_start(source.next_available(symbol, cursor), minutes))
+        if cursor > last_open:
+            break
+        upto = min(last_open + size, cursor + (limit - len(bars)) * size)
+        bars += aggregate(source.minutes(symbol, cursor, upto, minutes), minutes)
+        cursor = upto
+    return bars[:limit]
 
 
 def register(app: web.Application, sim: Simulator) -> Callable[[Any], list[list]]:

@@ -148,3 +148,13 @@ def test_bad_parameters_get_binances_errors(sim, params, code, message):
     with pytest.raises(BinanceAPIException) as caught:
         call(sim, **params)
     assert (caught.value.status_code, caught.value.code, caught.value.message) == (400, code, message)
+
+
+def test_a_start_time_before_the_data_answers_the_first_bars_that_exist(sim):
+    rows, _ = call(sim, symbol="BTCUSDT", interval="1m", startTime=1_600_000_000_000, limit=2)
+    assert [r[0] for r in rows] == [1_618_951_320_000, 1_618_951_380_000]  # 2021-04-20 20:42 UTC, the first
+    # Over the real maintenance gap (no bars from 04:01 to 08:44 UTC on 2021-04-25) a page is still filled.
+    before_gap = 1_619_322_960_000  # 03:56
+    rows, _ = call(sim, symbol="BTCUSDT", interval="1m", startTime=before_gap, limit=10)
+    times = [r[0] for r in rows]
+    assert len(times) == 10 and times[4] == before_gap + 4 * 60_000 and times[5] == 1_619_340_300_000  # 04:00, 08:45
