@@ -30,10 +30,13 @@ A scenario moves each symbol's mark by ``move`` (end of the window) and along th
   maintenance margin ``Σ MM(|qty| × mark)`` (each position on its bracket tier at the new notional,
   ``positions.margin.maintenance_margin``). Then the pool loses its whole current margin balance
   and no more (the same reasoning: positions are closed at the maintenance line, the rest of the
-  margin goes as the fee). Cross pools are judged at the window's end prices: the account's
-  equity path needs every symbol at the same minute, which a window's per-symbol extremes do not
-  give; an intraday dip that recovered by the end is therefore missed for cross pools (it is
-  caught for isolated positions, whose liquidation depends on one price only).
+  margin goes as the fee). A pool holding a single symbol (one position, or a hedge pair) is also
+  checked at the window's path low and high: its equity − MM is concave in that one price, so its
+  minimum over the path is at one of the two extremes, and the check is as exact as the isolated
+  one. A pool holding several symbols is judged at the window's end prices: its equity path needs
+  every symbol at the same minute, which per-symbol extremes do not give (the box of extremes
+  would be far too pessimistic for a hedged book); an intraday dip that recovered by the end of
+  the window is therefore missed for those pools.
 * A liquidation never makes the loss larger than the current margin balance, and a pool or
   position with a margin balance <= 0 today loses 0 more (it is already gone).
 
@@ -488,7 +491,16 @@ def desk_var(desk: Desk, scenarios: ScenarioSet, *, confidence: float = 0.99) ->
 
     # --- cross pools: margin balance vs maintenance margin at the scenario's marks
     pool_mb = desk.pool_wallet + _bincount(desk.pool[cross_idx], upnl[cross_idx], minlength=n_pool)
-    pool_liq = _pool_liquidations(desk, sc, cross_idx, notional, pool_mb, pool_lin)
+    pool_liq = _pool_liquidations(desk, moves, cross_idx, notional, pool_mb, pool_lin)
+    single = _single_symbol_pools(desk, cross_idx)
+    if single.any():
+        # A pool holding one symbol (one position or a hedge pair) depends on that one price, and its
+        # equity − MM is concave in it: its minimum over the window's path is at the path's low or high.
+        # So, like an isolated position, it is liquidated if either extreme reaches maintenance.
+        sub = cross_idx[single[desk.pool[cross_idx]]]
+        for path in (sc.low, sc.high):
+            lin = path @ e_pool[:, :n_pool]
+            pool_liq |= _pool_liquidations(desk, path, sub, notional, pool_mb, lin) & single
     pool_pnl = np.where(pool_liq, -np.maximum(pool_mb, 0.0), pool_lin)
     if n_pool:
         account_pnl += _group_sum(pool_pnl, desk.pool_account, n_acc)
@@ -555,7 +567,7 @@ def desk_var(desk: Desk, scenarios: ScenarioSet, *, confidence: float = 0.99) ->
 
 def _pool_liquidations(
     desk: Desk,
-    sc: ScenarioSet,
+    moves: np.ndarray,
     cross_idx: np.ndarray,
     notional: np.ndarray,
     pool_mb: np.ndarray,
@@ -569,7 +581,7 @@ def _pool_liquidations(
     tier changes can add over the scenario set (a per-pool bound from each symbol's move range).
     Those (scenario, pool) pairs, few by construction, are recomputed exactly."""
     n_pool = desk.pool_wallet.size
-    k_count = sc.moves.shape[0]
+    k_count = moves.shape[0]
     if n_pool == 0:
         return np.zeros((k_count, 0), dtype=bool)
     s = desk.symbol[cross_idx]
@@ -582,11 +594,11 @@ def _pool_liquidations(
     a_pool = np.zeros((len(desk.symbols), n_pool))
     np.add.at(a_pool, (s, desk.pool[cross_idx]), n0 * mmr0)
     const = _bincount(desk.pool[cross_idx], n0 * mmr0 - cum0, minlength=n_pool)
-    mm_line = sc.moves @ a_pool + const
+    mm_line = moves @ a_pool + const
     equity = pool_mb + pool_lin
     # upper bound of (exact − line) per position over the set: convex, so at the move range's ends
-    lo = n0 * (1.0 + sc.moves.min(axis=0)[s])
-    hi = n0 * (1.0 + sc.moves.max(axis=0)[s])
+    lo = n0 * (1.0 + moves.min(axis=0)[s])
+    hi = n0 * (1.0 + moves.max(axis=0)[s])
     gap = np.maximum(
         maint_margin(desk, cross_idx, lo) - (lo * mmr0 - cum0),
         maint_margin(desk, cross_idx, hi) - (hi * mmr0 - cum0),
@@ -607,12 +619,23 @@ def _pool_liquidations(
             offsets = np.repeat(starts[pp] - np.cumsum(cnt) + cnt, cnt) + np.arange(total)
             pos = members[offsets]
             krep = np.repeat(kk, cnt)
-            nn = notional[pos] * (1.0 + sc.moves[krep, desk.symbol[pos]])
+            nn = notional[pos] * (1.0 + moves[krep, desk.symbol[pos]])
             mm = maint_margin(desk, pos, nn)
             seg = np.cumsum(cnt) - cnt
             mm_pool = np.add.reduceat(mm, seg) if total else np.zeros(0)
             liq[kk, pp] = equity[kk, pp] <= mm_pool
     return liq
+
+
+def _single_symbol_pools(desk: Desk, cross_idx: np.ndarray) -> np.ndarray:
+    """bool [P]: the pool's cross positions are all on one symbol."""
+    n_pool = desk.pool_wallet.size
+    pools, syms = desk.pool[cross_idx], desk.symbol[cross_idx]
+    lo = np.full(n_pool, np.iinfo(np.int64).max)
+    hi = np.full(n_pool, -1)
+    np.minimum.at(lo, pools, syms)
+    np.maximum.at(hi, pools, syms)
+    return (hi >= 0) & (lo == hi)
 
 
 def _position_pnl(

@@ -179,6 +179,22 @@ def test_cross_pool_loss_stops_at_its_margin_balance() -> None:
     assert r.liquidations(0) == []
 
 
+def test_single_symbol_cross_pool_is_checked_along_the_path() -> None:
+    # Cross long 10 AUSDT at 100, wallet 60: liquidated at P <= 94.9495 (see above). The window ends at −4 %
+    # (alive at the end) but dipped to −5.1 % (P = 94.9): liquidated along the way, −60.
+    # With a second symbol in the pool the end prices decide (documented): the same dip is not seen.
+    desk = desk_from_inputs(
+        positions={"W": [pos("AUSDT", "10")], "V": [pos("AUSDT", "10"), pos("BUSDT", "0.001", mark="10")]},
+        wallets={"W": {"USDT": D(60)}, "V": {"USDT": D(60)}},
+        brackets=BRACKETS,
+    )
+    sc = scenario_set([[-0.04, 0.0], [-0.04, 0.0]], low=[[-0.051, 0], [-0.049, 0]], high=[[0, 0], [0, 0]])
+    r = desk_var(desk, sc, confidence=0.5)
+    assert r.account_pnl("W") == [D(-60), D(-40)]
+    assert r.account_pnl("V") == [D(-40), D(-40)]
+    assert r.liquidated_accounts(0) == ["W"]
+
+
 def test_cross_pool_liquidation_uses_the_tier_at_the_new_notional() -> None:
     # Short 9,900 AUSDT at 100 (notional 990,000, tier 1). At +2 %: notional 1,009,800 is in tier 2:
     # MM = 1,009,800 × 2 % − 10,000 = 10,196 (tier 1's line would say 10,098).
@@ -292,21 +308,26 @@ def reference_pnl(positions, wallets, tables, sc: ScenarioSet) -> dict[str, list
         if pool:
             wallet = wallets[account]["USDT"]
             mb0 = wallet + figures.total_unrealized_pnl(pool)
+            # one symbol: also the path's low and high (equity − MM is concave in the one price)
+            paths = (sc.moves, sc.low, sc.high) if len({p.symbol for p in pool}) == 1 else (sc.moves,)
             for k in range(k_count):
-                moved = [
-                    PositionInput(
-                        symbol=p.symbol,
-                        side=p.side,
-                        qty=p.qty,
-                        entry_price=p.entry_price,
-                        mark_price=p.mark_price * (1 + D(sc.moves[k, sc.index(p.symbol)])),
-                        leverage=p.leverage,
-                    )
-                    for p in pool
-                ]
-                mbk = wallet + figures.total_unrealized_pnl(moved)
-                mmk = figures.total_maint_margin(positions=moved, brackets=tables)
-                pnl[k] += -max(mb0, D(0)) if mbk <= mmk else mbk - mb0
+                liquidated, end_mb = False, None
+                for path in paths:
+                    moved = [
+                        PositionInput(
+                            symbol=p.symbol,
+                            side=p.side,
+                            qty=p.qty,
+                            entry_price=p.entry_price,
+                            mark_price=p.mark_price * (1 + D(path[k, sc.index(p.symbol)])),
+                            leverage=p.leverage,
+                        )
+                        for p in pool
+                    ]
+                    mbk = wallet + figures.total_unrealized_pnl(moved)
+                    liquidated |= mbk <= figures.total_maint_margin(positions=moved, brackets=tables)
+                    end_mb = mbk if end_mb is None else end_mb
+                pnl[k] += -max(mb0, D(0)) if liquidated else end_mb - mb0
         out[account] = pnl
     return out
 
