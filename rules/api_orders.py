@@ -270,6 +270,25 @@ async def order_check_answer(authorization: bytes, *, body: bytes = b"", data: A
         return _refusal(exc)
 
 
+def parse_json(raw: bytes) -> Any:
+    """The API's JSON parser on bytes (NaN, Infinity and nesting past MAX_JSON_DEPTH are a ParseError)."""
+    return _PARSER.parse_bytes(raw)
+
+
+async def order_lane_access(authorization: bytes) -> tuple[int, bytes]:
+    """Whether this token may use /orders/check now, as order_check_answer decides it before an
+    order (401 / 403 with DRF's body), for the WebSocket lane's handshake and its idle re-checks.
+    200: ``{"user": id, "expires_ms": the token's exp}``."""
+    try:
+        user, token = await _authenticated(authorization)
+        _permitted(user)
+    except Exception as exc:
+        status, payload, _extra = _refusal(exc)
+        return status, payload
+    exp = token.get("exp")
+    return 200, orjson.dumps({"user": user.pk, "expires_ms": int(exp) * 1000 if exp else None})
+
+
 def _decimal_text(value: Any) -> str:
     if isinstance(value, Decimal):
         return format(value.normalize(), "f")  # as gate.plain
