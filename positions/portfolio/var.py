@@ -491,16 +491,22 @@ def desk_var(desk: Desk, scenarios: ScenarioSet, *, confidence: float = 0.99) ->
 
     # --- cross pools: margin balance vs maintenance margin at the scenario's marks
     pool_mb = desk.pool_wallet + _bincount(desk.pool[cross_idx], upnl[cross_idx], minlength=n_pool)
-    pool_liq = _pool_liquidations(desk, moves, cross_idx, notional, pool_mb, pool_lin)
-    single = _single_symbol_pools(desk, cross_idx)
+    pool_liq = _pool_liquidations(desk, moves, cross_idx, notional, pool_mb, pool_lin, desk.pool[cross_idx])
+    single, pool_symbol = _single_symbol_pools(desk, cross_idx)
     if single.any():
         # A pool holding one symbol (one position or a hedge pair) depends on that one price, and its
         # equity − MM is concave in it: its minimum over the window's path is at the path's low or high.
         # So, like an isolated position, it is liquidated if either extreme reaches maintenance.
+        cols = np.flatnonzero(single)
+        compact = np.full(n_pool, -1)
+        compact[cols] = np.arange(cols.size)
         sub = cross_idx[single[desk.pool[cross_idx]]]
+        net = _bincount(compact[desk.pool[sub]], exposure[sub], minlength=cols.size)
         for path in (sc.low, sc.high):
-            lin = path @ e_pool[:, :n_pool]
-            pool_liq |= _pool_liquidations(desk, path, sub, notional, pool_mb, lin) & single
+            lin = path[:, pool_symbol[cols]] * net
+            pool_liq[:, cols] |= _pool_liquidations(
+                desk, path, sub, notional, pool_mb[cols], lin, compact[desk.pool[sub]], pool_symbol[cols]
+            )
     pool_pnl = np.where(pool_liq, -np.maximum(pool_mb, 0.0), pool_lin)
     if n_pool:
         account_pnl += _group_sum(pool_pnl, desk.pool_account, n_acc)
@@ -572,15 +578,20 @@ def _pool_liquidations(
     notional: np.ndarray,
     pool_mb: np.ndarray,
     pool_lin: np.ndarray,
+    pool_of: np.ndarray,
+    pool_symbol: np.ndarray | None = None,
 ) -> np.ndarray:
     """bool [K, P]: margin balance <= maintenance margin at the scenario's marks.
+
+    ``pool_of``: the pool (column of ``pool_mb``/``pool_lin``) of each position of ``cross_idx``;
+    ``pool_symbol``: when every pool holds one symbol, that symbol (a gather replaces the matmul).
 
     MM is evaluated on each position's *today* tier line (a matmul: the lines are linear in the
     move), which is a lower bound of the true MM (the max of all tier lines). The exact MM is only
     needed where the decision could flip: where MB > MM_line but MB <= MM_line + the most the
     tier changes can add over the scenario set (a per-pool bound from each symbol's move range).
     Those (scenario, pool) pairs, few by construction, are recomputed exactly."""
-    n_pool = desk.pool_wallet.size
+    n_pool = pool_mb.size
     k_count = moves.shape[0]
     if n_pool == 0:
         return np.zeros((k_count, 0), dtype=bool)
@@ -591,10 +602,13 @@ def _pool_liquidations(
     mmr0 = desk.tier_mmr[s, tier]
     cum0 = desk.tier_cum[s, tier]
     # MM_line(k) = Σ n0·(1 + move)·mmr0 − cum0 per pool
-    a_pool = np.zeros((len(desk.symbols), n_pool))
-    np.add.at(a_pool, (s, desk.pool[cross_idx]), n0 * mmr0)
-    const = _bincount(desk.pool[cross_idx], n0 * mmr0 - cum0, minlength=n_pool)
-    mm_line = moves @ a_pool + const
+    const = _bincount(pool_of, n0 * mmr0 - cum0, minlength=n_pool)
+    if pool_symbol is None:
+        a_pool = np.zeros((len(desk.symbols), n_pool))
+        np.add.at(a_pool, (s, pool_of), n0 * mmr0)
+        mm_line = moves @ a_pool + const
+    else:
+        mm_line = moves[:, pool_symbol] * _bincount(pool_of, n0 * mmr0, minlength=n_pool) + const
     equity = pool_mb + pool_lin
     # upper bound of (exact − line) per position over the set: convex, so at the move range's ends
     lo = n0 * (1.0 + moves.min(axis=0)[s])
@@ -603,14 +617,14 @@ def _pool_liquidations(
         maint_margin(desk, cross_idx, lo) - (lo * mmr0 - cum0),
         maint_margin(desk, cross_idx, hi) - (hi * mmr0 - cum0),
     )
-    bound = _bincount(desk.pool[cross_idx], np.maximum(gap, 0.0), minlength=n_pool)
+    bound = _bincount(pool_of, np.maximum(gap, 0.0), minlength=n_pool)
     liq = equity <= mm_line
     unsure = (~liq) & (equity <= mm_line + bound[None, :] * (1 + 1e-12) + 1e-9)
     ks, ps = np.nonzero(unsure)
     if ks.size:
-        order = np.argsort(desk.pool[cross_idx], kind="stable")
+        order = np.argsort(pool_of, kind="stable")
         members = cross_idx[order]
-        counts = np.bincount(desk.pool[cross_idx], minlength=n_pool)
+        counts = np.bincount(pool_of, minlength=n_pool)
         starts = np.cumsum(counts) - counts
         for b in range(0, ks.size, 2048):
             kk, pp = ks[b : b + 2048], ps[b : b + 2048]
@@ -627,15 +641,16 @@ def _pool_liquidations(
     return liq
 
 
-def _single_symbol_pools(desk: Desk, cross_idx: np.ndarray) -> np.ndarray:
-    """bool [P]: the pool's cross positions are all on one symbol."""
+def _single_symbol_pools(desk: Desk, cross_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bool [P]: the pool's cross positions are all on one symbol, int [P]: that symbol)."""
     n_pool = desk.pool_wallet.size
     pools, syms = desk.pool[cross_idx], desk.symbol[cross_idx]
     lo = np.full(n_pool, np.iinfo(np.int64).max)
     hi = np.full(n_pool, -1)
     np.minimum.at(lo, pools, syms)
     np.maximum.at(hi, pools, syms)
-    return (hi >= 0) & (lo == hi)
+    single = (hi >= 0) & (lo == hi)
+    return single, np.where(single, hi, 0)
 
 
 def _position_pnl(
