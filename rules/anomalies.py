@@ -99,6 +99,11 @@ OFF_HOURS_MIN_ORDERS = 200  # orders behind the baseline before its hours say an
 BALANCE_SAMPLE_S = 5.0  # the sink samples each account's margin balance this often
 LOSS_SAMPLES = 60  # 5 minutes of samples
 MINUTE_SAMPLES = 12  # 1 minute of samples
+# The windows in time: a sample belongs to one while younger than this (60 samples at 5 s are 0-295 s
+# old). In time rather than in samples so that the windows can be seeded after a restart from the
+# account snapshots (rules.baselines.balance_windows_load), which are not taken on the same beat.
+LOSS_WINDOW_S = LOSS_SAMPLES * BALANCE_SAMPLE_S
+MINUTE_WINDOW_S = MINUTE_SAMPLES * BALANCE_SAMPLE_S
 REPEAT_AFTER_S = 60.0  # an unchanged level is reported again (refreshing its alert) at most this often
 BYPASS_IDS_KEPT = 100_000  # client ids already checked (per process), oldest forgotten first
 LIQUIDATION_PREFIXES = ("autoclose-", "adl_autoclose", "settlement_autoclose-")
@@ -261,6 +266,7 @@ class _Account:
         "off_hours",
         "bypassed",
         "balances",
+        "balance_times",
     )
 
     def __init__(self) -> None:
@@ -272,7 +278,9 @@ class _Account:
         self.new_symbols: dict[str, set[str]] = {}  # day -> symbols new that day
         self.off_hours: dict[str, int] = {}  # "day hour" -> orders
         self.bypassed: dict[str, int] = {}  # day -> orders
-        self.balances: deque[float] = deque(maxlen=LOSS_SAMPLES)
+        # margin balance samples and their times (clock seconds), the last LOSS_WINDOW_S of them
+        self.balances: deque[float] = deque()
+        self.balance_times: deque[float] = deque()
 
 
 class AnomalyWatch:
@@ -288,10 +296,25 @@ class AnomalyWatch:
         self._accounts: dict[int, _Account] = {}
         self._reported: dict[tuple[int, str, str], tuple[int, float]] = {}
         self._checked: dict[tuple[int, str], None] = {}  # client ids handed to the bypass check
+        # account -> [(time s, margin balance)] from before a restart, taken into the account's
+        # loss windows by its next sample (on the loop: the loader runs in another thread)
+        self._balance_seed: dict[int, list[tuple[float, float]]] = {}
 
     # --- what the loader swaps in --------------------------------------------------------
 
-    def load(self, *, levels: dict[int, Levels], baselines: dict[int, Baseline], desk: Baseline | None = None) -> None:
+    def load(
+        self,
+        *,
+        levels: dict[int, Levels],
+        baselines: dict[int, Baseline],
+        desk: Baseline | None = None,
+        balances: dict[int, list[tuple[float, float]]] | None = None,
+    ) -> None:
+        """``balances``: margin balances seen before this process started, per account, oldest first
+        (the first load: rules.baselines.watch_load reads them from the snapshots), so a fall that
+        straddles a restart is measured over its whole window."""
+        if balances is not None:
+            self._balance_seed = balances
         self.levels, self.baselines = levels, baselines
         self.loaded = True
         if desk is not None:
@@ -385,14 +408,29 @@ class AnomalyWatch:
         value = _float(margin_balance)
         if value is None:
             return []
+        now = self.clock()
         state = self._state(account_id)
-        values = state.balances
+        values, times = state.balances, state.balance_times
+        if self._balance_seed:
+            seed = self._balance_seed.pop(account_id, None)
+            if seed:
+                _seed_window(values, times, seed)
         values.append(value)
+        times.append(now)
+        cut = now - LOSS_WINDOW_S
+        while times[0] <= cut:
+            times.popleft()
+            values.popleft()
         high_5m = max(values)
         if value >= high_5m:
             return []  # at the window's high: nothing lost (almost every sample)
-        now = self.clock()
-        high_1m = max(itertools.islice(values, max(0, len(values) - MINUTE_SAMPLES), None))
+        minute = now - MINUTE_WINDOW_S
+        recent = 0
+        for t in reversed(times):
+            if t <= minute:
+                break
+            recent += 1
+        high_1m = max(itertools.islice(values, len(values) - recent, None))
         levels = self.levels_of(account_id)
         lost_1m = high_1m - value
         share_5m = (high_5m - value) / high_5m if high_5m > 0 else 0.0
@@ -577,6 +615,17 @@ class AnomalyWatch:
             self._reported[key] = (f.level, now)
             out.append(f)
         return out
+
+
+def _seed_window(values: deque, times: deque, seed: list[tuple[float, float]]) -> None:
+    """Put samples from before the restart in front of the window (only those older than its
+    oldest sample; the caller trims what is too old)."""
+    first = times[0] if times else math.inf
+    for t, value in reversed(seed):
+        if t < first and math.isfinite(value):
+            times.appendleft(t)
+            values.appendleft(value)
+            first = t
 
 
 def _trim(times: deque, before: float) -> None:

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 BASELINE_DAYS = 30
 MIN_ORDERS = 20  # fewer orders than this say nothing about the account: the desk-wide defaults apply
+# LOSS_VELOCITY's windows are seeded at start from the snapshots this far back: the 5-minute window,
+# plus the time the first load may take to reach the watch (what is too old by then is dropped).
+SEED_MARGIN_S = 60.0
 
 
 def _history(account_id: int, since: Any) -> dict[str, Any]:
@@ -110,4 +113,31 @@ def watch_load(watch: anomalies.AnomalyWatch, account_ids: list[int] | None = No
     )
     baselines = {row["account_id"]: anomalies.baseline_of_row(row) for row in rows}
     desk = anomalies.desk_baseline(list(baselines.values()))
-    watch.load(levels=levels_load(ids), baselines=baselines, desk=desk)
+    # The first load of a process seeds LOSS_VELOCITY's windows (a fall that straddles a restart);
+    # later loads leave the live windows alone.
+    balances = None if watch.loaded else balance_windows_load(ids, now_s=watch.clock())
+    watch.load(levels=levels_load(ids), baselines=baselines, desk=desk, balances=balances)
+
+
+def balance_windows_load(account_ids: list[int], *, now_s: float) -> dict[int, list[tuple[float, float]]]:
+    """Each account's margin balances of the last LOSS_WINDOW_S (+ SEED_MARGIN_S) from its snapshots
+    (written every SNAPSHOT_EVERY_S by the stream process), oldest first, as (epoch s, balance): what
+    the detector's windows held before a restart, as the evaluator reloads the day's start and peak
+    equity from today's snapshots (rules.evaluator.load_day_states)."""
+    from datetime import UTC, datetime
+
+    from positions.models import AccountSnapshot
+
+    wanted = set(account_ids)
+    since = datetime.fromtimestamp(now_s - anomalies.LOSS_WINDOW_S - SEED_MARGIN_S, tz=UTC)
+    rows = (
+        AccountSnapshot.objects.filter(time__gte=since)
+        .order_by("time")
+        .values_list("account_id", "time", "margin_balance")
+        .iterator(chunk_size=5000)
+    )
+    out: dict[int, list[tuple[float, float]]] = {}
+    for account_id, at, margin_balance in rows:
+        if account_id in wanted and margin_balance is not None:
+            out.setdefault(account_id, []).append((at.timestamp(), float(margin_balance)))
+    return out
