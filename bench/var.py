@@ -53,7 +53,7 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def build_desk(*, seed: int, accounts: int, positions: int, symbols: int) -> Desk:
+def build_desk(*, seed: int, accounts: int, positions: int, symbols: int, single_share: float = 0.0) -> Desk:
     rng = np.random.default_rng(seed)
     rows = json.loads(FIXTURE.read_text())
     tables = [brackets_from_binance(r["brackets"]) for r in rows]
@@ -101,6 +101,10 @@ def build_desk(*, seed: int, accounts: int, positions: int, symbols: int) -> Des
     key = acct * symbols + sym
     _, inverse = np.unique(key, return_inverse=True)
     isolated = isolated[np.unique(key, return_index=True)[1]][inverse]
+    if single_share > 0:  # these accounts keep one cross position (a single-symbol pool), the rest isolated
+        first = np.r_[True, acct[1:] != acct[:-1]]
+        chosen = rng.random(accounts) < single_share
+        isolated = np.where(chosen[acct], ~first, isolated)
     im = np.abs(qty) * entry / leverage
     iso_wallet = np.where(isolated, im * rng.uniform(1.0, 1.5, positions), 0.0)
     pool = np.where(isolated, -1, acct)  # one USDT cross pool per account
@@ -164,6 +168,16 @@ def estimate_from(scenarios: ScenarioSet) -> EwmaEstimate:
     )
 
 
+def single_pools(desk: Desk) -> int:
+    cross = ~desk.isolated
+    first = {}
+    mixed = set()
+    for p, s in zip(desk.pool[cross].tolist(), desk.symbol[cross].tolist(), strict=True):
+        if first.setdefault(p, s) != s:
+            mixed.add(p)
+    return len(first) - len(mixed)
+
+
 def timed(fn, repeat: int) -> tuple[list[float], list[float], object]:
     walls, cpus, result = [], [], None
     for _ in range(repeat):
@@ -182,11 +196,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenarios", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--single-share",
+        type=float,
+        default=0.0,
+        help="share of accounts whose cross pool holds one symbol (checked along the path: extra work)",
+    )
     parser.add_argument("--write-doc", action="store_true", help=f"update '{HEADING}' in docs/PERFORMANCE.md")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
-    desk = build_desk(seed=args.seed, accounts=args.accounts, positions=args.positions, symbols=args.symbols)
+    desk = build_desk(
+        seed=args.seed,
+        accounts=args.accounts,
+        positions=args.positions,
+        symbols=args.symbols,
+        single_share=args.single_share,
+    )
     scen = build_scenarios(seed=args.seed, scenarios=args.scenarios, symbols=desk.symbols)
     estimate = estimate_from(scen)
     print(f"desk and scenarios generated in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -208,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         "is the process's own).",
         "",
         f"Desk (seed {args.seed}): {desk.n_positions:,} positions, {args.accounts:,} accounts, {args.symbols} "
-        f"symbols, {int(desk.isolated.sum()):,} isolated; {args.scenarios:,} scenarios.",
+        f"symbols, {int(desk.isolated.sum()):,} isolated, {single_pools(desk):,} single-symbol cross pools; "
+        f"{args.scenarios:,} scenarios.",
         f"Desk VaR 99 % {result.desk.var:,.0f} USDT, ES {result.desk.es:,.0f} USDT; "
         f"{liquidated} liquidations (pools + isolated positions) in the VaR scenario; "
         f"delta-normal VaR {p_result.desk.var:,.0f} USDT.",

@@ -60,7 +60,7 @@ Decimal sum equals the desk figure exactly (the rounding residual, < 1e-6, goes 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from statistics import NormalDist
@@ -390,15 +390,17 @@ def _iso_liquidated(
 
 
 def _iso_liquidation_pairs(
-    sc: ScenarioSet, symbol: np.ndarray, long: np.ndarray, theta: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(scenario, position) pairs where an isolated position's path reaches its liquidation price.
+    sc: ScenarioSet, symbol: np.ndarray, long: np.ndarray, theta: np.ndarray, *, batch: int = 1_000_000
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(scenario, position) pairs where an isolated position's path reaches its liquidation price,
+    in batches of about ``batch`` pairs (memory stays bounded however many liquidations there are).
 
     Sparse on purpose: a position is liquidated in few scenarios. Each symbol's lows are sorted once
     (highs in descending order for shorts); a long with threshold θ is then liquidated in exactly
     the first searchsorted(lows, θ, "right") scenarios of that order."""
     ks: list[np.ndarray] = []
     js: list[np.ndarray] = []
+    pending = 0
     for is_long, column in ((True, sc.low), (False, -sc.high)):
         sel = np.flatnonzero(long == is_long)
         if sel.size == 0:
@@ -419,9 +421,12 @@ def _iso_liquidation_pairs(
             offsets = np.repeat(np.cumsum(counts) - counts, counts)
             ks.append(scen[np.arange(total) - offsets])
             js.append(np.repeat(sel[a:b], counts))
-    if not ks:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(ks), np.concatenate(js)
+            pending += total
+            if pending >= batch:
+                yield np.concatenate(ks), np.concatenate(js)
+                ks, js, pending = [], [], 0
+    if ks:
+        yield np.concatenate(ks), np.concatenate(js)
 
 
 def _aligned(desk: Desk, scenarios: ScenarioSet) -> ScenarioSet:
@@ -481,13 +486,12 @@ def desk_var(desk: Desk, scenarios: ScenarioSet, *, confidence: float = 0.99) ->
     account_pnl = moves @ e_iso  # [K, A]
 
     # --- isolated liquidations: replace e·move by −margin balance where the path reached LP
-    ks, js = _iso_liquidation_pairs(sc, s_iso[risky_pos], long_iso[risky_pos], theta[risky_pos])
-    if ks.size:
+    flat_pnl = account_pnl.reshape(-1)  # a view: [k, a] is k × A + a
+    for ks, js in _iso_liquidation_pairs(sc, s_iso[risky_pos], long_iso[risky_pos], theta[risky_pos]):
         j = risky_pos[js]
         i = iso_idx[j]
         corr = -iso_loss[j] - exposure[i] * moves[ks, desk.symbol[i]]
-        flat = _bincount(ks * n_acc + desk.account[i], corr, minlength=k_count * n_acc)
-        account_pnl += flat.reshape(k_count, n_acc)
+        flat_pnl += _bincount(ks * n_acc + desk.account[i], corr, minlength=flat_pnl.size)
 
     # --- cross pools: margin balance vs maintenance margin at the scenario's marks
     pool_mb = desk.pool_wallet + _bincount(desk.pool[cross_idx], upnl[cross_idx], minlength=n_pool)
