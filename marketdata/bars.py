@@ -370,3 +370,20 @@ def backfill(
 async def _make(factory: Any) -> Any:
     # Built inside the runner's loop: aiohttp binds its session to the loop it was made in.
     return factory()
+
+
+# --------------------------------------------------------------------------- retention
+
+KEEP_DAYS = 400  # 300 symbols x 1,440 bars a day is ~430,000 rows a day: history is kept this long
+PRUNE_CHUNK = 10_000
+
+
+def prune(*, before: datetime) -> int:
+    """Delete bars that open before ``before``, in chunks: one statement over millions of rows held
+    MariaDB's locks (and SQLite's only write lock) long enough to stall the sink's writes."""
+    deleted = 0
+    while True:
+        ids = list(MinuteBar.objects.filter(open_time__lt=before).order_by().values_list("id", flat=True)[:PRUNE_CHUNK])
+        if not ids:
+            return deleted
+        deleted += MinuteBar.objects.filter(id__in=ids).delete()[0]

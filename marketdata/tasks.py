@@ -58,9 +58,10 @@ def refresh_brackets_task() -> int:
 
 
 @shared_task(autoretry_for=(ExchangeError,), retry_backoff=300, max_retries=3)
-def refresh_klines_task(days: float = 2.0) -> dict[str, int]:
+def refresh_klines_task(days: float = 2.0, keep_days: float = 400.0) -> dict[str, int]:
     """Daily: the last ``days`` of klines for every symbol the desk has bars of or trades, replacing
-    the marks bars of those minutes with the exchange's (beat row from migration marketdata/0003)."""
+    the marks bars of those minutes with the exchange's (beat row from migration marketdata/0003),
+    then bars older than ``keep_days`` are deleted (both are the beat row's kwargs, in the admin)."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -74,4 +75,7 @@ def refresh_klines_task(days: float = 2.0) -> dict[str, int]:
     )
     end = timezone.now().replace(second=0, microsecond=0)
     result = bars.backfill(symbols=symbols, start_ms=bars.to_ms(end - timedelta(days=days)), end_ms=bars.to_ms(end))
+    pruned = bars.prune(before=end - timedelta(days=keep_days))
+    if pruned:
+        log.info("market history: %d bars older than %s days deleted", pruned, keep_days)
     return result.bars

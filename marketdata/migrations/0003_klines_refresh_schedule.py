@@ -15,7 +15,11 @@ def create(apps, schema_editor):
     )
     tasks.objects.get_or_create(
         name=NAME,
-        defaults={"task": "marketdata.tasks.refresh_klines_task", "crontab": crontab, "kwargs": '{"days": 2}'},
+        defaults={
+            "task": "marketdata.tasks.refresh_klines_task",
+            "crontab": crontab,
+            "kwargs": '{"days": 2, "keep_days": 400}',
+        },
     )
 
 

@@ -130,8 +130,10 @@ def test_daily_refresh_task_and_its_beat_row(sim, settings):
     assert (row.crontab.hour, row.crontab.minute, str(row.crontab.timezone)) == ("0", "15", "UTC")
     settings.BINANCE_FUTURES_REST_URL = sim.base_url
     bars.write_mark_bars([("SYN000USDT", bars.to_ms(datetime.now(UTC)) - 3_600_000, D(1), D(1), D(1), D(1))])
-    written = refresh_klines_task(days=0.1)  # the symbols the desk has bars of (no Symbol rows here)
+    bars.write_mark_bars([("SYN000USDT", bars.to_ms(datetime.now(UTC)) - 3 * 86_400_000, D(1), D(1), D(1), D(1))])
+    written = refresh_klines_task(days=0.1, keep_days=2)  # the symbols the desk has bars of (no Symbol rows here)
     assert written["SYN000USDT"] >= 140
+    assert not MinuteBar.objects.filter(open_time__lt=datetime.now(UTC) - timedelta(days=2)).exists()  # retention
 
 
 # --------------------------------------------------------------------------- bars from marks
