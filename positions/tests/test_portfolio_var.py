@@ -195,6 +195,24 @@ def test_single_symbol_cross_pool_is_checked_along_the_path() -> None:
     assert r.liquidated_accounts(0) == ["W"]
 
 
+def test_each_margin_asset_is_its_own_cross_pool() -> None:
+    # One account, a USDT pool (long 10 AUSDT, wallet 60: liquidated below 94.9495) and a USDC pool
+    # (long 10 BUSDT at 100, wallet 1,000). −6 % on both: the USDT pool is liquidated (−60), the USDC pool
+    # just loses 60; its wallet does not rescue the USDT pool (single-asset mode: pools never mix).
+    usdc = PositionInput(
+        symbol="BUSDT", side="BOTH", qty=D(10), entry_price=D(100), mark_price=D(100), leverage=10, margin_asset="USDC"
+    )
+    desk = desk_from_inputs(
+        positions={"M": [pos("AUSDT", "10"), usdc]},
+        wallets={"M": {"USDT": D(60), "USDC": D(1000)}},
+        brackets=BRACKETS,
+    )
+    r = desk_var(desk, scenario_set([[-0.06, -0.06]]), confidence=0.5)
+    assert r.account_pnl("M") == [D(-120)]
+    assert [(x.asset, x.loss) for x in r.liquidations(0)] == [("USDT", D(60))]
+    assert r.accounts["M"].max_loss == D(1060)
+
+
 def test_cross_pool_liquidation_uses_the_tier_at_the_new_notional() -> None:
     # Short 9,900 AUSDT at 100 (notional 990,000, tier 1). At +2 %: notional 1,009,800 is in tier 2:
     # MM = 1,009,800 × 2 % − 10,000 = 10,196 (tier 1's line would say 10,098).
