@@ -405,6 +405,10 @@ def test_parametric_by_hand_and_isolated_cap() -> None:
     capped = desk_from_inputs(positions={"I": [pos("AUSDT", "10", iso="10")]}, wallets={}, brackets=BRACKETS)
     r = parametric_var(capped, est, confidence=0.99)
     assert abs(r.desk.var - D(10)) < D("1e-6")
+    # A cross pool likewise: long 10 AUSDT with a 10 USDT wallet: its VaR 46.5 is capped at its balance, 10.
+    pool = desk_from_inputs(positions={"C": [pos("AUSDT", "10")]}, wallets={"C": {"USDT": D(10)}}, brackets=BRACKETS)
+    r = parametric_var(pool, est, confidence=0.99)
+    assert abs(r.desk.var - D(10)) < D("1e-6") and r.accounts["C"].max_loss == D(10)
 
 
 # --------------------------------------------------------------------------- bad input
