@@ -483,7 +483,7 @@ def desk_var(desk: Desk, scenarios: ScenarioSet, *, confidence: float = 0.99) ->
     e_iso = np.zeros((n_sym, n_acc))
     np.add.at(e_iso, (desk.symbol[iso_idx], desk.account[iso_idx]), exposure[iso_idx])
     pool_lin = moves @ e_pool[:, :n_pool]  # [K, P]
-    account_pnl = moves @ e_iso  # [K, A]
+    account_pnl = np.ascontiguousarray(moves @ e_iso)  # [K, A]; C order: flat_pnl below is a view
 
     # --- isolated liquidations: replace e·move by −margin balance where the path reached LP
     flat_pnl = account_pnl.reshape(-1)  # a view: [k, a] is k × A + a
