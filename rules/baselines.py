@@ -4,12 +4,17 @@ loader that hands them (with each account's detector levels) to the stream proce
 ``baselines_recompute`` is the beat job (rules.tasks.baselines_recompute_task): it reads the last
 BASELINE_DAYS of each account's orders as the exchange reported them (OrderLog rows of source
 "exchange": NEW and CANCELED executions) and its fills, and stores one AccountBaseline per account.
-An account with fewer than MIN_ORDERS orders keeps no row: it uses the desk-wide defaults."""
+An account with fewer than MIN_ORDERS orders keeps no row: it uses the desk-wide defaults.
+
+The order log stays hot for 7 days by default (ARCHIVE_RETENTION_DAYS) and the baseline looks back
+30: the rows are read through the archive's history (positions.archive.history.history_page: the
+database and the Parquet files as one, an archived row never also hot), so archiving a day changes
+no baseline."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -25,18 +30,41 @@ MIN_ORDERS = 20  # fewer orders than this say nothing about the account: the des
 SEED_MARGIN_S = 60.0
 
 
-def _history(account_id: int, since: Any) -> dict[str, Any]:
-    from positions.models import Fill, OrderDecision, OrderLog, OrderSource
+HISTORY_ROWS_MAX = 10_000_000  # per account and table: far above 30 days of any account's orders
 
-    order_times, cancel_times, notionals, symbols = [], [], [], set()
-    rows = (
-        OrderLog.objects.filter(
-            account_id=account_id, created_at__gte=since, source=OrderSource.EXCHANGE, decision=OrderDecision.OBSERVED
-        )
-        .values_list("created_at", "symbol", "quantity", "price", "details")
-        .iterator(chunk_size=5000)
+
+def _rows(table: str, account_id: int, since: Any, now: Any, equals: tuple = ()) -> list[dict[str, Any]]:
+    """One account's rows of ``table`` from ``since`` to ``now``, hot and archived alike."""
+    from positions.archive.history import Query, history_page
+    from positions.archive.tables import TABLES
+
+    field = TABLES[table].time_field
+    query = Query(
+        table=table,
+        day_from=since.astimezone(UTC).date(),
+        day_to=now.astimezone(UTC).date(),
+        account_ids=frozenset({account_id}),
+        equals=equals,
+        limit=HISTORY_ROWS_MAX,
     )
-    for created_at, symbol, qty, price, details in rows:
+    _, rows = history_page(query)
+    return [row for row in rows if since <= row[field] <= now]
+
+
+def _history(account_id: int, since: Any, now: Any = None) -> dict[str, Any]:
+    from positions.models import OrderDecision, OrderSource
+
+    now = now or timezone.now()
+    order_times, cancel_times, notionals, symbols = [], [], [], set()
+    observed = (("source", str(OrderSource.EXCHANGE)), ("decision", str(OrderDecision.OBSERVED)))
+    for row in _rows("orderlog", account_id, since, now, observed):
+        created_at, symbol, qty, price, details = (
+            row["created_at"],
+            row["symbol"],
+            row["quantity"],
+            row["price"],
+            row["details"],
+        )
         execution = (details or {}).get("execution")
         if execution == "NEW":
             order_times.append(created_at.timestamp())
@@ -47,10 +75,8 @@ def _history(account_id: int, since: Any) -> dict[str, Any]:
             cancel_times.append(created_at.timestamp())
     # Market orders rest at price 0: their size is what filled, per order.
     by_order: dict[str, float] = {}
-    fills = Fill.objects.filter(account_id=account_id, time__gte=since, kind="trade").values_list(
-        "order_id", "symbol", "qty", "price"
-    )
-    for order_id, symbol, qty, price in fills.iterator(chunk_size=5000):
+    for row in _rows("fill", account_id, since, now, (("kind", "trade"),)):
+        order_id, symbol, qty, price = row["order_id"], row["symbol"], row["qty"], row["price"]
         symbols.add(symbol)
         by_order[order_id] = by_order.get(order_id, 0.0) + float(qty * price)
     notionals += list(by_order.values())
@@ -62,11 +88,12 @@ def baselines_recompute(*, account_ids: list[int] | None = None, now: Any = None
     from accounts.models import ExchangeAccount
     from rules.models import AccountBaseline
 
-    since = (now or timezone.now()) - timedelta(days=BASELINE_DAYS)
+    now = now or timezone.now()
+    since = now - timedelta(days=BASELINE_DAYS)
     ids = account_ids if account_ids is not None else list(ExchangeAccount.objects.values_list("id", flat=True))
     stored = 0
     for account_id in ids:
-        history = _history(account_id, since)
+        history = _history(account_id, since, now)
         if len(history["order_times"]) < MIN_ORDERS:
             AccountBaseline.objects.filter(account_id=account_id).delete()
             continue
@@ -124,7 +151,7 @@ def balance_windows_load(account_ids: list[int], *, now_s: float) -> dict[int, l
     (written every SNAPSHOT_EVERY_S by the stream process), oldest first, as (epoch s, balance): what
     the detector's windows held before a restart, as the evaluator reloads the day's start and peak
     equity from today's snapshots (rules.evaluator.load_day_states)."""
-    from datetime import UTC, datetime
+    from datetime import datetime
 
     from positions.models import AccountSnapshot
 
