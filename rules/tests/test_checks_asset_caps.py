@@ -70,7 +70,11 @@ def _market() -> c.MarketState:
     m = market()
     marks = {"BTCUSDT": ["50000", NOW], "ETHUSDT": ["2500", NOW], "BTCUSDC": ["50000", NOW]}
     return c.market_state(
-        symbols=_usdc_symbols(), marks=c.compile_marks(marks), feed_last_ms=m.feed_last_ms, now_ms=NOW, stale_ms=STALE_MS
+        symbols=_usdc_symbols(),
+        marks=c.compile_marks(marks),
+        feed_last_ms=m.feed_last_ms,
+        now_ms=NOW,
+        stale_ms=STALE_MS,
     )
 
 
@@ -153,12 +157,16 @@ def test_what_a_flip_realizes_counts_in_the_wallet_after_the_order():
 def test_a_state_without_the_wallets_fails_closed():
     state = _state(_book())
     del state["figures"]["asset_wallets"]  # published by a stream process older than the check
-    d = c.check_order(order(), _account(state), _market(), c.compile_profile({"asset_caps": {"USDT": "1e9"}}), c.Counters())
+    d = c.check_order(
+        order(), _account(state), _market(), c.compile_profile({"asset_caps": {"USDT": "1e9"}}), c.Counters()
+    )
     row = _row(d)
     assert not d.allowed and row["value"] is None and row["asset"] == "USDT"
     # ... but an exit still goes
     exit_ = order(side="SELL", qty=D("0.5"), price=D("50000.0"), reduce_only=True)
-    assert c.check_order(exit_, _account(state), _market(), c.compile_profile({"asset_caps": {"USDT": "1"}}), c.Counters()).allowed
+    assert c.check_order(
+        exit_, _account(state), _market(), c.compile_profile({"asset_caps": {"USDT": "1"}}), c.Counters()
+    ).allowed
 
 
 def test_the_check_can_be_switched_off_by_its_limits_name_and_follows_symbol_overrides():
