@@ -248,3 +248,16 @@ def test_close_matrix_carries_a_gap_forward():
     assert matrix.closes[:, 0].tolist() == [10.0, 10.0, 12.0]
     assert matrix.present[:, 0].tolist() == [True, False, True]
     assert matrix.first_index("YUSDT") == 1 and matrix.closes[1:, 1].tolist() == [5.0, 5.0]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("interval", ["1m", "15m", "1h", "1d"])
+def test_close_matrix_agrees_with_the_exact_closes(interval):
+    start = CRASH - timedelta(days=2)
+    bars.load_bundled(["BTCUSDT", "ETHUSDT"], start=start, end=CRASH + timedelta(hours=14))
+    matrix = bars.close_matrix(["ETHUSDT", "BTCUSDT"], start, CRASH + timedelta(days=1), interval=interval)
+    exact = bars.closes(["ETHUSDT", "BTCUSDT"], start, CRASH + timedelta(days=1), interval=interval)
+    assert matrix.symbols == ["ETHUSDT", "BTCUSDT"] and matrix.present.all()
+    for n, symbol in enumerate(matrix.symbols):
+        assert matrix.times_ms.tolist() == [bars.to_ms(at) for at, _ in exact[symbol]]
+        assert matrix.closes[:, n].tolist() == [float(c) for _, c in exact[symbol]]
