@@ -10,6 +10,13 @@ Over HTTP (uvicorn + JWT + MariaDB + Redis, a wrk load generator; `apt-get insta
     DATABASE_URL=mysql://root@127.0.0.1:3306/riskdesk_bench REDIS_URL=redis://127.0.0.1:6379/7 \\
         DB_CONN_MAX_AGE=0 SERVE_STATIC=false python -m bench.gate http --workers 2 --connections 16 --duration 30
 
+Over the WebSocket lane (issue 19: ``/ws/orders/check``, the same uvicorn; the bots' client in a
+process of its own, sending at a fixed rate per connection without waiting for the answers, and
+timing each check from its send to its answer)::
+
+    DATABASE_URL=... REDIS_URL=... DB_CONN_MAX_AGE=0 SERVE_STATIC=false \\
+        python -m bench.gate ws --workers 1 --connections 1 --rate 1000 --duration 20
+
 The database and Redis are whatever DATABASE_URL and REDIS_URL name (the bench migrates and
 seeds the database). uvicorn runs as docker-compose.yml runs it (httptools, uvloop, no access
 log, lifespan on); ``--app`` serves another ASGI application (for comparing variants). Besides
@@ -30,6 +37,7 @@ latency is timed per call with perf_counter_ns (its own ~60 ns included).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import dataclasses
 import gc
@@ -554,6 +562,140 @@ def _parse_wrk(output: str) -> dict[str, Any]:
     }
 
 
+# =========================================================================== over the WebSocket lane
+
+
+def _ws_client(
+    url: str, origin: str, token: str, body: dict, rate: float, warmup_s: float, duration_s: float, out
+) -> None:
+    """One process, `--connections` sockets (asyncio, uvloop); puts its latencies (ms) on `out`."""
+    import asyncio
+
+    import uvloop
+    from websockets.asyncio.client import connect
+
+    async def one(index: int) -> dict[str, Any]:
+        sent: dict[int, float] = {}
+        latencies: list[float] = []
+        errors = {"non_200": 0, "denied": 0}
+        clock = time.perf_counter
+        async with connect(url, origin=origin, compression=None, max_queue=None) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token}))
+            ready = json.loads(await ws.recv())
+            if ready.get("status") != 200:
+                raise SystemExit(f"lane auth refused: {ready}")
+            start = clock()
+            measure_from, end = start + warmup_s, start + warmup_s + duration_s
+            done = asyncio.Event()
+
+            async def reader() -> None:
+                while True:
+                    frame = json.loads(await ws.recv())
+                    now = clock()
+                    t = sent.pop(frame["id"], None)
+                    if t is not None and t >= measure_from:
+                        latencies.append((now - t) * 1000)
+                        if frame["status"] != 200:
+                            errors["non_200"] += 1
+                        elif not frame["body"]["allowed"]:
+                            errors["denied"] += 1
+                    if not sent and clock() >= end:
+                        done.set()
+                        return
+
+            task = asyncio.ensure_future(reader())
+            period, n, next_t = 1.0 / rate, 0, start
+            template = '{"id": %d, "order": ' + json.dumps(body) + "}"
+            while True:
+                now = clock()
+                if now >= end:
+                    break
+                while next_t <= now:  # open loop: what is due is sent, answered or not
+                    sent[n] = clock()
+                    await ws.send(template % n)
+                    n += 1
+                    next_t += period
+                await asyncio.sleep(max(0.0, next_t - clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 10)
+            task.cancel()
+        return {"latencies": latencies, "sent": n, "unanswered": len(sent), **errors}
+
+    async def main() -> list[dict[str, Any]]:
+        return await asyncio.gather(*[one(i) for i in range(int(out.connections))])
+
+    out.put(uvloop.run(main()))
+
+
+class _Out:
+    """A queue that also carries the connection count (spawned processes get it pickled)."""
+
+    def __init__(self, queue: Any, connections: int) -> None:
+        self.queue, self.connections = queue, connections
+
+    def put(self, value: Any) -> None:
+        self.queue.put(value)
+
+
+def run_ws(args: argparse.Namespace) -> dict[str, Any]:
+    import multiprocessing
+
+    setup = http_setup(args)
+    env = {**os.environ}
+    stop = threading.Event()
+    publisher = threading.Thread(target=_publisher, args=(setup, stop), daemon=True)
+    publisher.start()
+    server = subprocess.Popen(uvicorn_command(args), cwd=ROOT, env=env, start_new_session=True)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    try:
+        _wait_http(args.port, setup)
+        url, origin = f"ws://127.0.0.1:{args.port}/ws/orders/check", f"http://127.0.0.1:{args.port}"
+        client = ctx.Process(
+            target=_ws_client,
+            args=(
+                url,
+                origin,
+                setup["token"],
+                setup["body"],
+                args.rate,
+                args.warmup,
+                args.duration,
+                _Out(queue, args.connections),
+            ),
+        )
+        client.start()
+        time.sleep(args.warmup)  # measured from the end of the client's warm-up (approximately: CPU and load)
+        load_before, cpu_before, wall_before = os.getloadavg(), _cpu_s(server.pid), time.monotonic()
+        results = queue.get(timeout=args.warmup + args.duration + 60)
+        cpu_s, wall_s, load_after = _cpu_s(server.pid) - cpu_before, time.monotonic() - wall_before, os.getloadavg()
+        client.join(timeout=10)
+    finally:
+        stop.set()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+    latencies = sorted(x for r in results for x in r["latencies"])
+    checks = len(latencies)
+    return {
+        "connections": args.connections,
+        "rate": args.rate,
+        "workers": args.workers,
+        "duration_s": args.duration,
+        "checks": checks,
+        "per_s": checks / args.duration,
+        "p50_ms": percentile(latencies, 50),
+        "p90_ms": percentile(latencies, 90),
+        "p99_ms": percentile(latencies, 99),
+        "p999_ms": percentile(latencies, 99.9),
+        "max_ms": latencies[-1] if latencies else float("nan"),
+        "non_200": sum(r["non_200"] for r in results),
+        "denied": sum(r["denied"] for r in results),
+        "unanswered": sum(r["unanswered"] for r in results),
+        "server_cpu_ms": 1000 * cpu_s / max(1, checks * wall_s / args.duration),
+        "load": f"{load_before[0]:.2f} → {load_after[0]:.2f}",
+    }
+
+
 # =========================================================================== doc
 
 
@@ -629,7 +771,7 @@ def _old_section() -> dict[str, list[str]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", choices=["inproc", "http"], default="inproc")
+    parser.add_argument("mode", nargs="?", choices=["inproc", "http", "ws"], default="inproc")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--checks", type=int, default=200_000)
@@ -638,6 +780,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=1000, help="ws: checks a second per connection")
     parser.add_argument("--duration", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--port", type=int, default=8765)
@@ -650,6 +793,15 @@ def main(argv: list[str] | None = None) -> None:
         print_inproc(result)
         if args.write_doc:
             write_doc(HEADING, _doc(result, None, cmd))
+    elif args.mode == "ws":
+        result = run_ws(args)
+        print(
+            f"ws lane: {result['connections']} connection(s) x {result['rate']:,.0f}/s, {result['workers']} worker(s): "
+            f"{result['per_s']:,.0f} checks/s  p50 {result['p50_ms']:.2f} ms  p90 {result['p90_ms']:.2f} ms  "
+            f"p99 {result['p99_ms']:.2f} ms  p99.9 {result['p999_ms']:.2f} ms  max {result['max_ms']:.2f} ms  "
+            f"non-200 {result['non_200']}  denied {result['denied']}  unanswered {result['unanswered']}  "
+            f"server CPU {result['server_cpu_ms']:.3f} ms/check  load {result['load']}"
+        )
     else:
         result = run_http(args)
         print(

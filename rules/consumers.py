@@ -25,6 +25,7 @@ import logging
 from typing import Any
 
 import orjson
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils.translation import gettext as _
 from rest_framework.exceptions import ParseError
@@ -67,6 +68,15 @@ class OrderCheckConsumer(AsyncWebsocketConsumer):
     watchdog: asyncio.Task | None = None
     auth_timer: asyncio.TimerHandle | None = None
     closed = False
+
+    async def dispatch(self, message: dict) -> None:
+        # channels' AsyncConsumer.dispatch first closes stale database connections in a thread, for
+        # every message: a thread hop per check, which was most of the lane's CPU. The lane reaches
+        # the database only through gate.off_loop, which closes stale connections around its call.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         offered = self.scope.get("subprotocols") or []
