@@ -80,10 +80,15 @@ async def _run(args: argparse.Namespace, sim: SimProcess, n: int) -> Recovery:
     engine = engine_for(sim, specs(range(n)), NullSink())
     started = time.monotonic()
     await engine.start()
-    while sum(f.connected for f in engine.user_feeds.values()) < n or not engine.market.connected:
+    # Live: the socket open and the start-up re-sync landed (a fault during the start-up's re-syncs
+    # would find the minute's weight spent).
+    def live() -> int:
+        return sum(f.connected and not f.stale for f in engine.user_feeds.values())
+
+    while live() < n or not engine.market.connected:
         if time.monotonic() - started > args.startup_timeout:
-            raise SystemExit(f"start-up: only {sum(f.connected for f in engine.user_feeds.values())} of {n} connected")
-        progress("user sockets open", sum(f.connected for f in engine.user_feeds.values()), n)
+            raise SystemExit(f"start-up: only {live()} of {n} live")
+        progress("user streams live", live(), n)
         await asyncio.sleep(0.5)
     result.startup_s = time.monotonic() - started
     set_guard(args.lifted)
