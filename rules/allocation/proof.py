@@ -258,7 +258,7 @@ def _iso(ms: int) -> str:
 # --------------------------------------------------------------------------- the run
 
 
-def run() -> dict[str, Any]:
+def run(*, desk_budget_pct: str | None = None, account_budget_pct: str | None = None) -> dict[str, Any]:
     from django.conf import settings
 
     from rules.allocation import engine
@@ -285,6 +285,12 @@ def run() -> dict[str, Any]:
         for a in accounts
     }
     params = defaults()
+    if desk_budget_pct or account_budget_pct:
+        params = replace(
+            params,
+            desk_budget=Decimal(desk_budget_pct or params.desk_budget * 100) / 100,
+            account_budget=Decimal(account_budget_pct or params.account_budget * 100) / 100,
+        )
     suggestion = engine.suggest(result=result, params=params, profiles=profiles)
     caps = _caps(suggestion, 1)
     # The same suggestion were each account governed by a profile of its own (one cap per account).
@@ -334,6 +340,7 @@ def run() -> dict[str, Any]:
         }
     return {
         "as_of": EVE.isoformat(),
+        "budgets": {"desk": str(params.desk_budget), "account": str(params.account_budget), "method": params.method},
         "marks": {s: str(m) for s, m in marks.items()},
         "trough": _iso(times[trough_index]),
         "result": {k: v for k, v in result.items() if k != "adviser_inputs"},
@@ -346,16 +353,18 @@ def run() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the whole outcome here")
+    parser.add_argument("--desk-budget-pct", help="the desk's daily VaR budget, %% of equity (default: the setting)")
+    parser.add_argument("--account-budget-pct", help="each account's daily VaR budget, %% of its capital")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskdesk.settings")
     import django
 
     django.setup()
-    out = run()
+    out = run(desk_budget_pct=args.desk_budget_pct, account_budget_pct=args.account_budget_pct)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
     desk = out["result"]["desk"] or {}
-    print(f"as of {out['as_of']} marks {out['marks']}; BTC trough at {out['trough']} UTC")
+    print(f"as of {out['as_of']} marks {out['marks']}; BTC trough at {out['trough']} UTC; budgets {out['budgets']}")
     print(
         "desk VaR 99% hist",
         desk.get("var_historical"),
