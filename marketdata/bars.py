@@ -15,7 +15,7 @@ The API is described for the other modules in /work/notes/bars-api.md (docs/SIMU
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -334,6 +334,7 @@ class BackfillResult:
     pages: int = 0
     rate_limited: int = 0  # 429/418 answers waited out
     paused_s: float = 0.0  # time spent waiting for weight
+    failed: dict[str, str] = field(default_factory=dict)  # symbol -> the exchange's refusal (e.g. -1121)
 
 
 def backfill(
@@ -357,7 +358,7 @@ def backfill(
     import asyncio
     import time as _time
 
-    from marketdata.exchange import WEIGHT_LIMIT_1M, RateLimited
+    from marketdata.exchange import WEIGHT_LIMIT_1M, ExchangeRejected, RateLimited
     from riskdesk.progress import steps
 
     sleep = sleep or _time.sleep
@@ -391,6 +392,12 @@ def backfill(
                                 )
                             )
                             break
+                        except ExchangeRejected as exc:  # (RateLimited is not one: below)
+                            # A symbol the exchange does not know (delisted, a typo: -1121) must not stop
+                            # the others: the daily refresh covers every symbol the desk ever had bars of.
+                            result.failed[symbol] = str(exc)
+                            page = None
+                            break
                         except RateLimited as exc:
                             attempts += 1
                             result.rate_limited += 1
@@ -398,6 +405,8 @@ def backfill(
                                 raise
                             sleep(exc.retry_after_s)
                             result.paused_s += exc.retry_after_s
+                    if page is None:
+                        break
                     result.pages += 1
                     done += 1
                     bar.update(1)

@@ -117,8 +117,16 @@ def test_the_command_backfills_with_a_summary(sim, settings):
         call_command("backfill_klines", "--symbols", "BTCUSDT", "--days", "0", stdout=out)
     with pytest.raises(CommandError, match="--end"):
         call_command("backfill_klines", "--symbols", "BTCUSDT", "--end", "tomorrow", stdout=out)
-    with pytest.raises(CommandError, match="refused"):
+    with pytest.raises(CommandError, match="refused every symbol"):
         call_command("backfill_klines", "--symbols", "NOPEUSDT", "--days", "1", stdout=out, stderr=err)
+    # One unknown symbol does not stop the others.
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "backfill_klines", "--symbols", "NOPEUSDT", "ETHUSDT", "--end", "2021-05-19T01:00", "--days", "0.01",
+        stdout=out, stderr=err,
+    )  # fmt: skip
+    assert "NOPEUSDT: refused by the exchange: [-1121] Invalid symbol." in err.getvalue()
+    assert "ETHUSDT: 15 bars" in out.getvalue()  # 00:45 .. 00:59: the start minute (00:45:36) included
 
 
 @pytest.mark.django_db

@@ -64,7 +64,12 @@ class Command(BaseCommand):
         except ExchangeError as exc:
             raise CommandError(f"the exchange refused the backfill: {exc} (bars written so far are kept)") from None
         for symbol, count in result.bars.items():
-            self.stdout.write(f"  {symbol}: {count} bars")
+            if symbol in result.failed:
+                self.stderr.write(f"  {symbol}: refused by the exchange: {result.failed[symbol]}")
+            else:
+                self.stdout.write(f"  {symbol}: {count} bars")
+        if len(result.failed) == len(symbols):
+            raise CommandError("the exchange refused every symbol; nothing was written")
         self.stdout.write(
             self.style.SUCCESS(
                 f"{sum(result.bars.values())} bars in {result.pages} requests"
