@@ -51,12 +51,12 @@ cdef class GateProfile:
 
 cdef double _CAP, _INF, _LOW, _HIGH
 
-@cython.locals(sym=SymbolView, p=GateProfile, leg=Leg, fails=list, table=BracketTable)
+@cython.locals(sym=SymbolView, p=GateProfile, leg=Leg, fails=list, table=BracketTable, realized=double)
 cpdef check_order(Order order, AccountView account, MarketState market, GateProfile profile, Counters counters)
 
 cdef list _exposure(GateProfile p, tuple pr, Leg leg, object add)
 
-cdef object _asset_cap(AccountView account, object asset, object cap_u, object projection, object add)
+cdef object _asset_cap(AccountView account, object asset, object cap_u, double realized, object add)
 
 @cython.locals(
     f=double, size=double, new=double, new_entry=double, realized=double, isolated=bint, wallet=double,

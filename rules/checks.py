@@ -1061,8 +1061,10 @@ def check_order(
     # -- the position and account after the order -----------------------------------------------
     projection = None
     warnings = _NO_WARNINGS
+    realized = 0.0
     if mk is not None and table is not None and account.complete:
         figures = _project(order, account, leg, mk[1], table)
+        realized = figures[10]
         projection = _tuple_new(Projection, figures)
         if not reduces and p.exposure:
             warnings = _exposure(p, figures, leg, add)
@@ -1072,14 +1074,14 @@ def check_order(
         asset = sym.margin_asset
         cap_u = p.asset_caps.get(asset)
         if cap_u is not None:
-            _asset_cap(account, asset, cap_u, projection, add)
+            _asset_cap(account, asset, cap_u, realized, add)
 
     if fails and p.off:
         fails = [f for f in fails if f[0] not in p.off]
     return _tuple_new(Decision, (not fails, fails, warnings, projection, is_exit, reduces))
 
 
-def _asset_cap(account: AccountView, asset: str, cap_u: int, projection: Projection | None, add: Any) -> None:
+def _asset_cap(account: AccountView, asset: str, cap_u: int, realized: float, add: Any) -> None:
     """ASSET_ABOVE_CAP: the asset's wallet balance (cross + isolated, as published: the figure the
     evaluator's asset_cap rule measures) after the order: plus what its fill realizes (a flip
     through zero), which lands in that wallet. Moving initial margin into an isolated wallet does
@@ -1089,10 +1091,8 @@ def _asset_cap(account: AccountView, asset: str, cap_u: int, projection: Project
         add((ASSET_ABOVE_CAP, None, Decimal(cap_u).scaleb(-UNIT_EXP), asset))
         return
     value_u = wallets.get(asset, 0)  # no pool: the account holds none of it
-    if projection is not None:
-        realized = projection[10]
-        if realized:
-            value_u += int(round(realized * UNIT))
+    if realized:
+        value_u += int(round(realized * UNIT))
     if value_u > cap_u:
         add((ASSET_ABOVE_CAP, Decimal(value_u).scaleb(-UNIT_EXP), Decimal(cap_u).scaleb(-UNIT_EXP), asset))
 
