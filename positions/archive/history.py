@@ -79,6 +79,7 @@ def _archive(q: Query, need: int) -> tuple[int, list[dict]]:
     store = get_store()
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # a slow scan would print a bar into the caller's stdout
     keys = [key_for(q.table, day, part) for day, part in batches]
     paths = [store.local_path(k) for k in keys]
     if all(paths):
