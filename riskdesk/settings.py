@@ -421,3 +421,7 @@ ALLOCATION_ACCOUNT_BUDGET_PCT = env.str("ALLOCATION_ACCOUNT_BUDGET_PCT", default
 ALLOCATION_METHOD = env.str("ALLOCATION_METHOD", default="risk_parity")
 if ALLOCATION_METHOD not in ("risk_parity", "inverse_vol"):
     raise ImproperlyConfigured(f"ALLOCATION_METHOD must be risk_parity or inverse_vol, not {ALLOCATION_METHOD!r}")
+
+# --- h16 --- archive compaction (positions/archive/services.py, docs/ARCHIVE.md)
+# Rows per compacted file: a finished day's small parts are rewritten as files of about this many rows.
+ARCHIVE_COMPACT_ROWS = env.int("ARCHIVE_COMPACT_ROWS", default=1_000_000)
