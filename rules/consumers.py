@@ -20,6 +20,7 @@ the two doors cannot drift apart. docs/GATE_LANE.md is the protocol:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from typing import Any
@@ -42,6 +43,7 @@ MAX_ID_LENGTH = 64
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 ENVELOPE_KEYS = frozenset(("type", "id", "order"))
+MAX_IN_FLIGHT = 64  # checks of one socket answered concurrently (answers still in order)
 MIN_RECHECK_S = 0.2  # the idle re-check runs every ACCESS_CACHE_S, never more often than this
 
 
@@ -68,6 +70,7 @@ class OrderCheckConsumer(AsyncWebsocketConsumer):
     watchdog: asyncio.Task | None = None
     auth_timer: asyncio.TimerHandle | None = None
     closed = False
+    in_flight: collections.deque
 
     async def dispatch(self, message: dict) -> None:
         # channels' AsyncConsumer.dispatch first closes stale database connections in a thread, for
@@ -79,6 +82,7 @@ class OrderCheckConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
+        self.in_flight = collections.deque()
         offered = self.scope.get("subprotocols") or []
         token = next(
             (p[len(TOKEN_SUBPROTOCOL_PREFIX) :] for p in offered if p.startswith(TOKEN_SUBPROTOCOL_PREFIX)), None
@@ -97,6 +101,8 @@ class OrderCheckConsumer(AsyncWebsocketConsumer):
             self.auth_timer.cancel()
         if self.watchdog is not None:
             self.watchdog.cancel()
+        for task in getattr(self, "in_flight", ()):
+            task.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
@@ -157,10 +163,35 @@ class OrderCheckConsumer(AsyncWebsocketConsumer):
         if self.authorization is None:
             await self._refuse(rid, 401, _('Authenticate first: {"type": "auth", "token": …}.'), CLOSE_UNAUTHENTICATED)
             return
-        status, payload, _headers = await api_orders.order_check_answer(self.authorization, data=frame["order"])
+        # The next frame is read while this check waits on Redis: a bot's checks overlap (their
+        # round trips share the gate's connection) instead of queueing one round trip behind
+        # another, and the answers still leave in the order the checks came (each waits for the one
+        # before it). At most MAX_IN_FLIGHT at a time: past that the socket is read no further.
+        while len(self.in_flight) >= MAX_IN_FLIGHT:
+            await asyncio.wait({self.in_flight[0]})
+            self._forget_done()
+        previous = self.in_flight[-1] if self.in_flight else None
+        self.in_flight.append(asyncio.ensure_future(self._check(rid, frame["order"], previous)))
+        self._forget_done()
+
+    async def _check(self, rid: bytes, order: Any, previous: asyncio.Future | None) -> None:
+        authorization = self.authorization
+        try:
+            status, payload, _headers = await api_orders.order_check_answer(authorization, data=order)
+        except Exception:  # as the HTTP lane: logged like Django's, a bare 500 (nothing about the cause)
+            log.exception("order lane: check failed")
+            status, payload = 500, b'{"detail":"A server error occurred."}'
+        if previous is not None:
+            await asyncio.wait({previous})
+        if self.closed:
+            return
         await self.send(_frame(b"check", rid, status, payload))
         if status in (401, 403):  # the token expired or the user lost access since the last check
             await self._close(CLOSE_UNAUTHENTICATED if status == 401 else CLOSE_FORBIDDEN)
+
+    def _forget_done(self) -> None:
+        while self.in_flight and self.in_flight[0].done():
+            self.in_flight.popleft()
 
     # ----------------------------------------------------------------------- auth
 
