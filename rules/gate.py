@@ -55,7 +55,7 @@ from marketdata.models import LeverageBracket, Symbol
 from marketdata.services import exchange_for
 from positions.margin import Bracket
 from positions.models import OrderDecision, OrderLog, OrderSource
-from riskdesk.redis_clients import REDIS_DOWN, client_options
+from riskdesk.redis_clients import REDIS_DOWN, client_options, gate_async_client
 from rules import checks
 from rules.approved_orders import approved_add
 from rules.checks import (
@@ -347,9 +347,9 @@ class RedisStore:
         # runs one; tests start a loop per test).
         loop = asyncio.get_running_loop()
         if self._aloop is not loop:
-            import redis.asyncio
-
-            self._aredis = redis.asyncio.Redis.from_url(self.url, **client_options(asyncio=True))
+            # The lean pipelined client where it applies (riskdesk.redis_clients, issue 19), else
+            # redis.asyncio's: either raises redis-py's exceptions, so REDIS_DOWN and NOSCRIPT hold.
+            self._aredis = gate_async_client(self.url)
             self._aloop = loop
         return self._aredis
 
