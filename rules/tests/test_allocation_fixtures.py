@@ -5,11 +5,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
 
 import numpy as np
 import pytest
-
-from decimal import Decimal as D
 
 from positions.book import BookPosition
 from riskdesk.tests import page_fixtures as pf
