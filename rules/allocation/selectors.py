@@ -128,8 +128,9 @@ def var_history() -> list[dict[str, Any]]:
 
 def visible_part(result: dict[str, Any], user: User) -> dict[str, Any]:
     """What `user` may see of a desk result. Risk managers and viewers: all of it. A trader: their own
-    accounts' stand-alone VaR/ES and the market's correlations; nothing that carries other accounts'
-    positions (desk totals, contributions, the symbols' desk contributions, scenario rows of others)."""
+    accounts' stand-alone VaR/ES, the correlations and crash moves of the symbols they hold; nothing
+    that carries other accounts' positions (desk totals, contributions, the desk's symbols, scenario
+    rows of others)."""
     if access.can_see_all_accounts(user):
         return {**result, "scope": "desk"}
     mine = access.visible_account_ids(user)
@@ -138,10 +139,25 @@ def visible_part(result: dict[str, Any], user: User) -> dict[str, Any]:
         for a in result.get("accounts", [])
         if a["account_id"] in mine
     ]
+    held = {p["symbol"] for a in accounts for p in a.get("positions", [])}
     scenarios = [
-        {**s, "desk_loss": None, "liquidations": [r for r in s.get("liquidations", []) if r["account_id"] in mine]}
+        {
+            **s,
+            "desk_loss": None,
+            "account_loss": {k: v for k, v in (s.get("account_loss") or {}).items() if int(k) in mine},
+            "moves": {k: v for k, v in (s.get("moves") or {}).items() if k in held},
+            "flags": {k: v for k, v in (s.get("flags") or {}).items() if k in held},
+            "liquidations": [r for r in s.get("liquidations", []) if r["account_id"] in mine],
+        }
         for s in result.get("scenarios", [])
     ]
+    # The correlations of the symbols the trader holds only: the desk's other symbols are others' positions.
+    corr = result.get("correlation") or {"symbols": [], "matrix": []}
+    keep = [i for i, sym in enumerate(corr["symbols"]) if sym in held]
+    correlation = {
+        "symbols": [corr["symbols"][i] for i in keep],
+        "matrix": [[corr["matrix"][i][j] for j in keep] for i in keep],
+    }
     return {
         **result,
         "scope": "own_accounts",
@@ -149,6 +165,8 @@ def visible_part(result: dict[str, Any], user: User) -> dict[str, Any]:
         "symbols": [],
         "accounts": accounts,
         "scenarios": scenarios,
+        "correlation": correlation,
+        "adviser_inputs": None,
         "problems": [
             p for p in result.get("problems", []) if p.get("account_id") in mine or p.get("account_id") is None
         ],

@@ -56,6 +56,8 @@ def test_a_trader_gets_their_own_account_only(api_for, trader_a, computed, desk)
     assert [a["account_id"] for a in body["accounts"]] == [desk["a"].id]
     assert body["accounts"][0]["contribution_historical"] is None
     assert {x["account_id"] for x in body["scenarios"][0]["liquidations"]} == {desk["a"].id}
+    assert set(body["scenarios"][0]["account_loss"]) == {str(desk["a"].id)}
+    assert body["correlation"]["symbols"] == ["BTCUSDT"]  # ETH is only account B's
     assert body["var_history"] == []
     assert api_for(trader_a).get("/api/v1/allocation").status_code == 403
 
