@@ -240,6 +240,83 @@ def replay(account, times: list[int], path: dict[str, list[Decimal]], trough_ind
     return Outcome(account.name, start, trough if trough is not None else end, end, liquidations)
 
 
+# --------------------------------------------------------------------------- the exchange simulator's own verdict
+
+
+def _spec(account) -> dict[str, Any]:
+    """The account as the simulator's accounts file states it (wallet = cross wallet; isolated on top)."""
+    return {
+        "api_key": f"proof-key-{account.account_id}",
+        "api_secret": f"proof-secret-{account.account_id}",
+        "position_mode": "hedge" if any(p.side != "BOTH" for p in account.positions) else "one-way",
+        "wallet": {"USDT": str(account.cross_wallet)},
+        "positions": [
+            {
+                "symbol": p.symbol,
+                "side": p.side,
+                "qty": str(p.qty),
+                "entry_price": str(p.entry_price),
+                "leverage": p.leverage,
+                "margin_type": p.margin_type,
+                **({"isolated_wallet": str(p.isolated_wallet)} if p.margin_type == "isolated" else {}),
+            }
+            for p in account.positions
+        ],
+    }
+
+
+def simulate(desk, times: list[int], path: dict[str, list[Decimal]], trough_index: int) -> list[dict[str, Any]]:
+    """The same desk on the bundled exchange simulator (marketdata/simulator), its marks set to each
+    walked point of the day in turn: the simulator's own margin engine liquidates (as it does in the
+    demo), so this checks the replay above against an independent implementation."""
+    from marketdata.simulator import SimulatorThread, build_config
+    from marketdata.simulator.risk import account_view
+
+    config = build_config(
+        accounts={"accounts": [_spec(a) for a in desk]},
+        marks={s: str(v[0]) for s, v in path.items()},
+        tick_interval_s=3600.0,  # the clock must not move the marks: this loop does
+    )
+    first = {s: v[0] for s, v in path.items()}
+
+    def equity(sim, marks) -> dict[str, Decimal]:
+        return {
+            key: sum((v.margin_balance for v in account_view(acc, marks, sim.exchange.symbols).assets.values()), ZERO)
+            for key, acc in sim.exchange.accounts.items()
+        }
+
+    def walk(sim) -> dict[str, Any]:
+        start = equity(sim, first)
+        trough = None
+        for k in range(len(times)):
+            marks = {s: v[k] for s, v in path.items()}
+            sim.set_marks(marks)
+            if k == trough_index:
+                trough = equity(sim, marks)
+        end = equity(sim, {s: v[-1] for s, v in path.items()})
+        forced = {
+            key: [(o.price, o.orig_qty) for o in sim.exchange.force_history[key]] for key in sim.exchange.accounts
+        }
+        counts = {key: acc.liquidations for key, acc in sim.exchange.accounts.items()}
+        return {"start": start, "trough": trough, "end": end, "forced": forced, "counts": counts}
+
+    with SimulatorThread(config) as sim:
+        out = sim.call(walk, timeout=600)
+    rows = []
+    for a in desk:
+        key = f"proof-key-{a.account_id}"
+        rows.append(
+            {
+                "name": a.name,
+                "liquidations": out["counts"][key],
+                "liquidation_orders": [f"{q} at {p}" for p, q in out["forced"][key]],
+                "loss_at_trough": str((out["start"][key] - out["trough"][key]).quantize(Decimal("0.01"))),
+                "loss_at_close": str((out["start"][key] - out["end"][key]).quantize(Decimal("0.01"))),
+            }
+        )
+    return rows
+
+
 def _caps(suggestion: dict[str, Any], profile_id: int) -> dict[str, dict[str, Any]]:
     return {
         r["symbol"]: {
@@ -258,7 +335,9 @@ def _iso(ms: int) -> str:
 # --------------------------------------------------------------------------- the run
 
 
-def run(*, desk_budget_pct: str | None = None, account_budget_pct: str | None = None) -> dict[str, Any]:
+def run(
+    *, desk_budget_pct: str | None = None, account_budget_pct: str | None = None, with_simulator: bool = True
+) -> dict[str, Any]:
     from django.conf import settings
 
     from rules.allocation import engine
@@ -305,7 +384,16 @@ def run(*, desk_budget_pct: str | None = None, account_budget_pct: str | None = 
         ("suggested_per_account", [with_caps(a, _caps(per_account, a.account_id)) for a in accounts]),
     ):
         outcomes = [replay(a, times, path, trough_index) for a in desk]
+        simulated = simulate(desk, times, path, trough_index) if with_simulator else []
         versions[name] = {
+            "simulator": {
+                "accounts": simulated,
+                "liquidations": sum(r["liquidations"] for r in simulated),
+                "loss_at_trough": str(sum((Decimal(r["loss_at_trough"]) for r in simulated), ZERO)),
+                "loss_at_close": str(sum((Decimal(r["loss_at_close"]) for r in simulated), ZERO)),
+            }
+            if with_simulator
+            else None,
             "accounts": [
                 {
                     "name": o.name,
@@ -384,6 +472,13 @@ def main() -> None:
             print(f" loss at trough {a['loss_at_trough']}, at close {a['loss_at_close']}")
             for x in a["liquidations"]:
                 print(f"     liquidated {x['at']} {x['what']} at {x['mark']}, loss {x['loss']}")
+        sim = v["simulator"]
+        if sim:
+            print(f"  simulator: {sim['liquidations']} liquidation(s), loss at trough {sim['loss_at_trough']}", end="")
+            print(f", at close {sim['loss_at_close']}")
+            for a in sim["accounts"]:
+                print(f"    {a['name']}: {a['liquidations']} {a['liquidation_orders']}", end="")
+                print(f" loss at trough {a['loss_at_trough']}, at close {a['loss_at_close']}")
 
 
 if __name__ == "__main__":

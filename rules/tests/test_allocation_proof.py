@@ -25,6 +25,16 @@ def test_as_is_the_replay_liquidates_what_the_simulator_does(outcome):
     assert outcome["versions"]["as_is"]["liquidations"] == 2
 
 
+def test_the_exchange_simulator_liquidates_the_same_positions(outcome):
+    for version in outcome["versions"].values():
+        ours = [len(a["liquidations"]) for a in version["accounts"]]
+        theirs = [a["liquidations"] for a in version["simulator"]["accounts"]]
+        assert ours == theirs
+        for a, b in zip(version["accounts"], version["simulator"]["accounts"], strict=True):
+            if not a["liquidations"]:  # no liquidation: the same equity path to the cent
+                assert abs(Decimal(a["loss_at_close"]) - Decimal(b["loss_at_close"])) <= Decimal("0.02")
+
+
 def test_the_suggestion_comes_from_before_the_crash_and_cuts_liquidations_and_loss(outcome):
     assert outcome["as_of"] == "2021-05-19T00:00:00+00:00"
     assert outcome["result"]["history"]["last"] <= outcome["as_of"]
