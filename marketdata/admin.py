@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from marketdata.models import LeverageBracket, Symbol, TickerHistory
+from marketdata.models import LeverageBracket, MinuteBar, Symbol, TickerHistory
 
 
 class BracketInline(admin.TabularInline):
@@ -60,3 +60,21 @@ class TickerHistoryAdmin(admin.ModelAdmin):
     search_fields = ("symbol__name",)
     date_hierarchy = "time"
     readonly_fields = ("symbol", "time", "mark_price", "index_price", "funding_rate")
+
+
+@admin.register(MinuteBar)
+class MinuteBarAdmin(admin.ModelAdmin):
+    """Market history: written by the stream (marks) and the klines backfill, never typed in."""
+
+    list_display = ("symbol", "open_time", "open", "high", "low", "close", "source")
+    list_filter = ("source",)
+    search_fields = ("symbol",)
+    date_hierarchy = "open_time"
+    readonly_fields = ("symbol", "open_time", "open", "high", "low", "close", "source")
+    show_full_result_count = False  # millions of rows: no COUNT(*) per page
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -10,6 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "riskdesk.settings")
 app = Celery("riskdesk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.autodiscover_tasks(["rules.allocation"])  # a package inside the rules app, not an app of its own
 
 # Beat: periodic jobs. Later issues add exchange sync and reports here.
 app.conf.beat_schedule = {
@@ -35,4 +36,10 @@ app.conf.beat_schedule = {
     "key-permissions": {"task": "rules.tasks.key_permissions_task", "schedule": crontab(minute=25, hour="*/6")},
     # history past its retention to the verified Parquet archive (positions/archive/, docs/ARCHIVE.md)
     "archive-history": {"task": "positions.tasks.archive_history_task", "schedule": crontab(minute=30, hour=1)},
+    # desk VaR/ES and contributions, cached for /allocation/, the API and the overview (docs/ALLOCATION.md)
+    "desk-var": {
+        "task": "rules.allocation.tasks.risk_refresh_task",
+        "schedule": float(os.environ.get("ALLOCATION_REFRESH_EVERY_S", "300")),
+        "options": {"expires": 280},
+    },
 }
