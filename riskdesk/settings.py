@@ -419,6 +419,8 @@ ALLOCATION_MIN_HISTORY_DAYS = env.int("ALLOCATION_MIN_HISTORY_DAYS", default=20)
 ALLOCATION_DESK_BUDGET_PCT = env.str("ALLOCATION_DESK_BUDGET_PCT", default="2")
 ALLOCATION_ACCOUNT_BUDGET_PCT = env.str("ALLOCATION_ACCOUNT_BUDGET_PCT", default="4")
 ALLOCATION_METHOD = env.str("ALLOCATION_METHOD", default="risk_parity")
+# A cached result older than this is recomputed when a page or the API asks (the beat job refreshes it sooner).
+ALLOCATION_MAX_AGE_S = env.int("ALLOCATION_MAX_AGE_S", default=900)
 if ALLOCATION_METHOD not in ("risk_parity", "inverse_vol"):
     raise ImproperlyConfigured(f"ALLOCATION_METHOD must be risk_parity or inverse_vol, not {ALLOCATION_METHOD!r}")
 

@@ -104,6 +104,7 @@ class VarPointSerializer(serializers.Serializer):
 
 class RiskVarSerializer(serializers.Serializer):
     as_of = serializers.CharField()
+    computed_at = serializers.CharField(required=False, help_text="when the desk's figures were computed")
     scope = serializers.ChoiceField(choices=["desk", "own_accounts"])
     confidence = serializers.CharField()
     horizon_days = serializers.IntegerField()

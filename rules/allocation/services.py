@@ -93,14 +93,24 @@ def risk_refresh(
     now = now or timezone.now()
     result = risk_compute(inputs=selectors.desk_inputs(accounts=accounts), as_of=now, closes=closes)
     result["day"] = _trading_day(now)
+    result["computed_at"] = timezone.now().isoformat()
     _store(result)
     return result
 
 
+def _too_old(result: dict[str, Any]) -> bool:
+    try:
+        computed = datetime.fromisoformat(result["computed_at"])
+    except (KeyError, TypeError, ValueError):
+        return True
+    return (timezone.now() - computed).total_seconds() > settings.ALLOCATION_MAX_AGE_S
+
+
 def risk_latest() -> dict[str, Any]:
+    """The cached result; computed now when there is none (a new desk, a flushed cache) or when it is
+    older than ALLOCATION_MAX_AGE_S (the beat job is not running), so a page never shows an old desk."""
     result = selectors.latest_result()
-    if result is None:
-        # No beat run yet (a new desk, a flushed cache): compute once, so the page is never empty.
+    if result is None or _too_old(result):
         result = risk_refresh()
     return result
 

@@ -89,3 +89,15 @@ def test_apply_writes_the_caps_with_history_and_the_reason(risk_manager, compute
 def test_the_page_is_in_chinese_too(client_for, risk_manager, computed):
     html = client_for(risk_manager, language="zh-hans").get("/allocation/").content.decode()
     assert 'lang="zh-hans"' in html or "zh-hans" in html
+
+
+def test_an_old_result_is_recomputed_when_the_page_asks(client_for, risk_manager, computed, settings, monkeypatch):
+    from rules.allocation import services
+
+    calls = []
+    monkeypatch.setattr(services, "risk_refresh", lambda **kw: calls.append(kw) or computed)
+    client_for(risk_manager).get("/allocation/")
+    assert calls == []  # fresh: the cache answers
+    settings.ALLOCATION_MAX_AGE_S = 0
+    client_for(risk_manager).get("/allocation/")
+    assert len(calls) == 1
