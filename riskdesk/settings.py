@@ -421,6 +421,8 @@ ALLOCATION_ACCOUNT_BUDGET_PCT = env.str("ALLOCATION_ACCOUNT_BUDGET_PCT", default
 ALLOCATION_METHOD = env.str("ALLOCATION_METHOD", default="risk_parity")
 # A cached result older than this is recomputed when a page or the API asks (the beat job refreshes it sooner).
 ALLOCATION_MAX_AGE_S = env.int("ALLOCATION_MAX_AGE_S", default=900)
+# The demo only: the bar history ends here instead of now (ISO 8601 with zone, e.g. 2021-05-19T00:00:00+00:00).
+ALLOCATION_HISTORY_END = env.str("ALLOCATION_HISTORY_END", default="")
 if ALLOCATION_METHOD not in ("risk_parity", "inverse_vol"):
     raise ImproperlyConfigured(f"ALLOCATION_METHOD must be risk_parity or inverse_vol, not {ALLOCATION_METHOD!r}")
 

@@ -91,11 +91,18 @@ def risk_refresh(
     """The beat job: the desk's result as of now, cached, with today's VaR history point.
     `closes` replaces the stored bars (tests, the crash proof)."""
     now = now or timezone.now()
-    result = risk_compute(inputs=selectors.desk_inputs(accounts=accounts), as_of=now, closes=closes)
+    result = risk_compute(inputs=selectors.desk_inputs(accounts=accounts), as_of=_history_end(now), closes=closes)
     result["day"] = _trading_day(now)
     result["computed_at"] = timezone.now().isoformat()
     _store(result)
     return result
+
+
+def _history_end(now: datetime) -> datetime:
+    """The end of the bar history the VaR reads: now, or ALLOCATION_HISTORY_END when set (the demo,
+    whose simulator replays 2021 prices today, reads the bundled 2021 bars up to the crash's eve)."""
+    fixed = settings.ALLOCATION_HISTORY_END
+    return min(now, datetime.fromisoformat(fixed)) if fixed else now
 
 
 def _too_old(result: dict[str, Any]) -> bool:

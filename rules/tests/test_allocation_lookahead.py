@@ -38,3 +38,11 @@ def test_the_suggestion_of_the_evening_before_reads_no_bar_after_it(desk, settin
     assert suggestion_after == suggestion_before
     later, _ = _both(inputs, datetime(2021, 5, 20, 0, 0, tzinfo=UTC))
     assert later["desk"]["var_historical"] != before["desk"]["var_historical"]  # the crash is in its history
+
+
+def test_the_demo_reads_its_2021_history_through_allocation_history_end(desk, settings):
+    settings.ALLOCATION_HISTORY_END = EVE.isoformat()
+    bars.load_bundled(end=EVE)
+    result = services.risk_refresh()  # now: 2026, yet the history ends on the crash's eve
+    assert result["available"], result["not_available"]
+    assert result["as_of"] == EVE.isoformat()
