@@ -118,3 +118,19 @@ def test_the_message_is_in_the_requests_language(api_for, trader_a, account_a, g
             "%(asset)s (%(limit)s): orders adding exposure on it are refused until it is back under the cap."
         ) % {"asset": "USDT", "value": "10000", "limit": "9000"}
     assert message == expected
+
+
+def test_the_fast_lane_gives_the_same_denial_as_the_drf_view(trader_a, account_a, gate_env):
+    from rules.tests.test_orders_api_check_fast import same_answer, token_for
+
+    publish(account_a.id, wallet="10000", positions=[long_btc()])
+    default_profile(asset_caps={"USDT": "9000"})
+    status, body = same_answer(order_body(account_a.id), token_for(trader_a))
+    assert status == 200 and body["allowed"] is False
+    (failure,) = body["failures"]
+    assert (failure["code"], failure["asset"], failure["value"], failure["limit"]) == (
+        "ASSET_ABOVE_CAP",
+        "USDT",
+        "10000",
+        "9000",
+    )
