@@ -968,7 +968,10 @@ def check_order(
         else:
             if not account.complete:
                 add((ACCOUNT_STATE_INCOMPLETE, None, None))
-            if not account.user_feed_connected and now - account.published_ms > stale:
+            # Not "or published lately": marks republish a position's figures every flush, so an
+            # account whose user stream is down would look fresh for ever (issue 15). The stream's
+            # word (marketdata.live.user_feed_is_live, with its grace for a blip) decides.
+            if not account.user_feed_connected:
                 add((ACCOUNT_STATE_STALE, now - account.published_ms, stale))
     if not sym.trading and p.status and not is_exit:
         add((SYMBOL_NOT_TRADING, None, "TRADING"))

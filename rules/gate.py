@@ -615,7 +615,7 @@ def _trading_state(meta: AccountMeta, published: dict | None) -> str:
 
 def _account_view(s: RedisStore | LocalStore, cat: Catalog, meta: AccountMeta, g: Gathered) -> AccountView:
     state = _trading_state(meta, g.trading)
-    connected = bool(g.user_feed and g.user_feed.get("connected") and not g.user_feed.get("stale"))
+    connected = live.user_feed_is_live(g.user_feed, at_ms=g.now_ms)
     tables = cat.tables.get(meta.id)
     # One entry per account; the compared "raw" also holds what the view mixes in from elsewhere.
     raw = (g.state_raw, state, meta.hedge, connected, id(tables))
@@ -1333,9 +1333,9 @@ def account_risk(*, account: ExchangeAccount) -> dict[str, Any]:
     stale_ms = int(settings.STREAM_STALE_AFTER_S * 1000)
     feed_last = (g.feed or {}).get("last_message_ms")
     feed_stale = live.feed_is_stale(g.feed, at_ms=g.now_ms)
-    connected = bool(g.user_feed and g.user_feed.get("connected") and not g.user_feed.get("stale"))
+    connected = live.user_feed_is_live(g.user_feed, at_ms=g.now_ms)
     age_ms = g.now_ms - int(state["published_ms"]) if state else None
-    account_stale = state is None or (not connected and age_ms is not None and age_ms > stale_ms)
+    account_stale = state is None or not connected  # the gate's judgement (checks.py, ACCOUNT_STATE_STALE)
     reasons = [
         r
         for r, on in (
