@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from positions.archive import parquet
 from positions.archive.store import get_store, key_for
@@ -68,10 +69,15 @@ def _archive_sql(q: Query, source: str) -> tuple[str, list]:
 
 
 def _archive(q: Query, need: int) -> tuple[int, list[dict]]:
+    """(matching archived rows, the newest `need` of them). The count reads only the filter columns
+    of every file of the range; the rows are read newest file first (files hold disjoint stretches
+    of time within a day, by the ledger's time_from/time_to), a widening group of files at a time,
+    stopping as soon as no older file can hold a row newer than the need-th found: a page of a
+    10-million-row day reads one file, not all of them."""
     batches = list(
         ArchiveBatch.objects.filter(
             table=q.table, day__gte=q.day_from, day__lte=q.day_to, restored_at__isnull=True
-        ).values_list("day", "part")
+        ).values_list("day", "part", "time_from", "time_to")
     )
     if not batches:
         return 0, []
@@ -80,21 +86,50 @@ def _archive(q: Query, need: int) -> tuple[int, list[dict]]:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")  # a slow scan would print a bar into the caller's stdout
-    keys = [key_for(q.table, day, part) for day, part in batches]
+    batches.sort(key=lambda b: (b[3], b[2]), reverse=True)  # newest first
+    keys = [key_for(q.table, day, part) for day, part, _, _ in batches]
     paths = [store.local_path(k) for k in keys]
-    if all(paths):
-        source = f"read_parquet({paths!r})"
-    else:
-        fetched = pa.concat_tables([parquet.from_parquet(store.read(k)) for k in keys])  # noqa: F841 - DuckDB reads it by name
-        source = "fetched"
-    tail, params = _archive_sql(q, source)
+    local = all(paths)
+    if not local:  # a bucket: fetched once into Arrow, DuckDB reads the tables by name
+        tables = [parquet.from_parquet(store.read(k)) for k in keys]
+
+    def source(i: int, j: int) -> str:
+        if local:
+            return f"read_parquet({paths[i:j]!r}, filename = true)"
+        con.register("fetched", pa.concat_tables(tables[i:j]))
+        return "fetched"
+
+    tail, params = _archive_sql(q, source(0, len(keys)))
     count = con.sql(f"SELECT count(*) {tail}", params=params).fetchall()[0][0]
     if not count or not need:
         return count, []
+    tf = spec.time_field
     cols = ", ".join(f'"{c}"' for c in spec.column_names)
-    order = f'ORDER BY "{spec.time_field}" DESC, id DESC LIMIT {int(need)}'
-    table = con.sql(f"SELECT {cols} {tail} {order}", params=params).to_arrow_table()
-    rows = table.to_pylist()
+    order = f'ORDER BY "{tf}" DESC, id DESC LIMIT {int(need)}'
+    # Phase 1: the keys of the newest `need` rows (key, time and the file: three columns read, not all).
+    pick = f'id, "{tf}", filename' if local else cols
+    found: pa.Table | None = None
+    i, width = 0, 1
+    while i < len(keys):
+        j = min(len(keys), i + width)
+        tail, params = _archive_sql(q, source(i, j))
+        got = con.sql(f"SELECT {pick} {tail} {order}", params=params).to_arrow_table()
+        found = got if found is None else pa.concat_tables([found, got.cast(found.schema)])
+        found = found.take(pc.sort_indices(found, [(tf, "descending"), ("id", "descending")])[:need])
+        i, width = j, width * 2
+        # Done when `need` rows are found and the oldest of them is newer than anything left.
+        if i < len(keys) and found.num_rows >= need:
+            oldest = found.column(tf)[need - 1].as_py()
+            if oldest > max(b[3] for b in batches[i:]):
+                break
+    if local:
+        # Phase 2: whole rows for those keys, from the files that hold them (row groups pruned by key).
+        files = sorted(set(found.column("filename").to_pylist()))
+        con.register("picked", found.select(["id"]))
+        tail, params = _archive_sql(q, f"read_parquet({files!r})")
+        got = con.sql(f"SELECT {cols} {tail} AND id IN (SELECT id FROM picked)", params=params).to_arrow_table()
+        found = got.take(pc.sort_indices(got, [(tf, "descending"), ("id", "descending")]))
+    rows = found.to_pylist()
     for row in rows:
         for name in parquet.JSON_COLUMNS.intersection(row):
             if row[name] is not None:

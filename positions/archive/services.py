@@ -500,10 +500,12 @@ def _write_compacted(spec: TableSpec, group: list[ArchiveBatch], store) -> bytes
                 raise ArchiveVerifyError(f"{p.uri}: {table.num_rows} rows, its record says {p.rows}")
             held.append(table.replace_schema_metadata(schema.metadata))
             have += table.num_rows
-            if have >= ROW_GROUP_ROWS:
-                writer.write_table(pa.concat_tables(held), row_group_size=ROW_GROUP_ROWS)
-                held, have = [], 0
-        if held:
+            if have >= ROW_GROUP_ROWS:  # whole row groups; the rest waits for the next part
+                pending = pa.concat_tables(held)
+                cut = have - have % ROW_GROUP_ROWS
+                writer.write_table(pending.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+                held, have = [pending.slice(cut)], have - cut
+        if have:
             writer.write_table(pa.concat_tables(held), row_group_size=ROW_GROUP_ROWS)
     return sink.getvalue()
 
