@@ -227,6 +227,12 @@ def _pack(args: tuple) -> bytes:
             value = arg.encode()
         elif kind is int:
             value = b"%d" % arg
+        elif isinstance(arg, bool) or arg is None:
+            from redis.exceptions import DataError
+
+            raise DataError(
+                f"Invalid input of type: {type(arg).__name__!r}. Convert to a bytes, string, int or float first."
+            )
         elif isinstance(arg, (bytes, bytearray, memoryview)):
             value = bytes(arg)
         elif isinstance(arg, float):
