@@ -14,6 +14,7 @@ no baseline."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -31,14 +32,38 @@ SEED_MARGIN_S = 60.0
 
 
 HISTORY_ROWS_MAX = 10_000_000  # per account and table: far above 30 days of any account's orders
+ORDER_COLUMNS = ("created_at", "symbol", "quantity", "price", "details")
+FILL_COLUMNS = ("order_id", "symbol", "qty", "price")
 
 
-def _rows(table: str, account_id: int, since: Any, now: Any, equals: tuple = ()) -> list[dict[str, Any]]:
-    """One account's rows of ``table`` from ``since`` to ``now``, hot and archived alike."""
+def _archived(table: str, since: Any, now: Any) -> bool:
+    """Whether any day of the window is in the archive (and not restored to the database)."""
+    from positions.models import ArchiveBatch
+
+    return ArchiveBatch.objects.filter(
+        table=table,
+        day__gte=since.astimezone(UTC).date(),
+        day__lte=now.astimezone(UTC).date(),
+        restored_at__isnull=True,
+    ).exists()
+
+
+def _rows(
+    table: str, account_id: int, since: Any, now: Any, equals: tuple, columns: tuple, *, archived: bool
+) -> Iterable[Mapping[str, Any]]:
+    """One account's rows of ``table`` from ``since`` to ``now``, hot and archived alike. With days in
+    the archive, through its history (positions.archive.history.history_page: the database and the
+    Parquet files as one, every row once, all in memory); without, streamed from the database."""
     from positions.archive.history import Query, history_page
     from positions.archive.tables import TABLES
 
-    field = TABLES[table].time_field
+    spec = TABLES[table]
+    field = spec.time_field
+    if not archived:
+        hot = spec.model._default_manager.filter(
+            account_id=account_id, **{f"{field}__gte": since, f"{field}__lte": now}, **dict(equals)
+        )
+        return hot.values(*columns).iterator(chunk_size=5000)
     query = Query(
         table=table,
         day_from=since.astimezone(UTC).date(),
@@ -48,24 +73,21 @@ def _rows(table: str, account_id: int, since: Any, now: Any, equals: tuple = ())
         limit=HISTORY_ROWS_MAX,
     )
     _, rows = history_page(query)
-    return [row for row in rows if since <= row[field] <= now]
+    return (row for row in rows if since <= row[field] <= now)
 
 
-def _history(account_id: int, since: Any, now: Any = None) -> dict[str, Any]:
+def _history(account_id: int, since: Any, now: Any = None, archived: tuple[bool, bool] | None = None) -> dict[str, Any]:
+    """``archived``: whether the order log and the fills have days of the window in the archive (asked
+    once per run by the caller; None: asked here)."""
     from positions.models import OrderDecision, OrderSource
 
     now = now or timezone.now()
+    orders_archived, fills_archived = archived or (_archived("orderlog", since, now), _archived("fill", since, now))
     order_times, cancel_times, notionals, symbols = [], [], [], set()
     observed = (("source", str(OrderSource.EXCHANGE)), ("decision", str(OrderDecision.OBSERVED)))
-    for row in _rows("orderlog", account_id, since, now, observed):
-        created_at, symbol, qty, price, details = (
-            row["created_at"],
-            row["symbol"],
-            row["quantity"],
-            row["price"],
-            row["details"],
-        )
-        execution = (details or {}).get("execution")
+    for row in _rows("orderlog", account_id, since, now, observed, ORDER_COLUMNS, archived=orders_archived):
+        created_at, symbol, qty, price = row["created_at"], row["symbol"], row["quantity"], row["price"]
+        execution = (row["details"] or {}).get("execution")
         if execution == "NEW":
             order_times.append(created_at.timestamp())
             symbols.add(symbol)
@@ -75,7 +97,8 @@ def _history(account_id: int, since: Any, now: Any = None) -> dict[str, Any]:
             cancel_times.append(created_at.timestamp())
     # Market orders rest at price 0: their size is what filled, per order.
     by_order: dict[str, float] = {}
-    for row in _rows("fill", account_id, since, now, (("kind", "trade"),)):
+    trades = (("kind", "trade"),)
+    for row in _rows("fill", account_id, since, now, trades, FILL_COLUMNS, archived=fills_archived):
         order_id, symbol, qty, price = row["order_id"], row["symbol"], row["qty"], row["price"]
         symbols.add(symbol)
         by_order[order_id] = by_order.get(order_id, 0.0) + float(qty * price)
@@ -91,9 +114,10 @@ def baselines_recompute(*, account_ids: list[int] | None = None, now: Any = None
     now = now or timezone.now()
     since = now - timedelta(days=BASELINE_DAYS)
     ids = account_ids if account_ids is not None else list(ExchangeAccount.objects.values_list("id", flat=True))
+    archived = (_archived("orderlog", since, now), _archived("fill", since, now))
     stored = 0
     for account_id in ids:
-        history = _history(account_id, since, now)
+        history = _history(account_id, since, now, archived)
         if len(history["order_times"]) < MIN_ORDERS:
             AccountBaseline.objects.filter(account_id=account_id).delete()
             continue
