@@ -33,8 +33,8 @@ def store(tmp_path, settings):
     return DirectoryStore(tmp_path / "archive")
 
 
-def _baseline(account) -> dict:
-    return AccountBaseline.objects.filter(account=account).values(*FIELDS).get()
+def _baseline(of) -> dict:
+    return AccountBaseline.objects.filter(account=of).values(*FIELDS).get()
 
 
 def test_archiving_the_order_log_and_fills_leaves_the_baseline_unchanged(account, store):  # noqa: F811
