@@ -558,6 +558,8 @@ def compact_day(spec: TableSpec, day: dt.date, *, store, target: int | None = No
             )
         )
         part += 1
+        del data, pf
+        pa.default_memory_pool().release_unused()  # a worker process keeps running after the night's job
     replaced = [p.pk for group, _ in written for p in group]
     with transaction.atomic():
         for _, fields in written:
