@@ -1330,7 +1330,6 @@ def account_risk(*, account: ExchangeAccount) -> dict[str, Any]:
     except REDIS_DOWN as exc:
         return _risk_unavailable(account, meta, exc)
     state = s.decode_state(g.state_raw)
-    stale_ms = int(settings.STREAM_STALE_AFTER_S * 1000)
     feed_last = (g.feed or {}).get("last_message_ms")
     feed_stale = live.feed_is_stale(g.feed, at_ms=g.now_ms)
     connected = live.user_feed_is_live(g.user_feed, at_ms=g.now_ms)
