@@ -181,3 +181,24 @@ def test_the_check_can_be_switched_off_by_its_limits_name_and_follows_symbol_ove
 def test_no_caps_no_check():
     assert _run(order(), _book(usdt="1e9"), asset_caps={}).allowed
     assert _run(order(), _book(usdt="1e9")).allowed
+
+
+def test_a_multi_assets_accounts_usdt_cap_holds_its_collateral_value():
+    """Multi-assets mode: the stream puts the haircut collateral value of every asset into the USDT
+    pool (marketdata/collateral.py) and each asset's own units in an uncounted pool. The USDT cap then
+    bounds that value, live and at the gate alike; a BTC cap is live only (nothing margins in BTC)."""
+    from positions.collateral import collateral, parse_asset_index
+    from positions.tests.test_collateral import BALANCES, INDEX_ROWS
+
+    value = collateral(BALANCES, parse_asset_index(INDEX_ROWS), multi_assets=True)
+    assert value.total == D("34849.5101")  # by hand in positions/tests/test_collateral.py
+    book = _book(usdt="0")
+    for asset, balance in BALANCES.items():
+        if asset != "USDT":
+            book.set_wallet(1, balance, asset=asset, counted=False)
+    book.set_wallet(1, value.total, asset="USDT", counted=True)
+    wallets = _state(book)["figures"]["asset_wallets"]
+    assert D(wallets["USDT"]) == D("34849.5101") and D(wallets["BTC"]) == D("0.5")
+    assert _run(order(), book, asset_caps={"USDT": "34849.5101", "BTC": "0.1"}).allowed
+    row = _row(_run(order(), book, asset_caps={"USDT": "34849.51"}))
+    assert (row["asset"], row["value"], row["limit"]) == ("USDT", "34849.5101", "34849.51")
