@@ -149,6 +149,8 @@ def compute(
         out["problems"] = problems
         out["accounts"] = [_excluded_row(a, why, code) for a, why, code in excluded]
         return out
+    if not symbols:
+        return _flat(measured, as_of_ms)
     try:
         out = _measure(
             measured,
@@ -169,6 +171,30 @@ def compute(
     out["accounts"] += [_excluded_row(a, why, code) for a, why, code in excluded]
     out["accounts"].sort(key=lambda r: r["name"])
     out["partial"] = bool(excluded) and out["available"]
+    return out
+
+
+def _flat(measured: Sequence[Any], as_of_ms: int) -> dict[str, Any]:
+    """No open position anywhere: nothing can be lost to a price move. Zero, not "not available"."""
+    out = empty_result(as_of_ms, "")
+    zero = {k: "0" for k in ("var_historical", "es_historical", "var_parametric", "es_parametric")}
+    equity = sum((a.equity for a in measured), Decimal(0))
+    out.update(
+        available=True,
+        not_available_code="",
+        desk={"equity": _s(equity), **zero, "var_pct_equity": "0" if equity > 0 else None},
+        accounts=[
+            {
+                **_excluded_row(a, "", ""),
+                **zero,
+                "contribution_historical": "0",
+                "contribution_parametric": "0",
+            }
+            for a in measured
+        ],
+        scenarios=[{"name": CRASH, "desk_loss": "0", "account_loss": {}, "moves": {}, "flags": {}, "liquidations": []}],
+        adviser_inputs={"daily_volatility": {}, "unit_var": {}, "account_pnl": {}, "brackets": {}},
+    )
     return out
 
 

@@ -65,3 +65,15 @@ def test_bad_adviser_parameters_are_a_400_with_the_field_named(desk, client_for,
     page = client_for(risk_manager).get("/allocation/", {"account_budget_pct": "250"})
     assert page.status_code == 400
     assert "at most 100 percent" in page.content.decode()
+
+
+def test_a_flat_desk_risks_nothing_and_the_adviser_says_why(gate_env, account_a, account_b, api_for, risk_manager):
+    from rules.tests.test_gate_fixtures import publish
+
+    publish(account_a.id, wallet="1000")
+    publish(account_b.id, wallet="2000")
+    result = services.risk_refresh(now=fx.AS_OF, closes={})
+    assert result["available"] and result["desk"]["var_historical"] == "0" and result["desk"]["equity"] == "3000"
+    assert {a["var_historical"] for a in result["accounts"]} == {"0"}
+    body = api_for(risk_manager).get("/api/v1/allocation").json()
+    assert body["not_available_code"] == "no_positions" and body["limits"] == []
