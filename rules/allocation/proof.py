@@ -12,8 +12,9 @@
    open -> extremes -> close, marketdata.simulator.replay), with the exact maths of positions.figures:
    A. limits as they are (no position breaches them: nothing changes);
    B. the suggested limits applied the evening before: a position above its symbol's new notional cap
-      is cut to the cap at the 00:00 mark (what the desk's proposed reduce_positions action does once
-      a risk manager approves it), a leverage above the new cap is lowered to it (an isolated
+      is cut to the cap at the 00:00 mark (reduce-only, as a risk manager would on the new caps'
+      critical breaches; the desk's reduce_positions action would close every cross position of the
+      account, which cuts more), a leverage above the new cap is lowered to it (an isolated
       position's margin is topped up from the cross wallet to notional / leverage).
    At each mark, an isolated position whose mark crosses its liquidation price is liquidated and loses
    its isolated margin; a cross pool whose margin ratio reaches 100 % is liquidated and loses its whole
