@@ -10,6 +10,10 @@ Over HTTP (uvicorn + JWT + MariaDB + Redis, a wrk load generator; `apt-get insta
     DATABASE_URL=mysql://root@127.0.0.1:3306/riskdesk_bench REDIS_URL=redis://127.0.0.1:6379/7 \\
         DB_CONN_MAX_AGE=0 SERVE_STATIC=false python -m bench.gate http --workers 2 --connections 16 --duration 30
 
+The fast path's CPU per check in process (``order_check_answer``, no framing; issue 19)::
+
+    DATABASE_URL=... REDIS_URL=... python -m bench.gate fastpath --checks 3000 --rounds 5
+
 Over the WebSocket lane (issue 19: ``/ws/orders/check``, the same uvicorn; the bots' client in a
 process of its own, sending at a fixed rate per connection without waiting for the answers, and
 timing each check from its send to its answer)::
@@ -562,6 +566,65 @@ def _parse_wrk(output: str) -> dict[str, Any]:
     }
 
 
+# =========================================================================== the fast path in process
+
+
+def run_fastpath(args: argparse.Namespace) -> dict[str, Any]:
+    """CPU per check of `order_check_answer` (the function both fast lanes call: token, permissions,
+    validation, access, the gate's one Redis round trip, the check, the log row, rendering), in
+    this process on uvloop, one check at a time; no HTTP or WebSocket framing. CPU is the
+    process's (the order log writer's thread included), so it varies less with the machine's
+    load than wall time does."""
+    import uvloop
+
+    setup = http_setup(args)
+    if args.plain_redis:
+        from django.conf import settings
+
+        settings.GATE_LEAN_REDIS = False  # riskdesk.redis_clients.gate_async_client: redis.asyncio's client
+    stop = threading.Event()
+    threading.Thread(target=_publisher, args=(setup, stop), daemon=True).start()
+    time.sleep(1.5)  # the first publication
+    from rules.api_orders import order_check_fast as order_check_answer  # the HTTP lane's entry (older trees too)
+
+    authorization = b"Bearer " + setup["token"].encode()
+    body = json.dumps(setup["body"]).encode()
+
+    async def main() -> dict[str, Any]:
+        status, payload, _ = await order_check_answer(authorization, body)
+        if status != 200 or not json.loads(payload)["allowed"]:
+            raise SystemExit(f"the bench order is not allowed: {status} {payload[:300]!r}")
+        for _ in range(1000):  # warm-up: caches, the connection, the compiled live state
+            await order_check_answer(authorization, body)
+        best: dict[str, float] = {}
+        for _ in range(args.rounds):
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(args.checks):
+                await order_check_answer(authorization, body)
+            cpu_us = 1e6 * (time.process_time() - cpu) / args.checks
+            if not best or cpu_us < best["cpu_us"]:
+                best = {"cpu_us": cpu_us, "wall_us": 1e6 * (time.perf_counter() - wall) / args.checks}
+        return best
+
+    try:
+        result = uvloop.run(main())
+    finally:
+        stop.set()
+    from django.conf import settings
+
+    from rules import gate
+
+    client = type(gate.store()._aredis).__name__ if hasattr(gate.store(), "_aredis") else "LocalStore"
+    import redis.utils
+
+    return {
+        **result,
+        "redis_client": client,
+        "hiredis": redis.utils.HIREDIS_AVAILABLE,
+        "lean": settings.GATE_LEAN_REDIS if hasattr(settings, "GATE_LEAN_REDIS") else True,
+    }
+
+
 # =========================================================================== over the WebSocket lane
 
 
@@ -771,7 +834,7 @@ def _old_section() -> dict[str, list[str]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", choices=["inproc", "http", "ws"], default="inproc")
+    parser.add_argument("mode", nargs="?", choices=["inproc", "http", "ws", "fastpath"], default="inproc")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--checks", type=int, default=200_000)
@@ -780,6 +843,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--plain-redis", action="store_true", help="fastpath: redis.asyncio's client, not the lean one")
     parser.add_argument("--rate", type=float, default=1000, help="ws: checks a second per connection")
     parser.add_argument("--duration", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
@@ -793,6 +857,13 @@ def main(argv: list[str] | None = None) -> None:
         print_inproc(result)
         if args.write_doc:
             write_doc(HEADING, _doc(result, None, cmd))
+    elif args.mode == "fastpath":
+        result = run_fastpath(args)
+        print(
+            f"order_check_answer in process: {result['cpu_us']:.0f} µs CPU per check (best of {args.rounds} x "
+            f"{args.checks:,}; wall {result['wall_us']:.0f} µs), Redis client {result['redis_client']}, "
+            f"hiredis {result['hiredis']}, load {_load_average()}"
+        )
     elif args.mode == "ws":
         result = run_ws(args)
         print(
