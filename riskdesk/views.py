@@ -109,7 +109,7 @@ def _overview_context(request: HttpRequest) -> dict[str, Any]:
         ],
         "desk_concentration": rule_selectors.desk_panel(accounts),
         # 1-day 99 % VaR per account from the beat job's cached result (rules/allocation, issue 18).
-        "var_by_account": allocation_selectors.var_by_account(),
+        "var_by_account": allocation_selectors.var_by_account(accounts),
     }
 
 

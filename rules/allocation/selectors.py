@@ -173,10 +173,12 @@ def visible_part(result: dict[str, Any], user: User) -> dict[str, Any]:
     }
 
 
-def var_by_account() -> dict[int, dict[str, Any]]:
+def var_by_account(accounts: list[Any] | None = None) -> dict[int, dict[str, Any]]:
     """{account_id: {"var", "es", "not_available", "as_of"}} from the cached result, for the overview's
-    VaR column. Never computes (the overview refreshes every second or so): no result yet is no column value."""
+    VaR column. Never computes (the overview refreshes every second or so): no result yet is no column
+    value. `accounts` (views with id and name): an entry about an account of another name is left out."""
     result = latest_result() or {}
+    names = None if accounts is None else {a.id: a.name for a in accounts}
     return {
         a["account_id"]: {
             "var": a.get("var_historical"),
@@ -185,4 +187,5 @@ def var_by_account() -> dict[int, dict[str, Any]]:
             "as_of": result.get("as_of"),
         }
         for a in result.get("accounts", [])
+        if names is None or names.get(a["account_id"]) == a["name"]
     }

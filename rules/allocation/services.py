@@ -114,12 +114,20 @@ def _too_old(result: dict[str, Any]) -> bool:
 
 
 def risk_latest() -> dict[str, Any]:
-    """The cached result; computed now when there is none (a new desk, a flushed cache) or when it is
-    older than ALLOCATION_MAX_AGE_S (the beat job is not running), so a page never shows an old desk."""
+    """The cached result; computed now when there is none (a new desk, a flushed cache), when it is
+    older than ALLOCATION_MAX_AGE_S (the beat job is not running) or about other accounts than the
+    desk's, so a page never shows an old desk."""
     result = selectors.latest_result()
-    if result is None or _too_old(result):
+    if result is None or _too_old(result) or not _same_desk(result):
         result = risk_refresh()
     return result
+
+
+def _same_desk(result: dict[str, Any]) -> bool:
+    """The cached result is about the accounts there are now (an account added, renamed or disabled
+    since makes it about another desk: recompute rather than show it)."""
+    now = set(ExchangeAccount.objects.filter(enabled=True).values_list("id", "name"))
+    return now == {(a["account_id"], a["name"]) for a in result.get("accounts", [])}
 
 
 # --------------------------------------------------------------------------- the adviser

@@ -101,3 +101,14 @@ def test_an_old_result_is_recomputed_when_the_page_asks(client_for, risk_manager
     settings.ALLOCATION_MAX_AGE_S = 0
     client_for(risk_manager).get("/allocation/")
     assert len(calls) == 1
+
+
+def test_a_result_about_other_accounts_is_recomputed(client_for, risk_manager, computed, desk, monkeypatch):
+    from accounts import services as account_services
+    from rules.allocation import services
+
+    calls = []
+    monkeypatch.setattr(services, "risk_refresh", lambda **kw: calls.append(kw) or computed)
+    account_services.account_create(name="acct-c", api_key="CKEY-cccc-PLAINTEXT-1", api_secret="CSECRET-cccc-1")
+    client_for(risk_manager).get("/allocation/")
+    assert len(calls) == 1
