@@ -150,7 +150,11 @@ def compute(
         out["accounts"] = [_excluded_row(a, why, code) for a, why, code in excluded]
         return out
     if not symbols:
-        return _flat(measured, as_of_ms)
+        out = _flat(measured, as_of_ms)
+        out["problems"] = problems
+        out["accounts"] += [_excluded_row(a, why, code) for a, why, code in excluded]
+        out["partial"] = bool(excluded)
+        return out
     try:
         out = _measure(
             measured,

@@ -75,5 +75,6 @@ def test_a_flat_desk_risks_nothing_and_the_adviser_says_why(gate_env, account_a,
     result = services.risk_refresh(now=fx.AS_OF, closes={})
     assert result["available"] and result["desk"]["var_historical"] == "0" and result["desk"]["equity"] == "3000"
     assert {a["var_historical"] for a in result["accounts"]} == {"0"}
+    assert services._same_desk(result)  # so the page does not recompute it on every request
     body = api_for(risk_manager).get("/api/v1/allocation").json()
     assert body["not_available_code"] == "no_positions" and body["limits"] == []
