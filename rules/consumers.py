@@ -104,7 +104,19 @@ class OrderCheckConsumer(AsyncWebsocketConsumer):
         for task in getattr(self, "in_flight", ()):
             task.cancel()
 
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        # Nothing after our close (a check finishing, the idle re-check): the server would refuse
+        # the message and the task die with an error; the client that left wants nothing more.
+        if self.closed:
+            return
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except (OSError, RuntimeError):  # the client left mid-send (uvicorn: ClientDisconnected)
+            self.closed = True
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closed:
+            return  # frames still arriving after we closed
         if text_data is None:
             await self.send(_error(b"null", 400, _("Send text frames of JSON, not binary frames.")))
             return
@@ -247,5 +259,5 @@ class OrderCheckConsumer(AsyncWebsocketConsumer):
         if not self.closed:
             self.closed = True
             self.authorization = None
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the client may be gone already
                 await self.close(code=code)

@@ -419,3 +419,25 @@ def test_checks_on_one_socket_are_answered_in_order(trader_a, account_a, live_a)
         return ids
 
     assert run(scenario) == list(range(20))
+
+
+def test_a_bot_renews_its_token_on_the_open_socket(trader_a, account_a, live_a):
+    first, second = AccessToken.for_user(trader_a), AccessToken.for_user(trader_a)
+
+    async def scenario():
+        lane = Lane()
+        await lane.open()
+        await lane.auth(str(first))
+        one = await lane.check(order_body(account_a.id))
+        renewed = await lane.auth(str(second))
+        two = await lane.check(order_body(account_a.id))
+        await lane.leave()
+        return one, renewed, two
+
+    one, renewed, two = run(scenario)
+    assert one["status"] == renewed["status"] == two["status"] == 200
+    gate.order_log_flush()
+    assert [r.token_id for r in OrderLog.objects.filter(account=account_a).order_by("id")] == [
+        first["jti"],
+        second["jti"],
+    ]
