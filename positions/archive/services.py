@@ -226,6 +226,8 @@ def _verified_batches(spec: TableSpec, cutoff: dt.datetime, batch_size: int, *, 
         for table in _day_batches(spec, cutoff, day, batch_size):
             yield _write_verified(spec, day, part, table, store=store)
             part += 1
+            if part % 16 == 0:  # Arrow's allocator keeps freed pages: a long run's resident memory grows
+                pa.default_memory_pool().release_unused()
         since = _day_bounds(day)[1]
 
 
