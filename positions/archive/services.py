@@ -49,6 +49,7 @@ from positions.models import ArchiveBatch
 log = logging.getLogger(__name__)
 
 DELETE_CHUNK = 5000
+FETCH_ROWS = 2000  # rows per chunk of a batch read from MariaDB
 MAX_RUNS = 64  # a batch whose keys fall in more runs of consecutive keys than this is deleted by key list
 COMPACT_ROWS = 1_000_000  # rows per compacted file unless settings.ARCHIVE_COMPACT_ROWS says otherwise
 ROW_GROUP_ROWS = 131_072  # compacted files' row groups: about DuckDB's own (122,880)
@@ -135,9 +136,20 @@ def _read_text(spec: TableSpec, qs, limit: int) -> pa.Table:
         select[f"_c{i}"] = RawSQL(column, ())  # noqa: S611 - quoted names, no input
     ordered = qs.annotate(**select).values_list(*select).order_by(spec.time_field, "pk")
     sql, params = ordered[:limit].query.sql_with_params()
-    with connection.cursor() as cur:
+    # Streamed from the server a few thousand rows at a time (SSCursor), each chunk turned into
+    # Arrow at once: the batch's Python objects never all exist together (resident memory).
+    from MySQLdb.cursors import SSCursor  # the MariaDB path only: embedded mode needs no client library
+
+    connection.ensure_connection()
+    cur = connection.connection.cursor(SSCursor)
+    try:
         cur.execute(sql, params)
-        return parquet.text_to_arrow(cur.fetchall(), spec.schema)
+        chunks = []
+        while rows := cur.fetchmany(FETCH_ROWS):
+            chunks.append(parquet.text_to_arrow(rows, spec.schema))
+    finally:
+        cur.close()
+    return pa.concat_tables(chunks) if chunks else parquet.text_to_arrow([], spec.schema)
 
 
 def _first_due(spec: TableSpec, cutoff: dt.datetime, since: dt.datetime | None = None):
