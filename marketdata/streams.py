@@ -1223,6 +1223,7 @@ async def opened(socket: Any):
     reconnecting (after a 1001 close, say) sets itself back to STREAMING and never
     ends, so the exit would hang forever. We cancel that loop's task ourselves and
     bound the library's exit with a timeout."""
+    _track_read_loop(socket)
     try:
         await socket.__aenter__()
     except BaseException:  # a handshake cut short by a timeout may have left a connection half open
@@ -1234,15 +1235,38 @@ async def opened(socket: Any):
         await close_socket(socket)
 
 
+def _track_read_loop(socket: Any) -> None:
+    """Remember the read loop's task(s) as python-binance starts them (it keeps only a call handle),
+    so closing a socket cancels its own loop. Finding it by walking every task made each close
+    O(tasks): 2,000 sockets dropped at once held the loop ~4 s per 1,000 (bench/recovery.py)."""
+    tasks: set[asyncio.Task] = set()
+    socket._riskdesk_read_tasks = tasks
+    original = socket._read_loop
+
+    async def read_loop() -> Any:
+        task = asyncio.current_task()
+        tasks.add(task)
+        try:
+            return await original()
+        finally:
+            tasks.discard(task)
+
+    socket._read_loop = read_loop
+
+
 async def close_socket(socket: Any) -> None:
     from binance.ws.reconnecting_websocket import WSListenerState
 
     socket.ws_state = WSListenerState.EXITING
-    for task in asyncio.all_tasks():
-        coro = task.get_coro()
-        frame = getattr(coro, "cr_frame", None)
-        if frame is not None and coro.__qualname__.endswith("_read_loop") and frame.f_locals.get("self") is socket:
+    if hasattr(socket, "_riskdesk_read_tasks"):
+        for task in socket._riskdesk_read_tasks:
             task.cancel()
+    else:  # not opened by opened(): find its loop among every task (slow with thousands of sockets)
+        for task in asyncio.all_tasks():
+            coro = task.get_coro()
+            frame = getattr(coro, "cr_frame", None)
+            if frame is not None and coro.__qualname__.endswith("_read_loop") and frame.f_locals.get("self") is socket:
+                task.cancel()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(socket.__aexit__(None, None, None), timeout=2.0)
 
