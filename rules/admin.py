@@ -11,7 +11,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from riskdesk.admin_audit import AuditAdminMixin
 from rules import services
 from rules.limits import LIMITS
-from rules.models import RiskAction, RiskProfile, SymbolLimit
+from rules.models import RiskAction, RiskProfile, SymbolLimit, VarHistory
 
 FAMILY_TITLES = {
     "funds": _("Funds"),
@@ -163,3 +163,17 @@ class RiskActionAdmin(AuditAdminMixin, SimpleHistoryAdmin):
             service(action=action, by=request.user, reason=reason)
         messages.success(request, done)
         return None
+
+
+# --- allocation ---
+
+
+@admin.register(VarHistory)
+class VarHistoryAdmin(AuditAdminMixin, admin.ModelAdmin):
+    """The beat job's record of the daily VaR: read-only (it is what was computed that day)."""
+
+    list_display = ("day", "scope", "account", "var_historical", "es_historical", "var_parametric", "equity")
+    list_filter = ("scope",)
+    date_hierarchy = "day"
+    ordering = ("-day", "scope")
+    list_select_related = ("account",)

@@ -368,3 +368,46 @@ class AccountBaseline(models.Model):
 
     def __str__(self) -> str:
         return f"baseline of account {self.account_id}"
+
+
+# --- allocation ---
+
+
+class VarHistory(models.Model):
+    """One row per trading day and scope (the desk, or one account): the 1-day 99 % VaR/ES as the
+    allocation beat job last computed it that day (rules.allocation.services.risk_refresh upserts it;
+    the day's last computation wins). The "VaR over time" chart and the report read these rows, so a
+    cache flush loses nothing: the cache only holds the desk's series as a fast path.
+
+    `scope` is the unique key ("desk" or the account's id): a nullable foreign key cannot carry the
+    desk's uniqueness (NULLs are distinct in unique indexes on SQLite and MariaDB alike)."""
+
+    DESK = "desk"
+
+    day = models.DateField(_("trading day"))
+    scope = models.CharField(_("scope"), max_length=24, help_text=_('"desk", or the account\'s id'))
+    account = models.ForeignKey(
+        "accounts.ExchangeAccount",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("account"),
+    )
+    as_of = models.DateTimeField(_("history up to"), null=True, blank=True)
+    var_historical = models.DecimalField(_("VaR 99 % (historical)"), null=True, blank=True, **AMOUNT)
+    es_historical = models.DecimalField(_("ES 99 % (historical)"), null=True, blank=True, **AMOUNT)
+    var_parametric = models.DecimalField(_("VaR 99 % (parametric)"), null=True, blank=True, **AMOUNT)
+    equity = models.DecimalField(_("equity"), null=True, blank=True, **AMOUNT)
+    not_available = models.CharField(_("not available because"), max_length=500, blank=True, default="")
+    computed_at = models.DateTimeField(_("computed"))
+
+    class Meta:
+        ordering = ["day", "scope"]
+        constraints = [models.UniqueConstraint(fields=["day", "scope"], name="rules_var_history_day_scope")]
+        indexes = [models.Index(fields=["scope", "day"], name="rules_var_history_scope_day")]
+        verbose_name = _("VaR history point")
+        verbose_name_plural = _("VaR history")
+
+    def __str__(self) -> str:
+        return f"VaR {self.scope} {self.day}"

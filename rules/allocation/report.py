@@ -1,10 +1,11 @@
 """The scheduled report's VaR section (alerts/reports calls `var_section`): the latest computed
-figures for the report's accounts and the daily VaR points inside the report's period, from the
-beat job's cache. Plain JSON (money as exact strings), like the rest of Report.figures."""
+figures for the report's accounts (the beat job's cached result) and the daily VaR points inside
+the report's period (the VarHistory rows). Plain JSON (money as exact strings), like the rest of
+Report.figures."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,15 +34,14 @@ def var_section(*, account_ids: list[int], start: datetime, end: datetime) -> di
     rows = [a for a in result.get("accounts", []) if a["account_id"] in wanted]
     whole_desk = {a["account_id"] for a in result.get("accounts", [])} <= wanted
     first, last = _day(start), _day(end)
+    # The daily points are the VarHistory rows (the desk's for the whole desk, the account's for one).
     history = []
-    for point in selectors.var_history():
-        if not first <= point["day"] < last:
-            continue
-        if whole_desk:
-            history.append({"day": point["day"], "var": point.get("var_historical"), "es": point.get("es_historical")})
-        elif len(wanted) == 1:
-            (only,) = wanted
-            history.append({"day": point["day"], "var": (point.get("accounts") or {}).get(str(only)), "es": None})
+    if whole_desk or len(wanted) == 1:
+        scope = None if whole_desk else next(iter(wanted))
+        since = date.fromisoformat(first)
+        for point in selectors.var_history(account_id=scope, since=since):
+            if point["day"] < last:
+                history.append({"day": point["day"], "var": point["var_historical"], "es": point["es_historical"]})
     crash = next(iter(result.get("scenarios") or []), {})
     return {
         "available": bool(result.get("available")),

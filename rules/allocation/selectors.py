@@ -1,10 +1,12 @@
 """Reads for the risk model: the desk's inputs (positions, wallets, brackets) from the live state or
-the last rows, the cached result and the VaR history. No writes (services.py writes the cache)."""
+the last rows, the cached result and the VaR history (the database's rows, the cache as the fast
+path). No writes (services.py writes the rows and the cache)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -18,12 +20,16 @@ from positions import selectors as position_selectors
 from positions.figures import PositionInput
 from positions.margin import Bracket
 from riskdesk.redis_clients import REDIS_DOWN
+from rules.models import VarHistory
 
 log = logging.getLogger(__name__)
 
 LATEST_KEY = "allocation:latest"
-HISTORY_KEY = "allocation:var_history"
-HISTORY_KEEP = 400  # trading days of desk VaR points kept (the chart's "VaR over time")
+# The desk's daily points as the chart reads them (a copy of the VarHistory rows: a flush loses nothing).
+HISTORY_KEY = "allocation:var_history:desk"
+# Where the history lived before it had a table (one list, accounts inside): adopted once, then unused.
+LEGACY_HISTORY_KEY = "allocation:var_history"
+HISTORY_KEEP = 400  # trading days of VaR points read (the chart's "VaR over time", the report)
 
 
 @dataclass(frozen=True)
@@ -118,10 +124,52 @@ def latest_result() -> dict[str, Any] | None:
         return None
 
 
-def var_history() -> list[dict[str, Any]]:
-    """[{day, var_historical, es_historical, var_parametric, equity, accounts: {id: var}}], oldest first."""
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else (f"{value.normalize():f}" if value else "0")
+
+
+def var_point(row: VarHistory) -> dict[str, Any]:
+    """A VarHistory row as the chart, the API and the report take it (money as exact strings)."""
+    return {
+        "day": row.day.isoformat(),
+        "as_of": row.as_of.isoformat() if row.as_of else None,
+        "var_historical": _money(row.var_historical),
+        "es_historical": _money(row.es_historical),
+        "var_parametric": _money(row.var_parametric),
+        "equity": _money(row.equity),
+        "not_available": row.not_available,
+    }
+
+
+def var_history_rows(*, scope: str = VarHistory.DESK, since: date | None = None) -> list[dict[str, Any]]:
+    """The database's daily points of one scope ("desk" or an account's id), oldest first, the last
+    HISTORY_KEEP trading days (from `since` when given)."""
+    rows = VarHistory.objects.filter(scope=scope)
+    if since is not None:
+        rows = rows.filter(day__gte=since)
+    newest = list(rows.order_by("-day")[:HISTORY_KEEP])
+    return [var_point(r) for r in reversed(newest)]
+
+
+def var_history(*, account_id: int | None = None, since: date | None = None) -> list[dict[str, Any]]:
+    """[{day, as_of, var_historical, es_historical, var_parametric, equity, not_available}], oldest
+    first: the desk's points (account_id None) or one account's. The desk's whole series comes from
+    the cache when it is there (every page view reads it); otherwise, and for an account, the rows."""
+    if account_id is None and since is None:
+        try:
+            cached = cache.get(HISTORY_KEY)
+        except REDIS_DOWN:
+            cached = None
+        if cached is not None:
+            return list(cached)
+    return var_history_rows(scope=VarHistory.DESK if account_id is None else str(account_id), since=since)
+
+
+def legacy_var_history() -> list[dict[str, Any]]:
+    """The points the cache held before the table existed ([{day, var_historical, ..., accounts:
+    {id: var}}]); read once by services to adopt them."""
     try:
-        return list(cache.get(HISTORY_KEY) or [])
+        return list(cache.get(LEGACY_HISTORY_KEY) or [])
     except REDIS_DOWN:
         return []
 

@@ -1,7 +1,8 @@
 """Use cases of the risk model and the adviser, one keyword-only function each.
 
 - risk_compute: the desk's inputs and bars as of a time -> the result (plain JSON: decimals as strings);
-- risk_refresh: the beat job: compute now, cache the result, keep one VaR point per trading day;
+- risk_refresh: the beat job: compute now, cache the result, upsert the trading day's VaR rows
+  (VarHistory: the desk and each account);
 - risk_latest: the cached result, or computed (and cached) when there is none;
 - allocation_suggest: the adviser's suggestion on a result (capital, per-symbol caps, leverage caps);
 - allocation_apply: a risk manager writes one profile's suggestion into its limits through
@@ -10,9 +11,10 @@ The maths is positions.portfolio, called through rules.allocation.engine."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +22,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -28,7 +31,7 @@ from riskdesk.redis_clients import REDIS_DOWN
 from rules import services as rule_services
 from rules.allocation import engine, selectors
 from rules.allocation.params import AdviserParams
-from rules.models import RiskProfile
+from rules.models import RiskProfile, VarHistory
 
 log = logging.getLogger(__name__)
 
@@ -62,27 +65,105 @@ def _trading_day(at: datetime) -> str:
     return at.astimezone(ZoneInfo(settings.TRADING_DAY_TZ)).date().isoformat()
 
 
+PLACES = Decimal("1e-12")  # VarHistory's decimal places
+
+
+def _amount(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value).quantize(PLACES)
+
+
+def _history_rows(result: dict[str, Any], *, computed_at: datetime) -> list[VarHistory]:
+    """The trading day's rows: the desk's (its figures, or why there are none) and each account's."""
+    day = date.fromisoformat(result["day"])
+    as_of = datetime.fromisoformat(result["as_of"]) if result.get("as_of") else None
+
+    def row(scope: str, account_id: int | None, figures: dict[str, Any], why: str) -> VarHistory:
+        return VarHistory(
+            day=day,
+            scope=scope,
+            account_id=account_id,
+            as_of=as_of,
+            var_historical=_amount(figures.get("var_historical")),
+            es_historical=_amount(figures.get("es_historical")),
+            var_parametric=_amount(figures.get("var_parametric")),
+            equity=_amount(figures.get("equity")),
+            not_available=(why or "")[:500],
+            computed_at=computed_at,
+        )
+
+    rows = [row(VarHistory.DESK, None, result.get("desk") or {}, result.get("not_available") or "")]
+    for a in result.get("accounts", []):
+        why = a.get("not_available") or result.get("not_available") or ""
+        rows.append(row(str(a["account_id"]), a["account_id"], a, why))
+    return rows
+
+
+def _upsert_history(rows: list[VarHistory]) -> None:
+    """One statement per batch, idempotent: a second run the same day overwrites the day's rows
+    (INSERT .. ON CONFLICT / ON DUPLICATE KEY UPDATE). MariaDB names no conflict target: the
+    (day, scope) unique key is the table's only one besides the primary key."""
+    target = ["day", "scope"] if connection.features.supports_update_conflicts_with_target else None
+    VarHistory.objects.bulk_create(
+        rows,
+        batch_size=500,
+        update_conflicts=True,
+        unique_fields=target,
+        update_fields=[
+            "account",
+            "as_of",
+            "var_historical",
+            "es_historical",
+            "var_parametric",
+            "equity",
+            "not_available",
+            "computed_at",
+        ],
+    )
+
+
+def _adopt_cached_history() -> None:
+    """Before the table existed the desk's points lived in the cache only: keep them (once, when the
+    table has no desk row yet), so an upgrade does not lose "VaR over time"."""
+    if VarHistory.objects.filter(scope=VarHistory.DESK).exists():
+        return
+    points = selectors.legacy_var_history()
+    if not points:
+        return
+    now = timezone.now()
+    known = set(ExchangeAccount.objects.values_list("id", flat=True))
+    rows = []
+    for p in points:
+        try:
+            accounts = [
+                {"account_id": int(k), "var_historical": v}
+                for k, v in (p.get("accounts") or {}).items()
+                if int(k) in known
+            ]
+            point = {"day": p["day"], "as_of": p.get("as_of"), "desk": p, "accounts": accounts}
+            rows += _history_rows(point, computed_at=now)
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            log.warning("allocation: a cached VaR point could not be read, left out: %r", p)
+    _upsert_history(rows)
+
+
+def _cache_desk_history() -> None:
+    with contextlib.suppress(*REDIS_DOWN):
+        cache.set(selectors.HISTORY_KEY, selectors.var_history_rows(), timeout=None)
+
+
 def _store(result: dict[str, Any]) -> None:
-    """The latest result, and today's point of the VaR history (the day's last computation wins)."""
+    """The latest result (cache), and today's VaR rows (database: the desk's and each account's; the
+    day's last computation wins). The cached copy of the desk's series is dropped before the write
+    and rebuilt from the rows once they are committed, so it never shows what the table does not."""
     try:
         cache.set(selectors.LATEST_KEY, result, timeout=None)
-        history = [h for h in selectors.var_history() if h["day"] != result["day"]]
-        desk = result.get("desk") or {}
-        history.append(
-            {
-                "day": result["day"],
-                "as_of": result["as_of"],
-                "var_historical": desk.get("var_historical"),
-                "es_historical": desk.get("es_historical"),
-                "var_parametric": desk.get("var_parametric"),
-                "equity": desk.get("equity"),
-                "accounts": {str(a["account_id"]): a.get("var_historical") for a in result.get("accounts", [])},
-            }
-        )
-        history.sort(key=lambda h: h["day"])
-        cache.set(selectors.HISTORY_KEY, history[-selectors.HISTORY_KEEP :], timeout=None)
+        cache.delete(selectors.HISTORY_KEY)
     except REDIS_DOWN:
-        log.warning("allocation: cache down, the VaR result was computed but not kept")
+        log.warning("allocation: cache down, the VaR result was computed but not cached (its history is kept)")
+    with transaction.atomic():
+        _adopt_cached_history()
+        _upsert_history(_history_rows(result, computed_at=timezone.now()))
+    transaction.on_commit(_cache_desk_history)
 
 
 def risk_refresh(
