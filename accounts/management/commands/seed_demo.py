@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from django.db import transaction
 
 from accounts import services
 from accounts.models import ExchangeAccount, Role, User
+from marketdata import bars
 from marketdata.models import Symbol
 from marketdata.services import brackets_replace
 from riskdesk.progress import progress
@@ -53,6 +55,12 @@ SYMBOLS = {
 BRACKETS_FILE = Path(settings.BASE_DIR) / "marketdata/data/binance_um_leverageBracket_majors_2024-10-24.json"
 DEMO_RULES = Path(settings.BASE_DIR) / "rules/fixtures/demo_rules.yaml"
 DEMO_PROFILE = "desk-default"
+# The demo's simulator replays 2021-05-19 today, so no market history lies "90 days before now": the
+# VaR reads the bundled real 2021 bars instead, up to the crash's eve (scripts/demo sets
+# ALLOCATION_HISTORY_END to the same instant). Nothing of the crash day is loaded: no look-ahead.
+HISTORY_SYMBOLS = ("BTCUSDT", "ETHUSDT")
+HISTORY_END = datetime(2021, 5, 19, tzinfo=UTC)
+HISTORY_FIRST_DAY = datetime(2021, 4, 21, tzinfo=UTC)  # the bundle starts 2021-04-20 20:40
 
 
 class Command(BaseCommand):
@@ -75,6 +83,7 @@ class Command(BaseCommand):
             "symbols": self._symbols,
             "rules": lambda: self._rules(reset=reset_rules),
             "accounts": lambda: self._accounts(users),
+            "market history": self._market_history,
         }
         with transaction.atomic():
             for step in progress(list(steps), desc="seeding the demo desk", stream=self.stderr):
@@ -95,6 +104,16 @@ class Command(BaseCommand):
             )
             return
         call_command("import_rules", str(DEMO_RULES), profile=DEMO_PROFILE, stdout=self.stdout)
+
+    def _market_history(self) -> None:
+        """The bundled 1-minute bars before HISTORY_END, once: a later seed finds them and skips (the
+        load is an idempotent upsert anyway, but 80,000 rows cost seconds at every demo start)."""
+        first_day = bars.closes(HISTORY_SYMBOLS, HISTORY_FIRST_DAY, HISTORY_FIRST_DAY + timedelta(days=1))
+        last_hour = bars.closes(HISTORY_SYMBOLS, HISTORY_END - timedelta(hours=1), HISTORY_END)
+        if all(first_day[s] and last_hour[s] for s in HISTORY_SYMBOLS):
+            return
+        written = bars.load_bundled(HISTORY_SYMBOLS, end=HISTORY_END)
+        self.stdout.write(f"market history: {written} bundled 1-minute bars before {HISTORY_END:%Y-%m-%d} loaded")
 
     def _users(self) -> dict[str, User]:
         users = {}
