@@ -80,6 +80,7 @@ async def _run(args: argparse.Namespace, sim: SimProcess, n: int) -> Recovery:
     engine = engine_for(sim, specs(range(n)), NullSink())
     started = time.monotonic()
     await engine.start()
+
     # Live: the socket open and the start-up re-sync landed (a fault during the start-up's re-syncs
     # would find the minute's weight spent).
     def live() -> int:
@@ -123,6 +124,12 @@ async def _run(args: argparse.Namespace, sim: SimProcess, n: int) -> Recovery:
     return result
 
 
+def _open_concurrency() -> int:
+    from marketdata import streams
+
+    return streams.SOCKET_OPEN_CONCURRENCY
+
+
 def report(args: argparse.Namespace, r: Recovery, argv: list[str] | None) -> str:
     m = machine()
     within = sum(1 for s in r.user_s if s <= USER_BOUND_S)
@@ -135,7 +142,7 @@ def report(args: argparse.Namespace, r: Recovery, argv: list[str] | None) -> str
         f"Desk: {r.accounts:,} accounts ({args.per_account} position(s) each over {args.symbols} synthetic symbols);"
         f" start-up with the guard lifted {r.startup_s:.1f} s. Fault: the simulator's `drop` (every socket"
         " closed with 1001, REST answering throughout), at the start of a fresh UTC minute.",
-        f"Weight guard: {r.guard}.",
+        f"Weight guard: {r.guard}. User sockets opening at once: {_open_concurrency()}.",
         "",
         "| stream | bound | recovered | within bound | min | p50 | p99 | max |",
         "|---|---|---|---|---|---|---|---|",
@@ -186,8 +193,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cap", type=float, default=90.0, help="seconds to watch after the fault")
     parser.add_argument("--startup-timeout", type=float, default=900.0)
     parser.add_argument("--lifted", action="store_true", help="lift the adapter's weight guard for the recovery too")
+    parser.add_argument(
+        "--open-concurrency", type=int, default=None, help="user sockets opening at once (SOCKET_OPEN_CONCURRENCY)"
+    )
     parser.add_argument("--write-doc", action="store_true")
     args = parser.parse_args(argv)
+    if args.open_concurrency:
+        from marketdata import streams
+
+        streams.SOCKET_OPEN_CONCURRENCY = args.open_concurrency
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("binance").setLevel(logging.CRITICAL)  # it logs every 1001 close at ERROR
     universe = synthetic_universe(args.symbols, args.seed)
