@@ -59,10 +59,7 @@ def current_rss_mb() -> float:
 
 def sync(book: RiskBook, account: int, wallets: dict, rows: list, known_check: str) -> set:
     """What ``StreamEngine.sync_account`` does to the book for an account it does not hold yet."""
-    if known_check == "set":
-        known = account in set(book.account_ids())
-    else:
-        known = book.has_account(account)
+    known = account in set(book.account_ids()) if known_check == "set" else book.has_account(account)
     assert not known
     changed: set = set()
     held = {"USDT": wallets.get("USDT"), **wallets}  # Wallets.apply: {"USDT": usdt, **cross_wallets}
@@ -113,11 +110,15 @@ def run_one(args: argparse.Namespace) -> None:
     book.apply_mark_array(desk.symbols, desk.next_marks(), ts=T0 + 1000)
     frame2_ms = (time.perf_counter() - t) * 1000
     peak = rss_mb()
-    print(f"desk: {args.accounts:,} accounts, {args.positions:,} positions, {SYMBOLS} symbols; known check: {args.known_check}")
+    print(
+        f"desk: {args.accounts:,} accounts, {args.positions:,} positions, {SYMBOLS} symbols; "
+        f"known check: {args.known_check}"
+    )
     if loaded < args.accounts:
         print(f"STOPPED at the {args.budget_s:.0f} s budget: {loaded:,} accounts, {positions:,} positions loaded")
     print(
-        f"load in the book (brackets {brackets_s * 1000:.0f} ms + {loaded:,} syncs): wall {brackets_s + in_book:.2f} s, "
+        f"load in the book (brackets {brackets_s * 1000:.0f} ms + {loaded:,} syncs): "
+        f"wall {brackets_s + in_book:.2f} s, "
         f"CPU {in_book_cpu:.2f} s (the syncs); with generating the rows: wall {load_s:.2f} s, CPU {load_cpu:.2f} s"
     )
     print("book ms per account sync, by tenth of the load: " + " ".join(f"{x:.2f}" for x in tenths))

@@ -33,7 +33,8 @@ Readers:
 ``book.account(account_id) -> AccountRisk``        account, per-asset and concentration figures
 ``book.positions(account_id) -> list[PositionRisk]``
 ``book.mark(symbol) -> MarkState | None``           last price and its time (for staleness)
-``book.account_ids()`` ``book.symbols_without_mark()`` ``book.symbols_without_brackets()``
+``book.account_ids()`` ``book.has_account(account_id)``
+``book.symbols_without_mark()`` ``book.symbols_without_brackets()``
 
 Failing closed
 --------------
@@ -85,7 +86,10 @@ to Decimal at the boundary: money and prices with 8 decimals, ratios with 12.
 
 Structural changes (a new position or liquidation unit, a removed one) rebuild
 the lookup indexes lazily on the next tick, O(N log N): a few ms per 100k
-positions. A quantity change of an existing position is not structural.
+positions. Until then, a structural change finds the units it revalues through
+its accounts' own rows, and the per-pool arrays grow by doubling: one account's
+sync costs O(its positions), so a start-up load of N accounts is O(N) (issue 19;
+bench/book_load.py). A quantity change of an existing position is not structural.
 
 A full-market tick (``!markPrice@arr``, every ~second) takes its own path: it
 writes each slot's pool contributions straight into their stored rows, sums the
@@ -350,6 +354,15 @@ def _unique(ids: np.ndarray, size: int) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
+def _distinct(ids: np.ndarray, size: int) -> np.ndarray:
+    """``_unique`` for any number of ids: a sort when they are few against ``size`` (a structural
+    change touches one account: its cost must not grow with the book), the mask otherwise."""
+    if len(ids) * 16 >= size:
+        return _unique(ids, size)
+    ids = np.unique(ids)
+    return ids[ids > 0]
+
+
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenate arange(start, start + count) for each pair, vectorised."""
     total = int(counts.sum())
@@ -406,12 +419,24 @@ class RiskBook:
         self._acct_ids: list[AccountId] = [None]  # 0 = dummy
         self._acct_pools: list[dict[str, int]] = [{}]
         self._acct_slots: list[dict[tuple[str, str], int]] = [{}]
-        self._pool_acct = np.zeros(1, dtype=np.int64)
         self._pool_asset: list[str] = [""]
-        self._pool_wallet = np.array([0.0])
         self._pool_wallet_dec: list[Decimal | None] = [ZERO]
-        self._pool_weight = np.array([1.0])  # 1: the pool's wallet counts in the account's totals, 0: not
-        self._pool_sum = np.zeros((_ROWS, 1))
+        # The per-pool arrays are views of the first len(_pool_asset) columns of buffers that
+        # double when full: a new account's pool is O(1), not a copy of every pool (np.append made
+        # a load of N accounts O(N²)). _pool_weight: 1 = the pool's wallet counts in the account's
+        # totals, 0 = not.
+        self._pool_buf = {
+            "acct": np.zeros(16, dtype=np.int64),
+            "wallet": np.zeros(16),
+            "weight": np.ones(16),
+            "sum": np.zeros((_ROWS, 16)),
+        }
+        self._pool_views()
+
+    def _pool_views(self) -> None:
+        n, buf = len(self._pool_asset), self._pool_buf
+        self._pool_acct, self._pool_wallet, self._pool_weight = buf["acct"][:n], buf["wallet"][:n], buf["weight"][:n]
+        self._pool_sum = buf["sum"][:, :n]
 
     def _init_slots(self, cap: int) -> None:
         self._s_hw = 1  # high-water mark; slot 0 is the dummy
@@ -543,13 +568,17 @@ class RiskBook:
         pool = self._acct_pools[acct].get(asset)
         if pool is None:
             pool = len(self._pool_asset)
+            buf = self._pool_buf
+            if pool == len(buf["acct"]):
+                buf = self._pool_buf = {k: _grow(v, 2 * pool, 0.0) for k, v in buf.items()}
             self._acct_pools[acct][asset] = pool
             self._pool_asset.append(asset)
             self._pool_wallet_dec.append(None)
-            self._pool_acct = np.append(self._pool_acct, acct)
-            self._pool_wallet = np.append(self._pool_wallet, np.nan)  # no wallet yet: fail closed
-            self._pool_weight = np.append(self._pool_weight, 1.0 if asset in PAR_ASSETS else 0.0)
-            self._pool_sum = np.hstack([self._pool_sum, np.zeros((_ROWS, 1))])
+            buf["acct"][pool] = acct
+            buf["wallet"][pool] = np.nan  # no wallet yet: fail closed
+            buf["weight"][pool] = 1.0 if asset in PAR_ASSETS else 0.0
+            buf["sum"][:, pool] = 0.0
+            self._pool_views()
         return pool
 
     def _table_of(self, acct: int, sym: int) -> int:
@@ -595,12 +624,14 @@ class RiskBook:
         self._tables.append(np.array([[float(b.mmr), float(b.cum), float(b.floor)] for b in table]).T)
         if len(table) > self._k:
             self._widen_tiers(len(table))
-        by_symbol, _ = self._indexes()
-        slots = by_symbol.of(np.array([sym]))
-        if acct >= 0:
-            slots = slots[self._si["acct"][slots] == acct]
+        if acct >= 0:  # the account's own rows of the symbol: no index (re)built per account
+            held = sorted(slot for (name, _), slot in self._acct_slots[acct].items() if name == symbol)
+            slots = np.array(held, dtype=np.int64)
+        else:
+            by_symbol, _ = self._indexes()
+            slots = by_symbol.of(np.array([sym]))
         self._load_table_rows(slots)
-        units = _unique(self._si["unit"][slots], self._u_hw)
+        units = _distinct(self._si["unit"][slots], self._u_hw)
         self._build_units(units)
         return self._refresh(slots, units=units)
 
@@ -996,18 +1027,21 @@ class RiskBook:
         ``units`` is arange(high-water mark), read the hot rows as a view instead of a copy)."""
         if not len(units):
             return
-        sums = self._pool_sum
-        base = self._pool_wallet - sums[_XMM] + sums[_XUPNL]
-        pool_ok = (sums[_XBAD] == 0) & np.isfinite(self._pool_wallet)
+        sums, wallet = self._pool_sum, self._pool_wallet
         n = len(units)
         if all_units:  # contiguous views, and the int / bool twins of hot fields where they exist
             hot = self._u_hot[:, :n]
             pool, cross, has_pair = self._ui["pool"][:n], self._ub["cross"][:n], self._ui["pair"][:n] > 0
+            base = (wallet - sums[_XMM] + sums[_XUPNL])[pool]
+            pool_ok = ((sums[_XBAD] == 0) & np.isfinite(wallet))[pool]
         else:
             hot = np.take(self._u_hot, units, axis=1)
             pool, cross, has_pair = hot[_H_POOL].astype(np.int64), hot[_H_CROSS] > 0, hot[_H_PAIR] > 0
-        w = np.where(cross, base[pool] + hot[_H_OWN], hot[_H_ISOW])
-        known = np.where(cross, pool_ok[pool], True) & (hot[_H_OK] > 0)
+            # only the pools these units read (the same float operations, element by element)
+            base = wallet[pool] - sums[_XMM, pool] + sums[_XUPNL, pool]
+            pool_ok = (sums[_XBAD, pool] == 0) & np.isfinite(wallet[pool])
+        w = np.where(cross, base + hot[_H_OWN], hot[_H_ISOW])
+        known = np.where(cross, pool_ok, True) & (hot[_H_OK] > 0)
         lp = self._single_roots(units, hot, w, has_pair)
         onfall = hot[_H_SIGN] > 0
         if all_units:
@@ -1085,14 +1119,14 @@ class RiskBook:
         """Revalue ``slots`` and every cross liquidation price their pools feed (plus ``units``,
         rebuilt by a structural change); returns the accounts whose figures changed."""
         live = self._s_hw - 1 - len(self._s_free)
-        touched_pools = np.zeros(len(self._pool_asset), dtype=bool)
-        touched_pools[self._si["pool"][slots]] = True
-        touched_pools[self._si["cpool"][slots]] = True
-        if pools is not None:
-            touched_pools[pools] = True
-        touched_pools[0] = False
+        n_pools = len(self._pool_asset)
+        # Pool ids, not a mask over every pool: one account's sync stays O(its positions).
+        parts = [self._si["pool"][slots], self._si["cpool"][slots]] + ([] if pools is None else [pools])
+        touched = _distinct(np.concatenate(parts), n_pools)
         self._incremental_updates += 1
         if len(slots) > FULL_REFRESH_SHARE * live or self._incremental_updates >= RESYNC_EVERY:
+            touched_pools = np.zeros(n_pools, dtype=bool)
+            touched_pools[touched] = True
             return self._refresh_all(touched_pools)
         if len(slots):
             new = np.empty((_ROWS, len(slots)))
@@ -1102,24 +1136,44 @@ class RiskBook:
             self._s_contrib[:, slots] = new
             self._si["cpool"][slots] = self._si["pool"][slots]
             self._update_own(self._si["unit"][slots])
-        _, by_pool = self._indexes()
-        todo = by_pool.of(np.flatnonzero(touched_pools))  # each unit sits in one pool: no repeats
+        todo = self._cross_units(touched)  # each unit sits in one pool: no repeats
         if units is not None and len(units):
-            todo = _unique(np.concatenate([todo, units]), self._u_hw)
+            todo = _distinct(np.concatenate([todo, units]), self._u_hw)
         self._compute_units(todo)
-        return self._accounts_of(touched_pools)
+        return self._accounts_of_pools(touched)
+
+    def _cross_units(self, pools: np.ndarray) -> np.ndarray:
+        """The live cross units of ``pools``. After a structural change (a sync's upsert) the
+        indexes are stale; rebuilding them is O(N log N) in the book, so when the pools' accounts
+        hold few positions their units are read from those accounts' slots instead, and the
+        rebuild waits for the next tick that needs it (once per frame, however many syncs ran)."""
+        if self._dirty_index and len(pools):
+            accts = np.unique(self._pool_acct[pools]).tolist()
+            held = [self._acct_slots[a].values() for a in accts]
+            count = sum(map(len, held))
+            if count * 4 < self._s_hw:
+                slots = np.fromiter((s for h in held for s in h), dtype=np.int64, count=count)
+                units = self._si["unit"][slots]
+                keep = self._ub["live"][units] & self._ub["cross"][units] & np.isin(self._ui["pool"][units], pools)
+                return np.unique(units[keep])
+        _, by_pool = self._indexes()
+        return by_pool.of(pools)
 
     def _add_to_pools(self, pools: np.ndarray, values: np.ndarray) -> None:
-        n = len(self._pool_asset)
-        flat = (np.arange(_ROWS)[:, None] * n + pools[None, :]).ravel()
-        self._pool_sum += np.bincount(flat, weights=values.ravel(), minlength=_ROWS * n).reshape(_ROWS, n)
+        """Add each slot's ``values`` [_ROWS, slot] to its pool's sums. Summed per distinct pool
+        first (bincount over the few touched pools, in slot order, as a bincount over every pool
+        did), so the sums are the same floats and the cost is the touched pools', not the book's."""
+        touched, inverse = np.unique(pools, return_inverse=True)
+        n = len(touched)
+        flat = (np.arange(_ROWS)[:, None] * n + inverse[None, :]).ravel()
+        self._pool_sum[:, touched] += np.bincount(flat, weights=values.ravel(), minlength=_ROWS * n).reshape(_ROWS, n)
 
     def _refresh_all(self, touched_pools: np.ndarray) -> set[AccountId]:
         self._incremental_updates = 0
         hw = slice(0, self._s_hw)
         contrib = self._s_contrib[:, hw]
         self._compute_slots(hw, contrib)
-        self._pool_sum = self._sum_pools(contrib)
+        self._pool_sum[:] = self._sum_pools(contrib)  # in place: _pool_sum is a view of its buffer
         self._si["cpool"][hw] = self._si["pool"][hw]
         self._update_own(slice(0, self._u_hw))
         self._compute_units(np.arange(self._u_hw), all_units=True)
@@ -1148,6 +1202,10 @@ class RiskBook:
             self._runs = (hw, starts, pools[starts])
         return self._runs[1], self._runs[2]
 
+    def _accounts_of_pools(self, pools: np.ndarray) -> set[AccountId]:
+        pools = pools[pools > 0]
+        return set(map(self._acct_ids.__getitem__, np.unique(self._pool_acct[pools]).tolist()))
+
     def _accounts_of(self, pool_mask: np.ndarray) -> set[AccountId]:
         accts = np.zeros(len(self._acct_ids), dtype=bool)
         accts[self._pool_acct[pool_mask]] = True
@@ -1157,6 +1215,10 @@ class RiskBook:
 
     def account_ids(self) -> list[AccountId]:
         return self._acct_ids[1:]
+
+    def has_account(self, account_id: AccountId) -> bool:
+        """``account_id in account_ids()`` without copying the list (a sync asks it per account)."""
+        return account_id in self._acct_index
 
     def mark(self, symbol: str) -> MarkState | None:
         sym = self._sym_index.get(symbol)
