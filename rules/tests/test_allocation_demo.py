@@ -4,13 +4,16 @@ crash's eve once, and scripts/demo points the VaR's history at the same instant.
 from __future__ import annotations
 
 import io
+import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from accounts.management.commands import seed_demo
 from marketdata import bars
@@ -37,6 +40,23 @@ def test_seed_demo_loads_the_bundled_bars_before_the_crash_once():
 
     again = _seed()
     assert "market history" not in again and MinuteBar.objects.count() == count
+
+
+def test_the_daily_refresh_no_longer_prunes_the_demos_bundled_history():
+    """Its beat row deleted bars older than 400 days at 00:15 UTC: the 2021 bars went on the demo's
+    first night (seen in a running demo). seed_demo raises its keep_days to reach them."""
+    _seed()
+    task = PeriodicTask.objects.get(task=seed_demo.KLINES_REFRESH_TASK)
+    kwargs = json.loads(task.kwargs)
+    assert kwargs["days"] == 2  # the rest of the row as it was
+    before = MinuteBar.objects.count()
+    assert bars.prune(before=timezone.now() - timedelta(days=kwargs["keep_days"])) == 0
+    assert MinuteBar.objects.count() == before
+    # a person's larger keep_days is kept
+    task.kwargs = json.dumps({**kwargs, "keep_days": 99_999})
+    task.save()
+    _seed()
+    assert json.loads(PeriodicTask.objects.get(pk=task.pk).kwargs)["keep_days"] == 99_999
 
 
 def test_scripts_demo_ends_the_history_where_seed_demo_stops():

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from accounts import services
 from accounts.models import ExchangeAccount, Role, User
@@ -61,6 +63,7 @@ DEMO_PROFILE = "desk-default"
 HISTORY_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 HISTORY_END = datetime(2021, 5, 19, tzinfo=UTC)
 HISTORY_FIRST_DAY = datetime(2021, 4, 21, tzinfo=UTC)  # the bundle starts 2021-04-20 20:40
+KLINES_REFRESH_TASK = "marketdata.tasks.refresh_klines_task"  # its beat row prunes old bars
 
 
 class Command(BaseCommand):
@@ -108,12 +111,28 @@ class Command(BaseCommand):
     def _market_history(self) -> None:
         """The bundled 1-minute bars before HISTORY_END, once: a later seed finds them and skips (the
         load is an idempotent upsert anyway, but 80,000 rows cost seconds at every demo start)."""
+        self._keep_bundled_history()
         first_day = bars.closes(HISTORY_SYMBOLS, HISTORY_FIRST_DAY, HISTORY_FIRST_DAY + timedelta(days=1))
         last_hour = bars.closes(HISTORY_SYMBOLS, HISTORY_END - timedelta(hours=1), HISTORY_END)
         if all(first_day[s] and last_hour[s] for s in HISTORY_SYMBOLS):
             return
         written = bars.load_bundled(HISTORY_SYMBOLS, end=HISTORY_END)
         self.stdout.write(f"market history: {written} bundled 1-minute bars before {HISTORY_END:%Y-%m-%d} loaded")
+
+    def _keep_bundled_history(self) -> None:
+        """The daily klines refresh (beat, 00:15 UTC) deletes bars older than its keep_days (400): the
+        2021 bars are five years old, so the demo's first night (or a start just after 00:15) emptied
+        its VaR. Its beat row's keep_days (an admin setting) is raised to reach back to the bundle's
+        start, 400 days more from today: counted again at every demo start, never lowered."""
+        keep = (timezone.now() - HISTORY_FIRST_DAY).days + 400
+        for task in PeriodicTask.objects.filter(task=KLINES_REFRESH_TASK):
+            try:
+                kwargs = json.loads(task.kwargs or "{}")
+            except ValueError:
+                kwargs = {}
+            if float(kwargs.get("keep_days") or 0) < keep:
+                task.kwargs = json.dumps({**kwargs, "keep_days": keep})
+                task.save(update_fields=["kwargs"])
 
     def _users(self) -> dict[str, User]:
         users = {}
