@@ -412,6 +412,7 @@ class RiskBook:
         self._sym_ts = np.array([-1], dtype=np.int64)
         self._sym_raw: list[Decimal | None] = [None]
         self._tables: list[np.ndarray] = []  # [3, tiers]: mmr, cum, floor as floats
+        self._stack: tuple[int, int, np.ndarray] | None = None  # see _table_stack
         self._table_index: dict[tuple[int, int], int] = {}  # (symbol, account or -1) -> table id
 
     def _init_accounts(self) -> None:
@@ -581,24 +582,39 @@ class RiskBook:
             self._pool_views()
         return pool
 
-    def _table_of(self, acct: int, sym: int) -> int:
-        table = self._table_index.get((sym, acct))
-        return self._table_index.get((sym, -1), -1) if table is None else table
-
     def _load_table_rows(self, slots: np.ndarray) -> None:
-        """Copy each slot's bracket table into its tier rows (NaN when it has none)."""
+        """Copy each slot's bracket table into its tier rows (NaN when it has none), all slots
+        in three gathers from the padded tables (one Python step per slot: the table's id)."""
         self._s_tier["lo"][slots] = np.nan  # the next revaluation searches the new table
-        for slot in slots.tolist():
-            table = self._table_of(int(self._si["acct"][slot]), int(self._si["sym"][slot]))
-            self._si["table"][slot] = table
-            if table < 0:
-                self._s_mmr[:, slot] = self._s_cum[:, slot] = self._s_floor[:, slot] = np.nan
-                continue
-            rows = self._tables[table]
-            n = rows.shape[1]
-            self._s_mmr[:n, slot], self._s_cum[:n, slot], self._s_floor[:n, slot] = rows
-            self._s_mmr[n:, slot], self._s_cum[n:, slot] = rows[0, -1], rows[1, -1]
-            self._s_floor[n:, slot] = np.inf
+        get = self._table_index.get
+        tables = [
+            get((sym, acct), get((sym, -1), -1))
+            for acct, sym in zip(self._si["acct"][slots].tolist(), self._si["sym"][slots].tolist(), strict=True)
+        ]
+        table = np.array(tables, dtype=np.int64)
+        self._si["table"][slots] = table
+        stack = self._table_stack()
+        self._s_mmr[:, slots], self._s_cum[:, slots], self._s_floor[:, slots] = stack[:, :, table + 1]
+
+    def _table_stack(self) -> np.ndarray:
+        """Every table as k tier rows [mmr / cum / floor, k, 1 + table], padded as a slot's rows
+        are (the last tier repeated, floor inf); column 0 is all NaN (no table). Appended to as
+        tables arrive, rebuilt when k grows."""
+        k, tables = self._k, self._tables
+        if self._stack is None or self._stack[0] != k:
+            self._stack = (k, 0, np.full((3, k, 16), np.nan))
+        _, done, stack = self._stack
+        if done < len(tables):
+            if len(tables) + 1 > stack.shape[2]:
+                stack = _grow(stack, 2 * (len(tables) + 1), np.nan)
+            for i in range(done, len(tables)):
+                rows, column = tables[i], i + 1
+                n = rows.shape[1]
+                stack[:, :n, column] = rows
+                stack[:2, n:, column] = rows[:2, -1:]
+                stack[2, n:, column] = np.inf
+            self._stack = (k, len(tables), stack)
+        return stack
 
     # ---------------------------------------------------------------- indexes (lazy)
 
@@ -711,15 +727,20 @@ class RiskBook:
         """Open or change positions. Each is validated (and checked against the account's
         other rows of the symbol) before the book changes."""
         touched, units, pools = [], set(), set()
-        for account_id, position in items:
-            if self._holds(account_id, position):
-                # A REST re-sync (every reconnect, every beat) repeats each row: re-indexing the book
-                # for rows it already holds held the event loop ~30 ms an account at 10,000 positions.
-                continue
-            slot, old_unit, old_pool = self._place(account_id, position)
-            touched.append(slot)
-            units.update((old_unit, int(self._si["unit"][slot])))
-            pools.add(old_pool)
+        try:
+            for account_id, position in items:
+                if self._holds(account_id, position):
+                    # A REST re-sync (every reconnect, every beat) repeats each row: revaluing the
+                    # book for rows it already holds held the event loop for nothing.
+                    continue
+                slot, old_unit, old_pool = self._place(account_id, position)
+                touched.append(slot)
+                units.update((old_unit, int(self._si["unit"][slot])))
+                pools.add(old_pool)
+        finally:
+            # The placed rows' tier rows in one pass, also when a bad row stops the batch (the
+            # engine then resyncs the book from the rows it holds).
+            self._load_table_rows(np.array(touched, dtype=np.int64))
         if not touched:
             return set()
         return self._after_structural_change(touched, units, pools)
@@ -810,8 +831,7 @@ class RiskBook:
         self._sf["aq"][slot] = abs(qty)
         self._sf["entry"][slot] = float(p.entry_price)
         self._sf["lev"][slot] = float(p.leverage)
-        self._sf["isow"][slot] = float(p.isolated_wallet)
-        self._load_table_rows(np.array([slot]))
+        self._sf["isow"][slot] = float(p.isolated_wallet)  # tier rows: upsert_positions loads the batch's
 
     def _attach(self, slot: int, p: BookPosition) -> None:
         """Join the liquidation unit: a cross symbol's legs share one, an isolated leg is alone."""
