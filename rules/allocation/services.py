@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -160,9 +160,15 @@ def _store(result: dict[str, Any]) -> None:
         cache.delete(selectors.HISTORY_KEY)
     except REDIS_DOWN:
         log.warning("allocation: cache down, the VaR result was computed but not cached (its history is kept)")
-    with transaction.atomic():
-        _adopt_cached_history()
-        _upsert_history(_history_rows(result, computed_at=timezone.now()))
+    try:
+        with transaction.atomic():
+            _adopt_cached_history()
+            _upsert_history(_history_rows(result, computed_at=timezone.now()))
+    except DatabaseError:
+        # A deadlock with a concurrent refresh, say: the figures are still shown (cached above);
+        # the day's rows are written by the next run (every ALLOCATION_REFRESH_EVERY_S).
+        log.exception("allocation: the VaR history rows were not written")
+        return
     transaction.on_commit(_cache_desk_history)
 
 

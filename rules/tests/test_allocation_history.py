@@ -146,3 +146,17 @@ def test_the_admin_lists_the_rows_read_only(computed, admin_client):
     row = VarHistory.objects.get(scope="desk")
     page = client.get(f"/admin/rules/varhistory/{row.pk}/change/")
     assert page.status_code == 200 and b'name="var_historical"' not in page.content
+
+
+def test_a_failed_history_write_does_not_cost_the_figures(desk, settings, monkeypatch, caplog):
+    from django.db import OperationalError
+
+    settings.ALLOCATION_MIN_HISTORY_DAYS = 20
+
+    def deadlock(rows):
+        raise OperationalError("Deadlock found when trying to get lock")
+
+    monkeypatch.setattr(services, "_upsert_history", deadlock)
+    result = services.risk_refresh(now=fx.AS_OF, closes=fx.synthetic_closes())
+    assert result["available"] and selectors.latest_result()["desk"] == result["desk"]
+    assert not VarHistory.objects.exists() and "history rows were not written" in caplog.text
