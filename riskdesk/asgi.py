@@ -36,6 +36,7 @@ from django.urls import reverse  # noqa: E402
 from riskdesk.routing import websocket_urlpatterns  # noqa: E402
 from rules import gate  # noqa: E402
 from rules.api_orders import order_check_fast  # noqa: E402
+from rules.consumers import OrderCheckConsumer  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ if settings.SERVE_STATIC:
                 raise Http404("No such file.") from exc
 
     http_app = StaticFiles(django_asgi)
+
+ORDER_LANE_PATH = "/ws/orders/check"
+order_lane = OrderCheckConsumer.as_asgi()
 
 router = ProtocolTypeRouter(
     {
@@ -200,6 +204,12 @@ async def application(scope, receive, send) -> None:
         await lifespan(scope, receive, send)
     elif scope["type"] == "http" and (authorization := check_lane.takes(scope)) is not None:
         await check_lane(scope, receive, send, authorization)
+    elif scope["type"] == "websocket" and scope.get("path") == ORDER_LANE_PATH:
+        # The bots' order-check lane authenticates by a JWT in its first frame (docs/GATE_LANE.md):
+        # no cookie is read, so the origin check (which stops a cross-site page riding /ws/desk/'s
+        # session cookie) protects nothing here, and a bot sends no Origin. The session stack's
+        # thread hop per connection is saved too.
+        await order_lane(scope, receive, send)
     else:
         await router(scope, receive, send)
 

@@ -429,3 +429,8 @@ if ALLOCATION_METHOD not in ("risk_parity", "inverse_vol"):
 # --- h16 --- archive compaction (positions/archive/services.py, docs/ARCHIVE.md)
 # Rows per compacted file: a finished day's small parts are rewritten as files of about this many rows.
 ARCHIVE_COMPACT_ROWS = env.int("ARCHIVE_COMPACT_ROWS", default=1_000_000)
+
+# --- the leaner gate (issue 19, docs/GATE_LANE.md) ---
+# The order gate's event-loop Redis client: the lean hiredis client (one pipelined connection per
+# loop) when true; redis.asyncio's client as before when false.
+GATE_LEAN_REDIS = env.bool("GATE_LEAN_REDIS", default=True)

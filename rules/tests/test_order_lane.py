@@ -28,7 +28,7 @@ from rules.tests.test_gate_fixtures import default_profile, long_btc, order_body
 gate_env = fx.gate_env
 # Transactional: the socket's middleware (channels' session and auth) closes connections around its
 # reads, which would end a test transaction's connection on MariaDB.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True)  # the lane runs the ORM on its own threads
 
 PATH = "/ws/orders/check"
 
@@ -56,7 +56,7 @@ class Lane:
     """A bot's socket, speaking ASGI to riskdesk.asgi.application."""
 
     def __init__(self, subprotocols: list[str] | None = None):
-        headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+        headers = [(b"host", b"localhost")]  # a bot sends no Origin: the lane does not ask for one
         scope = {
             "type": "websocket",
             "path": PATH,
