@@ -1224,6 +1224,7 @@ async def opened(socket: Any):
     ends, so the exit would hang forever. We cancel that loop's task ourselves and
     bound the library's exit with a timeout."""
     _track_read_loop(socket)
+    _resolve_proxy_once(socket)
     try:
         await socket.__aenter__()
     except BaseException:  # a handshake cut short by a timeout may have left a connection half open
@@ -1233,6 +1234,29 @@ async def opened(socket: Any):
         yield socket
     finally:
         await close_socket(socket)
+
+
+_PROXIES: dict[tuple[bool, str, int], str | None] = {}
+
+
+def _resolve_proxy_once(socket: Any) -> None:
+    """The proxy for the exchange's WebSocket host, looked up once per host. websockets looks it up
+    on every connect (urllib's getproxies walks and decodes the whole environment): a quarter of the
+    event loop's time while 2,000 sockets re-opened (bench/recovery.py, cProfile). Passing the same
+    answer explicitly keeps HTTPS_PROXY / NO_PROXY working as before."""
+    if getattr(socket, "_https_proxy", None) or "proxy" in socket._ws_kwargs:
+        return  # python-binance's own proxy path, or a caller's choice
+    from websockets.proxy import get_proxy
+    from websockets.uri import parse_uri
+
+    try:
+        uri = parse_uri(str(socket._url))
+    except Exception:
+        return  # let websockets report a bad URL at connect
+    key = (uri.secure, uri.host, uri.port)
+    if key not in _PROXIES:
+        _PROXIES[key] = get_proxy(uri)
+    socket._ws_kwargs["proxy"] = _PROXIES[key]
 
 
 def _track_read_loop(socket: Any) -> None:
