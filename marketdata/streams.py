@@ -399,7 +399,7 @@ class StreamEngine:
         positions = await adapter.positions()
         self.open_orders[account_id] = {_order_key(o): _open_order(o) for o in await adapter.open_orders()}
         state = await adapter.account()
-        known = account_id in set(self.book.account_ids())
+        known = self.book.has_account(account_id)
         held = {(p["symbol"], p["side"]): p for p in self.book.positions_plain(account_id)} if known else {}
         exchange = {(p.symbol, p.side): p for p in positions}
         reports: list[tuple[str, tuple]] = []
@@ -426,9 +426,9 @@ class StreamEngine:
         differences = self._wallet_difference(account_id, usdt, known)
         changed = self.wallets.apply(account_id, {"USDT": usdt, **state.cross_wallets}, replace=True)
         self._wallets[account_id] = usdt
-        # One upsert_positions call per account: each call re-indexes the whole book, so one
-        # call per position made a sync O(positions x book) and held the event loop (and the
-        # market frames behind it) ~0.25 s per 50-position account on a 100k-position book.
+        # One upsert_positions call per account: a call's structural work is per call, so one call
+        # per position made a sync cost O(positions) calls; the book no longer re-indexes itself on
+        # each (the next tick rebuilds its indexes once), which made the start-up O(N²).
         upserts: list[tuple[int, BookPosition]] = []
         for key, p in exchange.items():
             if p.leverage:
@@ -794,13 +794,10 @@ class StreamEngine:
     def _plain_row(self, account_id: int, symbol: str, side: str) -> dict | None:
         """The book's plain row of one position, or None. Builds the account's rows: only for a close,
         a liquidation or a re-levering, never per tick."""
-        if account_id not in self._known_accounts():
+        if not self.book.has_account(account_id):
             return None
         rows = self.book.positions_plain(account_id)
         return next((p for p in rows if p["symbol"] == symbol and p["side"] == side), None)
-
-    def _known_accounts(self) -> set[int]:
-        return set(self.book.account_ids())
 
     def _apply_account_update(self, account_id: int, event: dict) -> list[tuple[str, tuple]]:
         body = event["a"]
@@ -929,7 +926,7 @@ class StreamEngine:
         return reports
 
     def _relever(self, account_id: int, symbol: str, leverage: int) -> None:
-        if account_id not in self._known_accounts():
+        if not self.book.has_account(account_id):
             return
         upserts = [
             (account_id, dataclasses.replace(p, leverage=leverage))
