@@ -602,7 +602,7 @@ def crash_day_moves() -> dict[str, whatif.WorstMove]:
     return {s: whatif.worst_move(s, Path(settings.BASE_DIR) / f) for s, f in CRASH_DAY_FILES.items()}
 
 
-def _bracket_tables(account_ids: list[int]) -> tuple[dict[str, list[Bracket]], dict[int, dict[str, list[Bracket]]]]:
+def bracket_tables(account_ids: list[int]) -> tuple[dict[str, list[Bracket]], dict[int, dict[str, list[Bracket]]]]:
     """Symbol defaults and per-account tables (Binance scales some accounts' brackets)."""
     defaults: dict[str, list[Bracket]] = {}
     overrides: dict[int, dict[str, list[Bracket]]] = {}
@@ -629,7 +629,7 @@ class WhatIfResult:
 
 def whatif_projections(accounts: list[AccountView], shocks: dict[str, Decimal]) -> list[WhatIfResult]:
     """Each account's current positions (live, or the last rows) revalued at the shocked marks."""
-    defaults, overrides = _bracket_tables([a.id for a in accounts])
+    defaults, overrides = bracket_tables([a.id for a in accounts])
     results = []
     for account in accounts:
         brackets = {**defaults, **overrides.get(account.id, {})}

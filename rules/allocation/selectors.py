@@ -11,11 +11,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Q
 
 from accounts import access
 from accounts.models import ExchangeAccount, User
-from marketdata.models import LeverageBracket
 from positions import selectors as position_selectors
 from positions.figures import PositionInput
 from positions.margin import Bracket
@@ -45,24 +43,6 @@ class AccountInputs:
     positions: tuple[PositionInput, ...]
     brackets: dict[str, list[Bracket]] = field(default_factory=dict)
     problem: str = ""  # why this account cannot be measured (no wallet known, several margin assets)
-
-
-def bracket_tables(account_ids: list[int]) -> tuple[dict[str, list[Bracket]], dict[int, dict[str, list[Bracket]]]]:
-    """Symbol defaults and per-account tables (Binance scales some accounts' brackets)."""
-    defaults: dict[str, list[Bracket]] = {}
-    overrides: dict[int, dict[str, list[Bracket]]] = {}
-    rows = LeverageBracket.objects.filter(Q(account__isnull=True) | Q(account_id__in=account_ids))
-    for r in rows.select_related("symbol").order_by("symbol__name", "account_id", "bracket"):
-        bracket = Bracket(
-            floor=r.notional_floor,
-            cap=r.notional_cap,
-            mmr=r.maint_margin_ratio,
-            cum=r.cum,
-            max_leverage=r.initial_leverage,
-        )
-        table = defaults if r.account_id is None else overrides.setdefault(r.account_id, {})
-        table.setdefault(r.symbol.name, []).append(bracket)
-    return defaults, overrides
 
 
 def _inputs(view: position_selectors.AccountView, profile_id: int | None, brackets: dict) -> AccountInputs:
@@ -107,7 +87,7 @@ def desk_inputs(*, accounts: list[ExchangeAccount] | None = None) -> list[Accoun
     last rows (positions.selectors decides, as for every desk page)."""
     if accounts is None:
         accounts = list(ExchangeAccount.objects.filter(enabled=True).order_by("name"))
-    defaults, overrides = bracket_tables([a.id for a in accounts])
+    defaults, overrides = position_selectors.bracket_tables([a.id for a in accounts])
     out = []
     for account in accounts:
         view = position_selectors.account_view(account)
