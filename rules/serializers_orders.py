@@ -222,6 +222,7 @@ class FailureSerializer(serializers.Serializer):
     message = serializers.CharField()
     value = ValueField(allow_null=True)
     limit = ValueField(allow_null=True)
+    asset = serializers.CharField(required=False, help_text="ASSET_ABOVE_CAP: the asset whose cap the order meets")
 
 
 class ProjectionSerializer(serializers.Serializer):
