@@ -112,12 +112,19 @@ class CheckLane:
             return None  # Django answers 400 DisallowedHost
         return authorization
 
+    @staticmethod
+    def _accept_language(scope: dict) -> bytes | None:
+        for name, value in scope["headers"]:
+            if name == b"accept-language":
+                return value
+        return None
+
     async def __call__(self, scope: dict, receive: Any, send: Any, authorization: bytes) -> None:
         body = await self._body(receive)
         if body is None:
             return  # the client left
         try:
-            status, payload, extra = await order_check_fast(authorization, body)
+            status, payload, extra = await order_check_fast(authorization, body, self._accept_language(scope))
         except Exception:  # as Django: logged on django.request, a bare 500 (nothing about the cause)
             logging.getLogger("django.request").exception("Internal Server Error: %s", scope["path"])
             status, payload, extra = 500, b'{"detail":"A server error occurred."}', []

@@ -14,14 +14,18 @@ render with DRF's JSON renderer and exception handler.
 
 from __future__ import annotations
 
+import functools
 import time
 from decimal import Decimal
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 from django.http import Http404
+from django.utils import translation
 from django.utils.functional import Promise
+from django.utils.translation import trans_real
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
@@ -238,20 +242,45 @@ def _jwt() -> CachedJWTAuthentication:
     return _JWT
 
 
-async def order_check_fast(authorization: bytes, body: bytes) -> Answer:
+async def order_check_fast(authorization: bytes, body: bytes, accept_language: bytes | None = None) -> Answer:
     """POST /orders/check for a ``Bearer`` request, on the event loop: (status, JSON, extra
-    headers) as OrderCheckApi answers them, in DRF's order (401, 403, then 400 / 404).
+    headers) as OrderCheckApi answers them, in DRF's order (401, 403, then 400 / 404), in the
+    language the request's Accept-Language picks (as LocaleMiddleware would).
     The database is read only on a cache miss, in a thread (``gate.off_loop``)."""
-    return await order_check_answer(authorization, body=body)
+    return await order_check_answer(authorization, body=body, language=language_of(accept_language))
+
+
+@functools.lru_cache(maxsize=256)
+def language_of(accept_language: bytes | None) -> str:
+    """The desk's language for an Accept-Language header (LocaleMiddleware's choice without a
+    cookie or a URL prefix: bots send neither); the default without one."""
+    if accept_language:
+        for code, _q in trans_real.parse_accept_lang_header(accept_language.decode("latin-1")):
+            if code == "*":
+                break
+            try:
+                return translation.get_supported_language_variant(code)
+            except LookupError:
+                continue
+    return settings.LANGUAGE_CODE
 
 
 _NO_DATA = object()
 
 
-async def order_check_answer(authorization: bytes, *, body: bytes = b"", data: Any = _NO_DATA) -> Answer:
+async def order_check_answer(
+    authorization: bytes, *, body: bytes = b"", data: Any = _NO_DATA, language: str | None = None
+) -> Answer:
     """The fast path's one function, for the HTTP lane (``body``: the request's bytes) and the
     WebSocket lane (rules/consumers.py; ``data``: the order already parsed from its frame). The
-    token is checked (and its user re-read past ACCESS_CACHE_S) on every call, either way."""
+    token is checked (and its user re-read past ACCESS_CACHE_S) on every call, either way. The
+    messages are in ``language`` (the default when None): set here for this task, never taken from
+    whatever a thread last activated."""
+    with translation.override(language or settings.LANGUAGE_CODE):
+        return await _order_check_answer(authorization, body, data)
+
+
+async def _order_check_answer(authorization: bytes, body: bytes, data: Any) -> Answer:
     try:
         user, token = await _authenticated(authorization)
         _permitted(user)

@@ -83,6 +83,9 @@ class OrderCheckConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.in_flight = collections.deque()
+        # The answers' messages in the language of the handshake's Accept-Language (the default without).
+        accept = next((v for k, v in self.scope.get("headers") or [] if k == b"accept-language"), None)
+        self.language = api_orders.language_of(accept)
         offered = self.scope.get("subprotocols") or []
         token = next(
             (p[len(TOKEN_SUBPROTOCOL_PREFIX) :] for p in offered if p.startswith(TOKEN_SUBPROTOCOL_PREFIX)), None
@@ -189,7 +192,9 @@ class OrderCheckConsumer(AsyncWebsocketConsumer):
     async def _check(self, rid: bytes, order: Any, previous: asyncio.Future | None) -> None:
         authorization = self.authorization
         try:
-            status, payload, _headers = await api_orders.order_check_answer(authorization, data=order)
+            status, payload, _headers = await api_orders.order_check_answer(
+                authorization, data=order, language=self.language
+            )
         except Exception:  # as the HTTP lane: logged like Django's, a bare 500 (nothing about the cause)
             log.exception("order lane: check failed")
             status, payload = 500, b'{"detail":"A server error occurred."}'

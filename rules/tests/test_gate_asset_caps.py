@@ -134,3 +134,33 @@ def test_the_fast_lane_gives_the_same_denial_as_the_drf_view(trader_a, account_a
         "10000",
         "9000",
     )
+
+
+def test_the_fast_lane_answers_in_the_requests_language_and_ignores_a_leaked_one(trader_a, account_a, gate_env):
+    """The HTTP lane has no LocaleMiddleware: it picks the language from Accept-Language itself, and
+    a language some earlier work left active on the thread never leaks into an answer."""
+    import json
+
+    from asgiref.sync import async_to_sync
+
+    from rules.api_orders import order_check_fast
+    from rules.tests.test_orders_api_check_fast import token_for
+
+    publish(account_a.id, wallet="10000", positions=[long_btc()])
+    default_profile(asset_caps={"USDT": "9000"})
+    auth = f"Bearer {token_for(trader_a)}".encode()
+    body = json.dumps(order_body(account_a.id)).encode()
+
+    def message(accept_language):
+        status, payload, _ = async_to_sync(order_check_fast)(auth, body, accept_language)
+        assert status == 200
+        return {f["code"]: f for f in json.loads(payload)["failures"]}["ASSET_ABOVE_CAP"]["message"]
+
+    with translation.override("zh-hans"):
+        chinese = translation.gettext(
+            "The %(asset)s wallet balance after the order (%(value)s) would be above the profile's cap for "
+            "%(asset)s (%(limit)s): orders adding exposure on it are refused until it is back under the cap."
+        ) % {"asset": "USDT", "value": "10000", "limit": "9000"}
+        assert message(None).startswith("The USDT wallet balance")  # the leaked zh-hans is ignored
+    assert message(b"zh-Hans,zh;q=0.9,en;q=0.5") == chinese
+    assert message(b"fr-FR").startswith("The USDT wallet balance")  # unsupported: the default
