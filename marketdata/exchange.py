@@ -51,6 +51,8 @@ def bulk_weight():
         yield
     finally:
         _WEIGHT_CLASS.reset(token)
+
+
 MAX_BACKOFF_WAIT_S = 30.0  # a longer ban is raised to the caller instead of waited out
 UNKNOWN_OUTCOME_MESSAGE = "Unknown error, please check your request or try again later."
 AUTH_CODES = {-2014, -2015, -1022, -1021}
