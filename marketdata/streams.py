@@ -310,11 +310,9 @@ class StreamEngine:
                 await task
         with contextlib.suppress(Exception):
             await self._flush()
-        now_ms = int(time.time() * 1000)
         for feed in (self.market, *self.user_feeds.values()):
-            if feed.down_since_ms is None and feed.connected and not feed.stale:
-                feed.down_since_ms = now_ms
-            feed.connected, feed.stale, feed.resyncing = False, True, False
+            # No blip's grace: the process that would re-open the socket is going away.
+            feed.connected, feed.stale, feed.resyncing, feed.down_since_ms = False, True, False, None
         self.listen_keys.clear()
         try:
             await self._tell("stopped", [f.as_dict() for f in (self.market, *self.user_feeds.values())])

@@ -161,8 +161,8 @@ def test_the_kill_switch_asks_with_the_dry_run_plan_then_acts(open_page, live_de
 
 @pytest.mark.parametrize(
     ("locale", "nav", "lang"),
-    [("en-US", ["Overview", "Positions", "Alerts", "Accounts", "Rules", "What-if", "Reports"], "en"),
-     ("zh-CN", ["总览", "持仓", "告警", "账户", "规则", "压力测试", "报告"], "zh-hans")],
+    [("en-US", ["Overview", "Positions", "Alerts", "Accounts", "Rules", "What-if", "Allocation", "Reports"], "en"),
+     ("zh-CN", ["总览", "持仓", "告警", "账户", "规则", "压力测试", "资金分配", "报告"], "zh-hans")],
 )  # fmt: skip
 def test_both_languages_render_from_the_browsers_language(open_page, live_desk, locale, nav, lang):
     page = open_page("viewer", locale=locale)
