@@ -643,8 +643,10 @@ def whatif_projections(accounts: list[AccountView], shocks: dict[str, Decimal]) 
     return results
 
 
-def _whatif_account(account: AccountView) -> whatif.WhatIfAccount:
-    positions = [
+def position_inputs(account: AccountView) -> list[PositionInput]:
+    """The maths' inputs for the account's positions that have a quantity, a mark and an entry
+    (the what-if page and the allocation model both revalue these)."""
+    return [
         PositionInput(
             symbol=r.symbol,
             side=r.side,
@@ -659,6 +661,10 @@ def _whatif_account(account: AccountView) -> whatif.WhatIfAccount:
         for r in account.positions
         if r.raw_qty and r.mark and r.entry_price
     ]
+
+
+def _whatif_account(account: AccountView) -> whatif.WhatIfAccount:
+    positions = position_inputs(account)
     assets = {p.margin_asset for p in positions} or {"USDT"}
     if len(assets) > 1:
         # The live state carries one wallet total, not one per margin asset: do not split it by guesswork.

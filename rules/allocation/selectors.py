@@ -46,21 +46,7 @@ class AccountInputs:
 
 
 def _inputs(view: position_selectors.AccountView, profile_id: int | None, brackets: dict) -> AccountInputs:
-    positions = tuple(
-        PositionInput(
-            symbol=r.symbol,
-            side=r.side,
-            qty=r.raw_qty,
-            entry_price=r.entry_price,
-            mark_price=r.mark,
-            leverage=int(r.leverage or 1),
-            margin_type=r.margin_type,
-            isolated_wallet=r.isolated_wallet,
-            margin_asset=r.margin_asset,
-        )
-        for r in view.positions
-        if r.raw_qty and r.mark and r.entry_price
-    )
+    positions = tuple(position_selectors.position_inputs(view))
     wallet = view.figure("wallet_balance")
     equity = view.figure("margin_balance")
     problem = ""
